@@ -1,0 +1,110 @@
+//! Command-line flags, defined once, and their conversion into validated options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::device::parse_device;
+use crate::embed::{EmbedOptions, InputFormat, OutputFormat};
+use crate::error::Result;
+use crate::model::Pooling;
+
+#[derive(Parser, Debug)]
+#[command(name = "modernft", version, about = "Fine-tune ModernBERT encoders and serve what they learn")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Turn texts into vectors: stdin (or --input) to stdout, one vector per input, in input order.
+    Embed(EmbedArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PoolingArg {
+    Cls,
+    Mean,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Npy,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InputFormatArg {
+    Auto,
+    Text,
+    Jsonl,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json) or hub id (org/name[@revision]).
+    #[arg(long)]
+    pub model: String,
+    /// Read texts from this file instead of stdin.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// How to read the input: plain lines, JSONL with a "text" field, or auto-detect.
+    #[arg(long, value_enum, default_value_t = InputFormatArg::Auto)]
+    pub input_format: InputFormatArg,
+    /// Output format: JSONL ({"embedding": [...]} per line) or a float32 .npy array.
+    #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+    pub format: FormatArg,
+    /// Pooling over tokens [default: the model config's classifier_pooling].
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// L2-normalise every vector (for cosine similarity by dot product).
+    #[arg(long)]
+    pub normalize: bool,
+    /// Truncate inputs to this many tokens, special tokens included [default: the model's maximum].
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Text prepended to every input, e.g. "search_query: ".
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl EmbedArgs {
+    pub fn to_options(&self) -> Result<EmbedOptions> {
+        if self.batch_size == 0 {
+            crate::bail!("--batch-size must be at least 1");
+        }
+        if let Some(n) = self.max_length {
+            if n < 2 {
+                crate::bail!("--max-length must be at least 2 (room for [CLS] and [SEP])");
+            }
+        }
+        Ok(EmbedOptions {
+            model: self.model.clone(),
+            pooling: self.pooling.map(|p| match p {
+                PoolingArg::Cls => Pooling::Cls,
+                PoolingArg::Mean => Pooling::Mean,
+            }),
+            normalize: self.normalize,
+            max_length: self.max_length,
+            batch_size: self.batch_size,
+            prefix: self.prefix.clone(),
+            format: match self.format {
+                FormatArg::Jsonl => OutputFormat::Jsonl,
+                FormatArg::Npy => OutputFormat::Npy,
+            },
+            input_format: match self.input_format {
+                InputFormatArg::Auto => InputFormat::Auto,
+                InputFormatArg::Text => InputFormat::Text,
+                InputFormatArg::Jsonl => InputFormat::Jsonl,
+            },
+            device: parse_device(&self.device)?,
+        })
+    }
+}

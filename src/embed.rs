@@ -1,0 +1,251 @@
+//! `modernft embed`: texts in, one vector per text out, in input order.
+//!
+//! Input: one text per line, or JSONL with a `text` field (and an optional `id`, copied to the
+//! output). In plain-text mode every line is one input, an empty line included (it embeds the empty
+//! string, so output line N always belongs to input line N); in JSONL mode blank lines are skipped.
+//! Texts longer than `max_length` tokens are truncated (the count is reported on stderr).
+//! Inputs are processed in chunks; inside a chunk they are sorted by length so each batch pads
+//! little, and written back in input order.
+
+use std::io::{BufRead, Write};
+
+use candle_core::{DType, Device, Tensor, D};
+use serde_json::Value;
+
+use crate::data::{pad_batch, TextEncoder};
+use crate::error::{Context, Result};
+use crate::model::modernbert::pool;
+use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, ModernBert, Pooling};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// One JSON object per line: `{"embedding": [...]}` (plus `"id"` when the input had one).
+    Jsonl,
+    /// A NumPy `.npy` array, float32, shape (inputs, hidden).
+    Npy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// JSONL if the first non-blank line is a JSON object, plain text otherwise.
+    Auto,
+    Text,
+    Jsonl,
+}
+
+pub struct EmbedOptions {
+    pub model: String,
+    pub pooling: Option<Pooling>,
+    pub normalize: bool,
+    pub max_length: Option<usize>,
+    pub batch_size: usize,
+    pub prefix: String,
+    pub format: OutputFormat,
+    pub input_format: InputFormat,
+    pub device: Device,
+}
+
+/// One input record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub text: String,
+    pub id: Option<Value>,
+}
+
+/// Reads inputs from `reader`; `source` names it in error messages.
+pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> Result<Vec<Input>> {
+    let lines: Vec<String> = reader
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot read {source} (is it UTF-8 text?)"))?;
+    let jsonl = match format {
+        InputFormat::Jsonl => true,
+        InputFormat::Text => false,
+        InputFormat::Auto => lines
+            .iter()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_start().starts_with('{') && serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object())),
+    };
+    if !jsonl {
+        return Ok(lines.into_iter().map(|text| Input { text, id: None }).collect());
+    }
+    let mut inputs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let lineno = i + 1;
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{source}, line {lineno}: not valid JSON"))?;
+        let text = match v.get("text") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => crate::bail!("{source}, line {lineno}: field `text` must be a string, found {other}"),
+            None => crate::bail!("{source}, line {lineno}: no `text` field (JSONL input needs {{\"text\": ...}})"),
+        };
+        inputs.push(Input { text, id: v.get("id").cloned() });
+    }
+    Ok(inputs)
+}
+
+/// A loaded encoder with its tokenizer, ready to turn texts into vectors.
+pub struct Embedder {
+    model: ModernBert,
+    encoder: TextEncoder,
+    pooling: Pooling,
+    normalize: bool,
+    pad_id: u32,
+}
+
+impl Embedder {
+    pub fn load(opts: &EmbedOptions) -> Result<Self> {
+        let files = ModelFiles::resolve(&opts.model)?;
+        let load = LoadOptions { dtype: DType::F32, device: opts.device.clone(), ..Default::default() };
+        let (config, loaded) = load_pretrained(&files, HeadKind::None, &load)?;
+        let limit = config.max_position_embeddings;
+        let max_length = match opts.max_length {
+            Some(n) if n > limit => {
+                crate::bail!("--max-length {n} exceeds the model's max_position_embeddings ({limit})")
+            }
+            Some(n) => n,
+            None => limit,
+        };
+        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
+        let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+        Ok(Embedder {
+            pooling: opts.pooling.unwrap_or(config.classifier_pooling),
+            normalize: opts.normalize,
+            model: loaded.model,
+            encoder,
+            pad_id,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.model.config().hidden_size
+    }
+
+    /// Embeds `texts`; returns the vectors in input order and how many texts were truncated.
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<(Vec<Vec<f32>>, usize)> {
+        let encoded = self.encoder.encode_batch(texts)?;
+        let truncated = encoded.iter().filter(|e| e.truncated).count();
+        // Longest first, so each batch holds rows of similar length.
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let mut out = vec![Vec::new(); encoded.len()];
+        let dev = self.model.model.device().clone();
+        let mode = Mode::eval();
+        for chunk in order.chunks(batch_size.max(1)) {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
+            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
+            let hidden = self.model.forward(&ids, Some(&mask), &mode)?.last_hidden_state;
+            let mut pooled = pool(&hidden, Some(&mask), self.pooling)?.to_dtype(DType::F32)?;
+            if self.normalize {
+                pooled = l2_normalize(&pooled)?;
+            }
+            for (&i, v) in chunk.iter().zip(pooled.to_vec2::<f32>()?) {
+                out[i] = v;
+            }
+        }
+        Ok((out, truncated))
+    }
+}
+
+fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    Ok(x.broadcast_div(&norm)?)
+}
+
+/// Runs `embed` from `reader` to `out`; notices go to `notes`.
+pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
+    if opts.batch_size == 0 {
+        crate::bail!("--batch-size must be at least 1");
+    }
+    let embedder = Embedder::load(opts)?;
+    let inputs = read_inputs(reader, opts.input_format, source)?;
+    // Chunks bound memory for long inputs while still letting each chunk sort by length.
+    let chunk_size = opts.batch_size * 32;
+    let mut truncated = 0;
+    let mut npy_rows: Vec<f32> = Vec::new();
+    for chunk in inputs.chunks(chunk_size) {
+        let texts: Vec<String> = chunk.iter().map(|i| format!("{}{}", opts.prefix, i.text)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vectors, cut) = embedder.embed(&refs, opts.batch_size)?;
+        truncated += cut;
+        for (input, v) in chunk.iter().zip(vectors) {
+            match opts.format {
+                OutputFormat::Jsonl => {
+                    let mut obj = serde_json::Map::new();
+                    if let Some(id) = &input.id {
+                        obj.insert("id".into(), id.clone());
+                    }
+                    obj.insert("embedding".into(), serde_json::json!(v));
+                    writeln!(out, "{}", Value::Object(obj))?;
+                }
+                OutputFormat::Npy => npy_rows.extend_from_slice(&v),
+            }
+        }
+    }
+    if opts.format == OutputFormat::Npy {
+        write_npy(out, &npy_rows, inputs.len(), embedder.hidden_size())?;
+    }
+    out.flush()?;
+    if truncated > 0 {
+        writeln!(
+            notes,
+            "note: {truncated} of {} inputs were longer than {} tokens and were truncated (see --max-length)",
+            inputs.len(),
+            embedder.encoder.max_length()
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a float32 C-order `.npy` (format version 1.0) of shape (rows, cols).
+pub fn write_npy(out: &mut dyn Write, data: &[f32], rows: usize, cols: usize) -> Result<()> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // magic(6) + version(2) + length(2) + header, padded with spaces to a multiple of 64, ending in \n.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    out.write_all(b"\x93NUMPY\x01\x00")?;
+    out.write_all(&(header.len() as u16).to_le_bytes())?;
+    out.write_all(header.as_bytes())?;
+    let mut bytes = Vec::with_capacity(data.len() * 4);
+    for x in data {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    out.write_all(&bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_text_and_jsonl_with_line_numbers_in_errors() {
+        let text = read_inputs("a\n\nb\n".as_bytes(), InputFormat::Auto, "stdin").unwrap();
+        assert_eq!(text.iter().map(|i| i.text.as_str()).collect::<Vec<_>>(), vec!["a", "", "b"]);
+        let j = read_inputs("{\"text\": \"x\", \"id\": 7}\n\n{\"text\": \"y\"}\n".as_bytes(), InputFormat::Auto, "in")
+            .unwrap();
+        assert_eq!(j.len(), 2);
+        assert_eq!(j[0].id, Some(serde_json::json!(7)));
+        let e = read_inputs("{\"text\": \"x\"}\n{\"txt\": 1}\n".as_bytes(), InputFormat::Auto, "in.jsonl").unwrap_err();
+        assert!(e.chain().contains("in.jsonl, line 2"), "{}", e.chain());
+        let e = read_inputs("{\"text\": \"x\"}\n{oops\n".as_bytes(), InputFormat::Jsonl, "f").unwrap_err();
+        assert!(e.chain().contains("line 2"), "{}", e.chain());
+    }
+
+    #[test]
+    fn npy_header_is_aligned_and_parsable() {
+        let mut buf = Vec::new();
+        write_npy(&mut buf, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap();
+        assert_eq!(&buf[..8], b"\x93NUMPY\x01\x00");
+        let hlen = u16::from_le_bytes([buf[8], buf[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&buf[10..10 + hlen]).unwrap();
+        assert!(header.contains("'shape': (2, 3)") && header.ends_with('\n'));
+        assert_eq!(buf.len(), 10 + hlen + 24);
+        assert_eq!(f32::from_le_bytes(buf[10 + hlen..14 + hlen].try_into().unwrap()), 1.0);
+    }
+}

@@ -1,0 +1,15 @@
+//! modernft: fine-tune ModernBERT encoders and serve what they learn.
+//!
+//! The modules follow the pipeline: `model` (config → modules → loading) → `data` (text → token ids)
+//! → `train` (optimizer) → `embed` (vectors out). `cli` turns raw arguments into validated options.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod model;
+pub mod rng;
+pub mod train;
+
+pub use error::{Context, Error, Result};

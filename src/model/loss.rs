@@ -1,0 +1,41 @@
+//! Loss functions as PyTorch defines them, built from differentiable primitives.
+
+use candle_core::{DType, Tensor, D};
+
+use crate::error::Result;
+
+/// log_softmax over the last dimension (the max shift is a constant, hence detached).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// `nn.CrossEntropyLoss()` (mean over rows): `logits` [n, classes], `labels` u32 [n].
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let lp = log_softmax(logits)?;
+    let picked = lp.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
+    Ok(picked.neg()?.mean_all()?)
+}
+
+/// `nn.MSELoss()` (mean).
+pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    Ok(pred.sub(target)?.sqr()?.mean_all()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn cross_entropy_matches_hand_computation() {
+        let logits = Tensor::new(&[[1f32, 2., 3.], [0., 0., 0.]], &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[2u32, 0], &Device::Cpu).unwrap();
+        let got = cross_entropy(&logits, &labels).unwrap().to_scalar::<f32>().unwrap();
+        let row1 = -(3f32 - (1f32.exp() + 2f32.exp() + 3f32.exp()).ln());
+        let row2 = 3f32.ln();
+        assert!((got - (row1 + row2) / 2.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,14 @@
+//! ModernBERT: config, modules, loading.
+
+pub mod config;
+pub mod load;
+pub mod loss;
+pub mod modernbert;
+pub mod nn;
+pub mod source;
+
+pub use config::{LayerType, ModernBertConfig, Pooling};
+pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
+pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output};
+pub use nn::Mode;
+pub use source::ModelFiles;

@@ -1,0 +1,372 @@
+//! ModernBERT, module for module as transformers defines it (`modeling_modernbert.py`), with tensor
+//! names exactly as transformers saves them.
+//!
+//! ```text
+//! model.embeddings   tok_embeddings → norm → dropout
+//! model.layers.N     x + attn(attn_norm(x)); x + mlp(mlp_norm(x))      (layer 0: attn_norm = Identity)
+//!   attn             Wqkv → rotary(q, k) → softmax(q·kᵀ/√d + mask) · v → Wo
+//!   mlp              Wi → (input, gate) → act(input) · gate → Wo        (GeGLU)
+//! model.final_norm
+//! head               dense → act → norm                                 (ModernBertPredictionHead)
+//! classifier         Linear(hidden, num_labels) → logits
+//! ```
+//! Layers alternate global attention (every token) and local attention (|i - j| <= local_attention/2),
+//! each with its own rotary base.
+
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::error::Result;
+use crate::model::config::{LayerType, ModernBertConfig, Pooling};
+use crate::model::nn::{apply_rope, rope_tables, softmax_last_dim, Activation, Embedding, LayerNorm, Linear, Mode};
+
+/// Init standard deviations, as `ModernBertPreTrainedModel._init_weights` chooses them.
+struct InitStd {
+    input: f64,
+    out: f64,
+    final_out: f64,
+}
+
+impl InitStd {
+    fn new(c: &ModernBertConfig) -> Self {
+        InitStd {
+            input: c.initializer_range,
+            out: c.initializer_range / (2.0 * c.num_hidden_layers as f64).sqrt(),
+            final_out: (c.hidden_size as f64).powf(-0.5),
+        }
+    }
+}
+
+pub struct Embeddings {
+    tok_embeddings: Embedding,
+    norm: LayerNorm,
+    dropout: f64,
+    pad_token_id: Option<u32>,
+}
+
+impl Embeddings {
+    fn new(vb: VarBuilder, c: &ModernBertConfig) -> Result<Self> {
+        Ok(Embeddings {
+            tok_embeddings: Embedding::new(vb.pp("tok_embeddings"), c.vocab_size, c.hidden_size, c.initializer_range)?,
+            norm: LayerNorm::new(vb.pp("norm"), c.hidden_size, c.norm_bias, c.norm_eps)?,
+            dropout: c.embedding_dropout,
+            pad_token_id: c.pad_token_id,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let mut e = self.tok_embeddings.forward(input_ids)?;
+        // nn.Embedding(padding_idx=pad) never sends gradient to the pad row; do the same.
+        if let (Some(pad), true) = (self.pad_token_id, self.tok_embeddings.weight.track_op()) {
+            let is_pad = input_ids.eq(pad)?.unsqueeze(D::Minus1)?.broadcast_as(e.shape())?;
+            e = is_pad.where_cond(&e.detach(), &e)?;
+        }
+        mode.dropout(&self.norm.forward(&e)?, self.dropout)
+    }
+}
+
+pub struct Attention {
+    wqkv: Linear,
+    wo: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    dropout: f64,
+    pub layer_type: LayerType,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, c: &ModernBertConfig, layer_type: LayerType) -> Result<Self> {
+        let std = InitStd::new(c);
+        Ok(Attention {
+            wqkv: Linear::new(vb.pp("Wqkv"), c.hidden_size, 3 * c.hidden_size, c.attention_bias, std.input)?,
+            wo: Linear::new(vb.pp("Wo"), c.hidden_size, c.hidden_size, c.attention_bias, std.out)?,
+            num_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            dropout: c.attention_dropout,
+            layer_type,
+        })
+    }
+
+    /// `x`: [batch, seq, hidden]; `mask`: additive, broadcastable to [batch, heads, seq, seq].
+    fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), mask: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let qkv = self.wqkv.forward(x)?.reshape((b, s, 3, self.num_heads, self.head_dim))?;
+        let part = |i: usize| -> Result<Tensor> { Ok(qkv.i((.., .., i))?.transpose(1, 2)?.contiguous()?) };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let q = apply_rope(&q, &rope.0, &rope.1)?;
+        let k = apply_rope(&k, &rope.0, &rope.1)?;
+
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        // Mask and softmax in f32 (f64 for f64 models) even for half-precision weights.
+        let work = mask.dtype();
+        let probs = softmax_last_dim(&scores.to_dtype(work)?.broadcast_add(mask)?)?.to_dtype(x.dtype())?;
+        let probs = mode.dropout(&probs, self.dropout)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        mode.dropout(&self.wo.forward(&out)?, self.dropout)
+    }
+}
+
+pub struct Mlp {
+    wi: Linear,
+    wo: Linear,
+    act: Activation,
+    dropout: f64,
+}
+
+impl Mlp {
+    fn new(vb: VarBuilder, c: &ModernBertConfig) -> Result<Self> {
+        let std = InitStd::new(c);
+        Ok(Mlp {
+            wi: Linear::new(vb.pp("Wi"), c.hidden_size, 2 * c.intermediate_size, c.mlp_bias, std.input)?,
+            wo: Linear::new(vb.pp("Wo"), c.intermediate_size, c.hidden_size, c.mlp_bias, std.out)?,
+            act: c.hidden_activation,
+            dropout: c.mlp_dropout,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let wi = self.wi.forward(x)?;
+        let half = wi.dim(D::Minus1)? / 2;
+        let input = wi.narrow(D::Minus1, 0, half)?;
+        let gate = wi.narrow(D::Minus1, half, half)?;
+        let hidden = (self.act.forward(&input)? * gate)?;
+        self.wo.forward(&mode.dropout(&hidden, self.dropout)?)
+    }
+}
+
+pub struct EncoderLayer {
+    /// `None` for layer 0: transformers uses Identity there and saves no `attn_norm` weights.
+    attn_norm: Option<LayerNorm>,
+    attn: Attention,
+    mlp_norm: LayerNorm,
+    mlp: Mlp,
+}
+
+impl EncoderLayer {
+    fn new(vb: VarBuilder, c: &ModernBertConfig, index: usize) -> Result<Self> {
+        let attn_norm = if index == 0 {
+            None
+        } else {
+            Some(LayerNorm::new(vb.pp("attn_norm"), c.hidden_size, c.norm_bias, c.norm_eps)?)
+        };
+        Ok(EncoderLayer {
+            attn_norm,
+            attn: Attention::new(vb.pp("attn"), c, c.layer_types[index])?,
+            mlp_norm: LayerNorm::new(vb.pp("mlp_norm"), c.hidden_size, c.norm_bias, c.norm_eps)?,
+            mlp: Mlp::new(vb.pp("mlp"), c)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), mask: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let normed = match &self.attn_norm {
+            Some(n) => n.forward(x)?,
+            None => x.clone(),
+        };
+        let x = (x + self.attn.forward(&normed, rope, mask, mode)?)?;
+        let y = self.mlp.forward(&self.mlp_norm.forward(&x)?, mode)?;
+        Ok((x + y)?)
+    }
+}
+
+/// The encoder (`ModernBertModel`, weights under `model.` in task checkpoints).
+pub struct ModernBertModel {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    final_norm: LayerNorm,
+    config: ModernBertConfig,
+}
+
+impl ModernBertModel {
+    pub fn new(vb: VarBuilder, c: &ModernBertConfig) -> Result<Self> {
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| EncoderLayer::new(vb.pp(format!("layers.{i}")), c, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ModernBertModel {
+            embeddings: Embeddings::new(vb.pp("embeddings"), c)?,
+            layers,
+            final_norm: LayerNorm::new(vb.pp("final_norm"), c.hidden_size, c.norm_bias, c.norm_eps)?,
+            config: c.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ModernBertConfig {
+        &self.config
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.final_norm.weight.dtype()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.final_norm.weight.device()
+    }
+
+    /// `input_ids`: u32 [batch, seq]; `attention_mask`: u32 [batch, seq], 1 for real tokens, 0 for padding
+    /// (`None`: every token is real). Returns the last hidden state [batch, seq, hidden].
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Tensor> {
+        let (batch, seq) = input_ids.dims2()?;
+        if seq > self.config.max_position_embeddings {
+            crate::bail!(
+                "sequence of {seq} tokens exceeds the model's max_position_embeddings ({}); truncate inputs",
+                self.config.max_position_embeddings
+            );
+        }
+        let valid: Vec<Vec<u32>> = match attention_mask {
+            Some(m) => m.to_dtype(DType::U32)?.to_vec2()?,
+            None => vec![vec![1; seq]; batch],
+        };
+        let dtype = self.dtype();
+        let dev = self.device();
+        let work = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+        let global_mask = attention_bias(&valid, None, work, dev)?;
+        let local_mask = if self.layers.iter().any(|l| l.attn.layer_type == LayerType::Sliding) {
+            Some(attention_bias(&valid, Some(self.config.sliding_window()), work, dev)?)
+        } else {
+            None
+        };
+        let hd = self.config.head_dim();
+        let rope_global = rope_tables(self.config.global_rope_theta, hd, seq, dtype, dev)?;
+        let rope_local = rope_tables(self.config.local_rope_theta, hd, seq, dtype, dev)?;
+
+        let mut x = self.embeddings.forward(input_ids, mode)?;
+        for layer in &self.layers {
+            x = match layer.attn.layer_type {
+                LayerType::Full => layer.forward(&x, &rope_global, &global_mask, mode)?,
+                LayerType::Sliding => {
+                    layer.forward(&x, &rope_local, local_mask.as_ref().expect("built above"), mode)?
+                }
+            };
+        }
+        self.final_norm.forward(&x)
+    }
+}
+
+/// The additive attention mask: 0 where query i may attend key j, the dtype's most negative finite
+/// value elsewhere (finite so that a row with every key masked gives a uniform softmax, never NaN).
+/// `window`: `Some(w)` restricts to |i - j| <= w (local layers); then the mask is [batch, 1, seq, seq],
+/// otherwise a key-padding mask [batch, 1, 1, seq].
+pub fn attention_bias(valid: &[Vec<u32>], window: Option<usize>, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let batch = valid.len();
+    let seq = valid.first().map_or(0, Vec::len);
+    let min = if dtype == DType::F64 { f64::MIN } else { f32::MIN as f64 };
+    let t = match window {
+        None => {
+            let data: Vec<f64> = valid.iter().flatten().map(|&v| if v != 0 { 0.0 } else { min }).collect();
+            Tensor::from_vec(data, (batch, 1, 1, seq), dev)?
+        }
+        Some(w) => {
+            let mut data = Vec::with_capacity(batch * seq * seq);
+            for row in valid {
+                for i in 0..seq {
+                    for (j, &v) in row.iter().enumerate() {
+                        data.push(if v != 0 && i.abs_diff(j) <= w { 0.0 } else { min });
+                    }
+                }
+            }
+            Tensor::from_vec(data, (batch, 1, seq, seq), dev)?
+        }
+    };
+    Ok(t.to_dtype(dtype)?)
+}
+
+/// Pools [batch, seq, hidden] to [batch, hidden]: the first token (`cls`) or the mean over real tokens.
+pub fn pool(hidden: &Tensor, attention_mask: Option<&Tensor>, pooling: Pooling) -> Result<Tensor> {
+    match pooling {
+        Pooling::Cls => Ok(hidden.i((.., 0))?),
+        Pooling::Mean => {
+            let (b, s, _) = hidden.dims3()?;
+            let mask = match attention_mask {
+                Some(m) => m.to_dtype(hidden.dtype())?,
+                None => Tensor::ones((b, s), hidden.dtype(), hidden.device())?,
+            };
+            let summed = hidden.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?;
+            let counts = mask.sum_keepdim(1)?;
+            Ok(summed.broadcast_div(&counts)?)
+        }
+    }
+}
+
+/// `ModernBertPredictionHead`: dense → activation → norm.
+pub struct PredictionHead {
+    dense: Linear,
+    act: Activation,
+    norm: LayerNorm,
+}
+
+impl PredictionHead {
+    pub fn new(vb: VarBuilder, c: &ModernBertConfig) -> Result<Self> {
+        let std = InitStd::new(c);
+        Ok(PredictionHead {
+            dense: Linear::new(vb.pp("dense"), c.hidden_size, c.hidden_size, c.classifier_bias, std.out)?,
+            act: c.classifier_activation,
+            norm: LayerNorm::new(vb.pp("norm"), c.hidden_size, c.norm_bias, c.norm_eps)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(&self.act.forward(&self.dense.forward(x)?)?)
+    }
+}
+
+/// The task head on top of the encoder.
+pub enum HeadKind {
+    /// No head: the encoder alone (embeddings).
+    None,
+    /// `ModernBertForSequenceClassification`: pooled → head → classifier.
+    Sequence,
+    /// `ModernBertForTokenClassification`: every token → head → classifier.
+    Token,
+}
+
+/// ModernBERT with an optional classification head. The classifier returns **logits**.
+pub struct ModernBert {
+    pub model: ModernBertModel,
+    head: Option<(PredictionHead, Linear)>,
+    kind: HeadKind,
+}
+
+/// Outputs of one forward pass.
+pub struct Output {
+    pub last_hidden_state: Tensor,
+    /// `[batch, num_labels]` for sequence heads, `[batch, seq, num_labels]` for token heads.
+    pub logits: Option<Tensor>,
+}
+
+impl ModernBert {
+    pub fn new(vb: VarBuilder, c: &ModernBertConfig, kind: HeadKind) -> Result<Self> {
+        let model = ModernBertModel::new(vb.pp("model"), c)?;
+        let head = match kind {
+            HeadKind::None => None,
+            HeadKind::Sequence | HeadKind::Token => {
+                let std = InitStd::new(c);
+                let head = PredictionHead::new(vb.pp("head"), c)?;
+                // nn.Linear(hidden, num_labels) always has a bias.
+                let classifier = Linear::new(vb.pp("classifier"), c.hidden_size, c.num_labels(), true, std.final_out)?;
+                Some((head, classifier))
+            }
+        };
+        Ok(ModernBert { model, head, kind })
+    }
+
+    pub fn config(&self) -> &ModernBertConfig {
+        self.model.config()
+    }
+
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
+        let hidden = self.model.forward(input_ids, attention_mask, mode)?;
+        let logits = match (&self.head, &self.kind) {
+            (Some((head, classifier)), HeadKind::Sequence) => {
+                let pooled = pool(&hidden, attention_mask, self.config().classifier_pooling)?;
+                let x = mode.dropout(&head.forward(&pooled)?, self.config().classifier_dropout)?;
+                Some(classifier.forward(&x)?)
+            }
+            (Some((head, classifier)), HeadKind::Token) => {
+                let x = mode.dropout(&head.forward(&hidden)?, self.config().classifier_dropout)?;
+                Some(classifier.forward(&x)?)
+            }
+            _ => None,
+        };
+        Ok(Output { last_hidden_state: hidden, logits })
+    }
+}

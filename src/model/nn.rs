@@ -1,0 +1,272 @@
+//! Building blocks with a full backward pass.
+//!
+//! candle 0.11's fused `ops::softmax_last_dim`, `ops::layer_norm`, `ops::rms_norm` and
+//! `rotary_emb::rope*` are built with `apply_op*_no_bwd`: gradients silently stop at them. Everything
+//! here is composed of candle primitives that all carry a backward, so training sees the whole graph.
+//! (Tests check that every parameter receives a gradient and that gradients match transformers.)
+
+use std::cell::RefCell;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+use crate::error::Result;
+use crate::rng::Rng;
+
+/// Activation functions by their transformers `ACT2FN` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact, erf-based GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    Relu,
+    /// `silu` / `swish`.
+    Silu,
+    Tanh,
+    /// `quick_gelu`: x * sigmoid(1.702 x).
+    QuickGelu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
+            "tanh" => Activation::Tanh,
+            "quick_gelu" => Activation::QuickGelu,
+            other => crate::bail!(
+                "unsupported activation `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish, tanh, quick_gelu)"
+            ),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Tanh => "tanh",
+            Activation::QuickGelu => "quick_gelu",
+        }
+    }
+
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Gelu => x.gelu_erf()?,
+            Activation::GeluTanh => x.gelu()?,
+            Activation::Relu => x.relu()?,
+            Activation::Silu => x.silu()?,
+            Activation::Tanh => x.tanh()?,
+            Activation::QuickGelu => (x * candle_nn::ops::sigmoid(&(x * 1.702)?)?)?,
+        })
+    }
+}
+
+/// Whether a forward pass is for training (dropout on) or inference, with the dropout RNG.
+pub struct Mode {
+    train: bool,
+    rng: RefCell<Rng>,
+}
+
+impl Mode {
+    pub fn eval() -> Self {
+        Mode { train: false, rng: RefCell::new(Rng::new(0)) }
+    }
+
+    pub fn train(rng: Rng) -> Self {
+        Mode { train: true, rng: RefCell::new(rng) }
+    }
+
+    pub fn is_train(&self) -> bool {
+        self.train
+    }
+
+    pub fn rng_state(&self) -> [u64; 4] {
+        self.rng.borrow().state()
+    }
+
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by 1/(1-p).
+    /// A no-op at inference or when `p == 0`.
+    pub fn dropout(&self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if !self.train || p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let scale = 1.0 / (1.0 - p);
+        let mut rng = self.rng.borrow_mut();
+        let keep: Vec<f32> =
+            (0..x.elem_count()).map(|_| if rng.uniform() >= p { scale as f32 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * mask)?)
+    }
+}
+
+/// `nn.Linear`: y = x Wᵀ + b, with W stored `[out, in]` as PyTorch stores it.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias`); `std` is the init used when the checkpoint lacks it.
+    pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, std: f64) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
+        let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension, optionally without bias (ModernBERT's `norm_bias`).
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, dim: usize, bias: bool, eps: f64) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+        let bias = if bias { Some(vb.get_with_hints(dim, "bias", Init::Const(0.0))?) } else { None };
+        Ok(LayerNorm { weight, bias, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        // Statistics in at least f32, as PyTorch does for half-precision inputs.
+        let xf = if matches!(dtype, DType::F16 | DType::BF16) { x.to_dtype(DType::F32)? } else { x.clone() };
+        let mean = xf.mean_keepdim(D::Minus1)?;
+        let centered = xf.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+        let y = normed.broadcast_mul(&self.weight)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Softmax over the last dimension, differentiable (the max is a constant shift, so it is detached).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&sum)?)
+}
+
+/// Rotary-embedding tables for one base (theta), computed as transformers computes them: inverse
+/// frequencies and angles in f32, then cos/sin cast to the model dtype.
+pub fn rope_tables(theta: f64, head_dim: usize, seq_len: usize, dtype: DType, dev: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / head_dim as f32;
+            1.0f32 / (theta as f32).powf(exponent)
+        })
+        .collect();
+    let mut cos = Vec::with_capacity(seq_len * head_dim);
+    let mut sin = Vec::with_capacity(seq_len * head_dim);
+    for p in 0..seq_len {
+        // emb = cat(freqs, freqs): the same angles for both halves of the head.
+        for _ in 0..2 {
+            for f in &inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+    }
+    let cos = Tensor::from_vec(cos, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// Applies rotary embeddings to `x` of shape `[batch, heads, seq, head_dim]`:
+/// x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(-x₂, x₁).
+pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
+}
+
+/// `nn.Embedding` lookup.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    pub fn new(vb: VarBuilder, vocab: usize, dim: usize, std: f64) -> Result<Self> {
+        Ok(Embedding { weight: vb.get_with_hints((vocab, dim), "weight", Init::Randn { mean: 0.0, stdev: std })? })
+    }
+
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let e = candle_nn::Embedding::new(self.weight.clone(), self.weight.dim(1)?);
+        Ok(e.forward(ids)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_matches_candle_and_rows_sum_to_one() {
+        let x = Tensor::new(&[[1f32, 2., 3.], [-1e30, 0., 1.]], &Device::Cpu).unwrap();
+        let ours = softmax_last_dim(&x).unwrap();
+        let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_matches_candle() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[1f32, 2., 4., 8.], [0.5, -1., 3., 0.]], &dev).unwrap();
+        let w = Tensor::new(&[1f32, 0.5, 2., 1.], &dev).unwrap();
+        let b = Tensor::new(&[0f32, 0.1, 0., -0.2], &dev).unwrap();
+        let ours = LayerNorm { weight: w.clone(), bias: Some(b.clone()), eps: 1e-5 }.forward(&x).unwrap();
+        let theirs = candle_nn::ops::layer_norm(&x, &w, &b, 1e-5).unwrap();
+        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "{d}");
+    }
+
+    #[test]
+    fn rope_matches_candle_rope() {
+        let dev = Device::Cpu;
+        let (b, h, s, d) = (1, 2, 5, 8);
+        let x = Tensor::arange(0f32, (b * h * s * d) as f32, &dev).unwrap().reshape((b, h, s, d)).unwrap();
+        let x = (x * 0.01).unwrap().sin().unwrap();
+        let (cos, sin) = rope_tables(10000.0, d, s, DType::F32, &dev).unwrap();
+        let ours = apply_rope(&x, &cos, &sin).unwrap();
+        let theirs = candle_nn::rotary_emb::rope(
+            &x,
+            &cos.narrow(1, 0, d / 2).unwrap().contiguous().unwrap(),
+            &sin.narrow(1, 0, d / 2).unwrap().contiguous().unwrap(),
+        )
+        .unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "{diff}");
+    }
+}

@@ -1,0 +1,154 @@
+//! Where a model comes from: a local folder in the Hugging Face layout, or a hub id resolved through
+//! hf-hub (its cache, `HF_HOME`, `HF_ENDPOINT`, and offline mode with `HF_HUB_OFFLINE=1`).
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+
+/// The files of one model, wherever they came from.
+#[derive(Clone, Debug)]
+pub struct ModelFiles {
+    /// What the user named (folder or hub id), for messages.
+    pub origin: String,
+    pub config: PathBuf,
+    pub weights: Vec<PathBuf>,
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// Resolves `spec`: an existing folder is used as is; otherwise a hub id (`org/name`, optionally
+    /// `org/name@revision`) is fetched through the hub cache.
+    pub fn resolve(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Self::from_dir(path);
+        }
+        if path.exists() {
+            crate::bail!("--model {spec} is a file; pass the folder that holds config.json and model.safetensors");
+        }
+        if !looks_like_hub_id(spec) {
+            crate::bail!("no model folder at {spec}: pass a folder with config.json and model.safetensors, or a hub id like answerdotai/ModernBERT-base");
+        }
+        Self::from_hub(spec).with_context(|| {
+            format!("{spec} is not a local folder, and fetching it from the Hugging Face hub failed (set HF_HUB_OFFLINE=1 to use only the local cache, HF_ENDPOINT for a mirror)")
+        })
+    }
+
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            crate::bail!("{} has no config.json: is it a model folder?", dir.display());
+        }
+        let weights = if dir.join("model.safetensors").is_file() {
+            vec![dir.join("model.safetensors")]
+        } else if dir.join("model.safetensors.index.json").is_file() {
+            shard_files(&dir.join("model.safetensors.index.json"), |f| Ok(dir.join(f)))?
+        } else if dir.join("pytorch_model.bin").is_file() {
+            crate::bail!(
+                "{} holds only pytorch_model.bin; modernft reads safetensors. Convert it once in Python: model.save_pretrained(dir, safe_serialization=True)",
+                dir.display()
+            );
+        } else {
+            crate::bail!("{} has no model.safetensors (or model.safetensors.index.json)", dir.display());
+        };
+        let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
+        Ok(ModelFiles { origin: dir.display().to_string(), config, weights, tokenizer })
+    }
+
+    fn from_hub(spec: &str) -> Result<Self> {
+        let (id, revision) = match spec.split_once('@') {
+            Some((id, rev)) => (id, rev),
+            None => (spec, "main"),
+        };
+        let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
+        let fetch = hub_fetcher(repo)?;
+        let config = fetch("config.json")?;
+        let weights = match fetch("model.safetensors") {
+            Ok(p) => vec![p],
+            Err(single) => match fetch("model.safetensors.index.json") {
+                Ok(index) => shard_files(&index, &fetch)?,
+                Err(_) => return Err(single),
+            },
+        };
+        let tokenizer = fetch("tokenizer.json").ok();
+        Ok(ModelFiles { origin: spec.to_string(), config, weights, tokenizer })
+    }
+
+    pub fn tokenizer(&self) -> Result<&Path> {
+        self.tokenizer.as_deref().with_context(|| {
+            format!("model {} has no tokenizer.json; copy the base model's tokenizer.json next to its config.json", self.origin)
+        })
+    }
+}
+
+fn looks_like_hub_id(spec: &str) -> bool {
+    let id = spec.split('@').next().unwrap_or("");
+    let parts: Vec<&str> = id.split('/').collect();
+    !id.is_empty()
+        && parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+fn truthy(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// Returns a function that gives the local path of a file in `repo`: from the cache when offline
+/// (`HF_HUB_OFFLINE=1`), otherwise cache first, then a download.
+pub fn hub_fetcher(repo: Repo) -> Result<impl Fn(&str) -> Result<PathBuf>> {
+    let offline = truthy("HF_HUB_OFFLINE");
+    let cache = Cache::from_env();
+    let api = if offline {
+        None
+    } else {
+        Some(ApiBuilder::from_env().with_progress(false).build().map_err(|e| crate::err!("cannot set up the hub client: {e}"))?)
+    };
+    Ok(move |file: &str| -> Result<PathBuf> {
+        if let Some(p) = cache.repo(repo.clone()).get(file) {
+            return Ok(p);
+        }
+        match &api {
+            None => Err(crate::err!("{file} of {} is not in the hub cache and HF_HUB_OFFLINE is set", repo.url())),
+            Some(api) => api
+                .repo(repo.clone())
+                .get(file)
+                .map_err(|e| Error::msg(format!("cannot download {file} of {}: {e}", repo.url()))),
+        }
+    })
+}
+
+/// The shard files listed by a `model.safetensors.index.json`, in a stable order.
+fn shard_files(index: &Path, locate: impl Fn(&str) -> Result<PathBuf>) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .with_context(|| format!("{} has no `weight_map`", index.display()))?;
+    let mut files: Vec<&str> = map.values().filter_map(Value::as_str).collect();
+    files.sort_unstable();
+    files.dedup();
+    files.into_iter().map(locate).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_hub_id;
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        assert!(looks_like_hub_id("answerdotai/ModernBERT-base"));
+        assert!(looks_like_hub_id("bert-base-uncased"));
+        assert!(looks_like_hub_id("org/name@v1.0"));
+        assert!(!looks_like_hub_id("./runs/x"));
+        assert!(!looks_like_hub_id("/abs/path"));
+        assert!(!looks_like_hub_id("a/b/c"));
+        assert!(!looks_like_hub_id("../model"));
+    }
+}

@@ -1,0 +1,236 @@
+//! AdamW, numerically as `torch.optim.AdamW` (single-tensor path) computes it, updating in place.
+//!
+//! candle's stock `AdamW` builds several new tensors per parameter per step; on ModernBERT-base that
+//! cost seconds per step. Here each parameter's first and second moments live in one f32 tensor
+//! `[2, numel]`, and a step is two fused passes over memory on CPU: one updates the moments from the
+//! gradient, one updates the weights from the moments. Other devices use the same math in tensor ops.
+
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+
+use crate::error::{Context, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// transformers' `TrainingArguments` defaults.
+    fn default() -> Self {
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// transformers' Trainer exempts biases and LayerNorm weights from weight decay.
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("norm"))
+}
+
+pub struct ParamState {
+    pub name: String,
+    pub var: Var,
+    pub decay: bool,
+    /// `[2, numel]` f32: row 0 the first moment, row 1 the second.
+    pub moments: Tensor,
+}
+
+pub struct AdamW {
+    pub config: AdamWConfig,
+    pub params: Vec<ParamState>,
+    /// Optimizer steps taken so far (torch's `state["step"]`).
+    pub step: u64,
+}
+
+impl AdamW {
+    pub fn new(params: &[(String, Var)], config: AdamWConfig) -> Result<Self> {
+        let params = params
+            .iter()
+            .map(|(name, var)| {
+                let moments = Tensor::zeros((2, var.elem_count()), DType::F32, var.device())?;
+                Ok(ParamState { name: name.clone(), var: var.clone(), decay: decays(name), moments })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AdamW { config, params, step: 0 })
+    }
+
+    /// One update with learning rate `lr`. Parameters without a gradient are left untouched (as torch
+    /// skips parameters whose `.grad` is None).
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bias_correction1 = 1.0 - c.beta1.powi(t);
+        let bias_correction2 = 1.0 - c.beta2.powi(t);
+        for p in &self.params {
+            let Some(grad) = grads.get(p.var.as_tensor()) else { continue };
+            let wd = if p.decay { c.weight_decay } else { 0.0 };
+            let update = Update {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                decay_factor: 1.0 - lr * wd,
+                step_size: lr / bias_correction1,
+                bias_correction2_sqrt: bias_correction2.sqrt(),
+            };
+            update.apply(&p.var, &p.moments, grad).with_context(|| format!("AdamW step for `{}`", p.name))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Update {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    decay_factor: f64,
+    step_size: f64,
+    bias_correction2_sqrt: f64,
+}
+
+/// Pass 1: moments ← (β₁·m + (1-β₁)·g, β₂·v + (1-β₂)·g²).
+struct MomentsPass(Update);
+/// Pass 2: p ← p·(1 - lr·wd) - step_size · m / (√v / √bc₂ + ε).
+struct WeightsPass(Update);
+
+fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{what} must be a contiguous f32 tensor"),
+    }
+}
+
+impl InplaceOp2 for MomentsPass {
+    fn name(&self) -> &'static str {
+        "adamw-moments"
+    }
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let u = self.0;
+        let g = cpu_f32(s2, l2, "gradient")?;
+        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("moments not contiguous".into()))?;
+        let CpuStorage::F32(mv) = s1 else { candle_core::bail!("moments must be f32") };
+        let (m, v) = mv[a..b].split_at_mut(g.len());
+        let (w1, b2, w2) = ((1.0 - u.beta1) as f32, u.beta2 as f32, (1.0 - u.beta2) as f32);
+        for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
+            // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+            *m += w1 * (g - *m);
+            *v = *v * b2 + w2 * g * g;
+        }
+        Ok(())
+    }
+}
+
+impl InplaceOp2 for WeightsPass {
+    fn name(&self) -> &'static str {
+        "adamw-weights"
+    }
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let u = self.0;
+        let mv = cpu_f32(s2, l2, "moments")?;
+        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("weights not contiguous".into()))?;
+        let CpuStorage::F32(w) = s1 else { candle_core::bail!("in-place AdamW needs f32 weights") };
+        let w = &mut w[a..b];
+        let (m, v) = mv.split_at(w.len());
+        let (decay, step, bc2, eps) =
+            (u.decay_factor as f32, u.step_size as f32, u.bias_correction2_sqrt as f32, u.eps as f32);
+        for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+            let denom = v.sqrt() / bc2 + eps;
+            *w = *w * decay - step * (m / denom);
+        }
+        Ok(())
+    }
+}
+
+impl Update {
+    fn apply(&self, var: &Var, moments: &Tensor, grad: &Tensor) -> Result<()> {
+        let fused = var.device().is_cpu() && var.dtype() == DType::F32 && var.as_tensor().is_contiguous();
+        if fused {
+            let grad = grad.contiguous()?.flatten_all()?;
+            moments.inplace_op2(&grad, &MomentsPass(*self))?;
+            var.as_tensor().inplace_op2(moments, &WeightsPass(*self))?;
+            return Ok(());
+        }
+        // Same math with tensor ops (GPU, or f64 weights).
+        let g = grad.flatten_all()?.to_dtype(DType::F32)?;
+        let m = moments.get(0)?;
+        let v = moments.get(1)?;
+        let m = ((m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
+        let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+        let denom = ((v.sqrt()? / self.bias_correction2_sqrt)? + self.eps)?;
+        let delta = ((m.clone() / denom)? * self.step_size)?.reshape(var.shape())?.to_dtype(var.dtype())?;
+        let w = ((var.as_tensor() * self.decay_factor)? - delta)?;
+        var.set(&w)?;
+        let packed = Tensor::stack(&[&m, &v], 0)?;
+        moments.inplace_op2(&packed, &CopyFrom)?;
+        Ok(())
+    }
+}
+
+/// Overwrites a tensor with another of the same shape (keeps the moments buffer identity).
+struct CopyFrom;
+
+impl InplaceOp2 for CopyFrom {
+    fn name(&self) -> &'static str {
+        "copy-from"
+    }
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let src = cpu_f32(s2, l2, "source")?;
+        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("dst not contiguous".into()))?;
+        let CpuStorage::F32(dst) = s1 else { candle_core::bail!("dst must be f32") };
+        dst[a..b].copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// torch.optim.AdamW by hand, in f64, for two steps on a 3-element parameter.
+    #[test]
+    fn matches_torch_formula() {
+        let dev = Device::Cpu;
+        let w0 = [0.5f64, -1.0, 2.0];
+        let g = [[0.1f64, -0.2, 0.3], [0.05, 0.4, -0.1]];
+        let (lr, wd, b1, b2, eps) = (0.01, 0.1, 0.9, 0.999, 1e-8);
+        let var = Var::new(&[0.5f32, -1.0, 2.0], &dev).unwrap();
+        let mut opt = AdamW::new(
+            &[("w".to_string(), var.clone())],
+            AdamWConfig { beta1: b1, beta2: b2, eps, weight_decay: wd },
+        )
+        .unwrap();
+        let (mut w, mut m, mut v) = (w0, [0.0; 3], [0.0; 3]);
+        for (t, gt) in g.iter().enumerate() {
+            let loss = (var.as_tensor() * Tensor::new(&[gt[0] as f32, gt[1] as f32, gt[2] as f32], &dev).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            opt.step(&loss.backward().unwrap(), lr).unwrap();
+            let t = (t + 1) as i32;
+            for i in 0..3 {
+                w[i] *= 1.0 - lr * wd;
+                m[i] = b1 * m[i] + (1.0 - b1) * gt[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * gt[i] * gt[i];
+                let denom = v[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+                w[i] -= lr / (1.0 - b1.powi(t)) * m[i] / denom;
+            }
+        }
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        for i in 0..3 {
+            assert!((got[i] as f64 - w[i]).abs() < 1e-6, "{i}: {} vs {}", got[i], w[i]);
+        }
+    }
+
+    #[test]
+    fn no_decay_for_biases_and_norms() {
+        assert!(decays("model.layers.1.attn.Wqkv.weight"));
+        assert!(!decays("model.layers.1.attn_norm.weight"));
+        assert!(!decays("classifier.bias"));
+        assert!(!decays("model.final_norm.weight"));
+    }
+}
