@@ -84,12 +84,22 @@ pub struct Loaded {
     pub params: Vec<(String, Var)>,
     /// Tensors the checkpoint did not have, freshly initialised.
     pub initialised: Vec<String>,
+    /// Every tensor of the model by transformers name, in module order (for saving). For trainable
+    /// models these share storage with `params`, so they always hold the current weights.
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl Loaded {
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
 }
 
 struct SourceState {
     requested: BTreeSet<String>,
     initialised: Vec<String>,
     params: Vec<(String, Var)>,
+    tensors: Vec<(String, Tensor)>,
     rng: Rng,
 }
 
@@ -149,14 +159,16 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
                 t?
             }
         };
-        if self.trainable {
+        let tensor = if self.trainable {
             let var = Var::from_tensor(&tensor)?;
             let t = var.as_tensor().clone();
             state.params.push((name.to_string(), var));
-            Ok(t)
+            t
         } else {
-            Ok(tensor)
-        }
+            tensor
+        };
+        state.tensors.push((name.to_string(), tensor.clone()));
+        Ok(tensor)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -184,6 +196,7 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
         requested: BTreeSet::new(),
         initialised: Vec::new(),
         params: Vec::new(),
+        tensors: Vec::new(),
         rng: Rng::new(opts.seed),
     }));
     let source = ParamSource {
@@ -200,7 +213,13 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
     };
     let state = std::mem::replace(
         &mut *state.lock().expect("param source lock"),
-        SourceState { requested: BTreeSet::new(), initialised: Vec::new(), params: Vec::new(), rng: Rng::new(0) },
+        SourceState {
+            requested: BTreeSet::new(),
+            initialised: Vec::new(),
+            params: Vec::new(),
+            tensors: Vec::new(),
+            rng: Rng::new(0),
+        },
     );
     if let Some(w) = weights {
         let used: BTreeSet<String> = state.requested.iter().map(|n| w.stored_name(n)).collect();
@@ -215,7 +234,7 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
             );
         }
     }
-    Ok(Loaded { model, params: state.params, initialised: state.initialised })
+    Ok(Loaded { model, params: state.params, initialised: state.initialised, tensors: state.tensors })
 }
 
 /// Every parameter of a loaded model by name (trainable models only), for optimizers and tests.

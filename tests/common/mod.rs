@@ -33,3 +33,75 @@ pub fn max_abs(a: &Tensor) -> f64 {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_modernft"))
 }
+
+/// A stand-in for the Hugging Face hub: serves `files` (name → bytes) at
+/// `/{repo}/resolve/{revision}/{name}` (and `/datasets/{repo}/...`) with the headers hf-hub needs
+/// (etag, x-repo-commit, Content-Range for its ranged GETs). Returns the base URL and a handle that
+/// counts requests. The server thread ends with the test process.
+pub struct StandInHub {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn stand_in_hub(files: Vec<(String, Vec<u8>)>) -> StandInHub {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut range_start = 0usize;
+            let mut range_end: Option<usize> = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = v.trim().split_once('-').unwrap_or(("0", ""));
+                    range_start = a.parse().unwrap_or(0);
+                    range_end = b.parse().ok();
+                }
+            }
+            let found = files.iter().find(|(name, _)| path.ends_with(&format!("/resolve/main/{name}")));
+            let response = match found {
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                Some((name, bytes)) => {
+                    let end = range_end.unwrap_or(bytes.len() - 1).min(bytes.len() - 1);
+                    let body = &bytes[range_start.min(bytes.len())..=end];
+                    let mut r = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nETag: \"etag-{}-{}\"\r\nX-Repo-Commit: 0123456789abcdef0123456789abcdef01234567\r\nConnection: close\r\n\r\n",
+                        body.len(), range_start, end, bytes.len(), name.replace('/', "_"), bytes.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                }
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    StandInHub { url, requests }
+}
+
+/// Reads a float32 .npy written by modernft: (shape, data).
+pub fn read_npy(bytes: &[u8]) -> ((usize, usize), Vec<f32>) {
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let dims: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data: Vec<f32> = bytes[10 + hlen..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    ((dims[0], dims[1]), data)
+}

@@ -1,0 +1,176 @@
+//! `modernft embed` end to end, through the binary, against vectors computed by transformers
+//! (tests/fixtures/tiny-v4/embed.json, written by scripts/make_reference.py).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{binary, fixtures, read_npy, stand_in_hub};
+use serde_json::Value;
+
+fn run(args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.arg("embed").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-v4/embed.json")).unwrap()).unwrap()
+}
+
+fn texts_stdin(r: &Value) -> String {
+    r["texts"].as_array().unwrap().iter().map(|t| format!("{}\n", t.as_str().unwrap())).collect()
+}
+
+fn vectors(out: &Output) -> Vec<Vec<f64>> {
+    assert!(out.status.success(), "embed failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect()
+}
+
+fn assert_close(got: &[Vec<f64>], want: &[Vec<f64>], tol: f64) {
+    assert_eq!(got.len(), want.len(), "one vector per input");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len());
+        let d = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(d <= tol, "vector {i} differs by {d}");
+    }
+}
+
+fn want(r: &Value, pooling: &str, normalize: bool) -> Vec<Vec<f64>> {
+    r[pooling]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let v: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let n = if normalize { v.iter().map(|x| x * x).sum::<f64>().sqrt() } else { 1.0 };
+            v.iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn cls_and_mean_pooling_match_transformers_in_input_order() {
+    let r = reference();
+    let model = fixtures().join("tiny-v4");
+    let model = model.to_str().unwrap();
+    // Batch size 2 with texts of very different lengths: batches are formed by length, output is not.
+    let cls = vectors(&run(&["--model", model, "--pooling", "cls", "--batch-size", "2"], &texts_stdin(&r), &[]));
+    assert_close(&cls, &want(&r, "cls", false), 1e-5);
+    let mean = vectors(&run(&["--model", model, "--pooling", "mean", "--normalize"], &texts_stdin(&r), &[]));
+    assert_close(&mean, &want(&r, "mean", true), 1e-5);
+    for v in &mean {
+        assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+    // Without --pooling, the model config's classifier_pooling (cls for tiny-v4) applies.
+    let default = vectors(&run(&["--model", model], &texts_stdin(&r), &[]));
+    assert_close(&default, &cls, 1e-6);
+}
+
+#[test]
+fn npy_output_has_a_valid_header_and_the_same_vectors() {
+    let r = reference();
+    let model = fixtures().join("tiny-v4");
+    let out = run(&["--model", model.to_str().unwrap(), "--format", "npy", "--pooling", "cls"], &texts_stdin(&r), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ((rows, cols), data) = read_npy(&out.stdout);
+    assert_eq!((rows, cols), (3, 32));
+    let got: Vec<Vec<f64>> = data.chunks(cols).map(|c| c.iter().map(|&x| x as f64).collect()).collect();
+    assert_close(&got, &want(&r, "cls", false), 1e-5);
+}
+
+#[test]
+fn jsonl_input_keeps_ids_and_file_input_works() {
+    let model = fixtures().join("tiny-v4");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"loved it\"}\n\n{\"id\": 2, \"text\": \"a boring film\"}\n").unwrap();
+    let out = run(&["--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()], "", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[1]["id"], 2);
+
+    // Same text through stdin as plain text gives the same vector.
+    let plain = vectors(&run(&["--model", model.to_str().unwrap()], "loved it\n", &[]));
+    let from_jsonl: Vec<f64> = lines[0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_close(&plain, &[from_jsonl], 1e-6);
+}
+
+#[test]
+fn prefix_truncation_and_errors() {
+    let model = fixtures().join("tiny-v4");
+    let m = model.to_str().unwrap();
+    // --prefix is the same as writing the prefix into the text.
+    let a = vectors(&run(&["--model", m, "--prefix", "search_query: "], "loved it\n", &[]));
+    let b = vectors(&run(&["--model", m], "search_query: loved it\n", &[]));
+    assert_close(&a, &b, 0.0);
+
+    // Over-long inputs are truncated, reported on stderr, and still produce a vector.
+    let out = run(&["--model", m, "--max-length", "4"], "the movie was really wonderful\nit\n", &[]);
+    let v = vectors(&out);
+    assert_eq!(v.len(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 of 2 inputs") && stderr.contains("truncated"), "{stderr}");
+
+    // A missing model folder: a clear error, non-zero exit, nothing on stdout.
+    let out = run(&["--model", "./no/such/model"], "x\n", &[]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no model folder at ./no/such/model"), "{stderr}");
+
+    // A malformed JSONL line names its line.
+    let out = run(&["--model", m, "--input-format", "jsonl"], "{\"text\": \"ok\"}\n{\"text\": 3}\n", &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin, line 2"));
+
+    // --max-length beyond the model's positions is refused up front.
+    let out = run(&["--model", m, "--max-length", "100000"], "x\n", &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_position_embeddings"));
+}
+
+#[test]
+fn hub_ids_download_through_hf_hub_then_work_offline_from_the_cache() {
+    let r = reference();
+    let dir = fixtures().join("tiny-v4");
+    let files = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+        .collect();
+    let hub = stand_in_hub(files);
+    let home = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap();
+    let envs = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", home_s)];
+    let online = vectors(&run(&["--model", "tiny-org/tiny-modernbert", "--pooling", "cls"], &texts_stdin(&r), &envs));
+    assert_close(&online, &want(&r, "cls", false), 1e-5);
+    assert!(hub.requests.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(home.path().join("hub/models--tiny-org--tiny-modernbert").is_dir(), "files land in the hf-hub cache");
+
+    // Offline: served from the cache, no request reaches the hub.
+    let before = hub.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let offline_envs = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", home_s), ("HF_HUB_OFFLINE", "1")];
+    let offline = vectors(&run(&["--model", "tiny-org/tiny-modernbert", "--pooling", "cls"], &texts_stdin(&r), &offline_envs));
+    assert_close(&offline, &online, 0.0);
+    assert_eq!(hub.requests.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // An id the hub does not have, offline and uncached: a clear error.
+    let out = run(&["--model", "tiny-org/absent"], "x\n", &offline_envs);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tiny-org/absent") && stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
+}
