@@ -20,6 +20,81 @@ pub struct Cli {
 pub enum Command {
     /// Turn texts into vectors: stdin (or --input) to stdout, one vector per input, in input order.
     Embed(EmbedArgs),
+    /// Show what a dataset looks like through the tokenizer: rows, labels, lengths, padding.
+    Data(DataArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TaskArg {
+    Classification,
+    MultiLabel,
+    Regression,
+    /// Read no labels.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DataFormatArg {
+    Jsonl,
+    Csv,
+    Tsv,
+    Parquet,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DataSourceArgs {
+    /// Training file (.jsonl, .csv, .tsv, .parquet; optionally .gz).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Hub dataset id, read from its Parquet conversion (e.g. stanfordnlp/imdb).
+    #[arg(long)]
+    pub hub: Option<String>,
+    /// Hub dataset config name (e.g. plain_text).
+    #[arg(long)]
+    pub subset: Option<String>,
+    /// File format when the extension does not say it.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormatArg>,
+    #[arg(long)]
+    pub text_column: Option<String>,
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// A run config (TOML); its [model] and [data] sections are used, flags override them.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: DataSourceArgs,
+    /// Model folder or hub id whose tokenizer.json to use.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A tokenizer.json to use instead of the model's.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// How to read labels.
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// Token budget per row (for the truncation count and padding figures).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Batch size for the padding figures.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Seed of the shuffled order used for the padding figures.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print JSON (one object per split) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

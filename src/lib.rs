@@ -4,6 +4,8 @@
 //! → `train` (optimizer) → `embed` (vectors out). `cli` turns raw arguments into validated options.
 
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;

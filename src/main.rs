@@ -1,28 +1,16 @@
 //! The `modernft` binary: parse flags, run the command, print errors a user can act on.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use modernft::cli::{Cli, Command};
-use modernft::{embed, Context, Result};
+use modernft::{commands, Result};
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Embed(args) => {
-            let opts = args.to_options()?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let mut notes = std::io::stderr();
-            match &args.input {
-                Some(path) => {
-                    let file = std::fs::File::open(path)
-                        .with_context(|| format!("cannot open --input {}", path.display()))?;
-                    embed::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut notes)
-                }
-                None => embed::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut notes),
-            }
-        }
+    match &cli.command {
+        Command::Embed(args) => commands::embed(args),
+        Command::Data(args) => commands::data(args),
     }
 }
 

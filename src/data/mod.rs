@@ -1,5 +1,14 @@
-//! Text to model inputs: tokenization and padded batches.
+//! Data: files and hub datasets → columns → labels → splits → token ids → batches.
 
+pub mod batch;
+pub mod dataset;
+pub mod labels;
+pub mod read;
+pub mod stats;
 pub mod tokenize;
 
+pub use batch::{Batch, Sampler, SamplerState};
+pub use dataset::{load_splits, DataConfig, Dataset, Splits, TokenStore};
+pub use labels::{LabelMap, TargetKind, Targets};
+pub use read::{read_table, Columns, Format, RawLabel, Table};
 pub use tokenize::{pad_batch, Encoded, TextEncoder};

@@ -68,6 +68,19 @@ impl TextEncoder {
     }
 }
 
+impl TextEncoder {
+    /// Encodes (text, pair) rows: `[CLS] a [SEP] b [SEP]` for ModernBERT, truncating the longer side first.
+    pub fn encode_pair_batch(&self, texts: &[&str], pairs: &[&str]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<tokenizers::EncodeInput> =
+            texts.iter().zip(pairs).map(|(a, b)| (*a, *b).into()).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).context("tokenization failed")?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoded { truncated: !e.get_overflowing().is_empty(), ids: e.get_ids().to_vec() })
+            .collect())
+    }
+}
+
 /// Pads rows to the longest one: u32 `input_ids` and `attention_mask` (1 = token, 0 = pad), [rows, len].
 pub fn pad_batch(rows: &[&[u32]], pad_id: u32, dev: &Device) -> Result<(Tensor, Tensor)> {
     let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);

@@ -35,7 +35,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// A stand-in for the Hugging Face hub: serves `files` (name → bytes) at
-/// `/{repo}/resolve/{revision}/{name}` (and `/datasets/{repo}/...`) with the headers hf-hub needs
+/// `/{repo}/resolve/{revision}/{name}` (and `/datasets/{repo}/...`) for any repo and revision, with the headers hf-hub needs
 /// (etag, x-repo-commit, Content-Range for its ranged GETs). Returns the base URL and a handle that
 /// counts requests. The server thread ends with the test process.
 pub struct StandInHub {
@@ -73,7 +73,9 @@ pub fn stand_in_hub(files: Vec<(String, Vec<u8>)>) -> StandInHub {
                     range_end = b.parse().ok();
                 }
             }
-            let found = files.iter().find(|(name, _)| path.ends_with(&format!("/resolve/main/{name}")));
+            // /{repo}/resolve/{revision}/{name}, the revision URL-encoded (refs%2Fconvert%2Fparquet).
+            let file = path.split_once("/resolve/").and_then(|(_, rest)| rest.split_once('/')).map(|(_, f)| f.to_string());
+            let found = files.iter().find(|(name, _)| file.as_deref() == Some(name.as_str()));
             let response = match found {
                 None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                 Some((name, bytes)) => {

@@ -1,0 +1,105 @@
+//! What each subcommand does, on top of the library: the glue between validated options and output.
+
+use std::io::{BufReader, Write};
+
+use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, TaskArg};
+use crate::data::stats::{all_stats, render};
+use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
+use crate::embed;
+use crate::error::{Context, Result};
+use crate::model::ModelFiles;
+
+pub fn embed(args: &EmbedArgs) -> Result<()> {
+    let opts = args.to_options()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut notes = std::io::stderr();
+    match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
+            embed::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut notes)
+        }
+        None => embed::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut notes),
+    }
+}
+
+/// Applies `--train`, `--text-column`, ... over a data config.
+pub fn apply_source_flags(cfg: &mut DataConfig, src: &crate::cli::DataSourceArgs) {
+    if src.train.is_some() {
+        cfg.train = src.train.clone();
+        cfg.hub = None;
+    }
+    if src.hub.is_some() {
+        cfg.hub = src.hub.clone();
+        cfg.train = None;
+    }
+    if src.validation.is_some() {
+        cfg.validation = src.validation.clone();
+    }
+    if src.test.is_some() {
+        cfg.test = src.test.clone();
+    }
+    if src.subset.is_some() {
+        cfg.subset = src.subset.clone();
+    }
+    if let Some(f) = src.format {
+        cfg.format = Some(match f {
+            DataFormatArg::Jsonl => Format::Jsonl,
+            DataFormatArg::Csv => Format::Csv,
+            DataFormatArg::Tsv => Format::Tsv,
+            DataFormatArg::Parquet => Format::Parquet,
+        });
+    }
+    if let Some(c) = &src.text_column {
+        cfg.text_column = c.clone();
+    }
+    if src.text_pair_column.is_some() {
+        cfg.text_pair_column = src.text_pair_column.clone();
+    }
+    if let Some(c) = &src.label_column {
+        cfg.label_column = c.clone();
+    }
+}
+
+pub fn data(args: &DataArgs) -> Result<()> {
+    let (mut cfg, model_from_config, task_from_config) = match &args.config {
+        Some(path) => {
+            let run = crate::config::RunConfig::from_file(path)?;
+            (run.data.clone(), Some(run.model.tokenizer_source()), Some(run.task.target_kind()))
+        }
+        None => (DataConfig::default(), None, None),
+    };
+    apply_source_flags(&mut cfg, &args.source);
+    if let Some(m) = args.max_length {
+        cfg.max_length = m;
+    }
+    cfg.validate()?;
+    let kind = match args.task {
+        Some(TaskArg::Classification) => Some(TargetKind::Classification),
+        Some(TaskArg::MultiLabel) => Some(TargetKind::MultiLabel),
+        Some(TaskArg::Regression) => Some(TargetKind::Regression),
+        Some(TaskArg::None) => None,
+        None => task_from_config.unwrap_or(Some(TargetKind::Classification)),
+    };
+    let tokenizer = match (&args.tokenizer, &args.model, model_from_config) {
+        (Some(t), _, _) => t.clone(),
+        (None, Some(m), _) => ModelFiles::resolve(m)?.tokenizer()?.to_path_buf(),
+        (None, None, Some(source)) => source.resolve()?,
+        (None, None, None) => crate::bail!("say whose tokenizer to use: --model DIR|HUB_ID or --tokenizer tokenizer.json"),
+    };
+    // No truncation here: the real lengths are what the report is about.
+    let encoder = TextEncoder::from_file(&tokenizer, 1 << 24)?;
+    let splits = load_splits(&cfg, &encoder, kind)?;
+    let stats = all_stats(&splits, cfg.max_length, args.batch_size.max(1), args.seed);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        for s in &stats {
+            writeln!(out, "{}", serde_json::to_string(s)?)?;
+        }
+    } else {
+        writeln!(out, "data: {} (tokenizer {})\n", crate::data::dataset::describe(&cfg), tokenizer.display())?;
+        write!(out, "{}", render(&stats, cfg.max_length, args.batch_size.max(1)))?;
+    }
+    Ok(())
+}

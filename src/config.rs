@@ -1,0 +1,418 @@
+//! The run config (`modernft train --config run.toml`): sections `[model]`, `[data]`, `[training]`,
+//! `[output]` and the top-level `task`. Every key has a default (see configs/README.md); unknown keys
+//! are rejected with the nearest valid key suggested; `--set section.key=value` overrides any key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DataConfig, TargetKind};
+use crate::error::{Context, Result};
+use crate::model::ModelFiles;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// One label per row; with `multi_label = true`, a list of labels per row.
+    Classification,
+    /// One number per row.
+    Regression,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default = "default_task")]
+    pub task: Task,
+    /// Several labels per row (sigmoid + binary cross-entropy); classification only.
+    #[serde(default)]
+    pub multi_label: bool,
+    #[serde(default)]
+    pub model: ModelSection,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub training: TrainingConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+fn default_task() -> Task {
+    Task::Classification
+}
+
+impl Task {
+    pub fn target_kind(self) -> Option<TargetKind> {
+        Some(match self {
+            Task::Classification => TargetKind::Classification,
+            Task::Regression => TargetKind::Regression,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// A pretrained model: folder (config.json, model.safetensors, tokenizer.json) or hub id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Train from scratch with this ModernBERT config.json instead (random initialisation).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// tokenizer.json to use [default: the model's].
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Override the config's `classifier_pooling` (`cls` or `mean`).
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// Override the config's `classifier_dropout`.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+}
+
+
+/// Where the tokenizer comes from.
+#[derive(Clone, Debug)]
+pub enum TokenizerSource {
+    File(PathBuf),
+    Model(String),
+}
+
+impl TokenizerSource {
+    pub fn resolve(&self) -> Result<PathBuf> {
+        match self {
+            TokenizerSource::File(p) => {
+                if !p.is_file() {
+                    crate::bail!("tokenizer {} does not exist", p.display());
+                }
+                Ok(p.clone())
+            }
+            TokenizerSource::Model(m) => Ok(ModelFiles::resolve(m)?.tokenizer()?.to_path_buf()),
+        }
+    }
+}
+
+impl ModelSection {
+    pub fn tokenizer_source(&self) -> TokenizerSource {
+        match (&self.tokenizer, &self.name) {
+            (Some(t), _) => TokenizerSource::File(t.clone()),
+            (None, Some(n)) => TokenizerSource::Model(n.clone()),
+            (None, None) => TokenizerSource::File(PathBuf::from("tokenizer.json")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    /// Passes over the training data (fractions allowed); ignored when `max_steps` is set.
+    pub epochs: f64,
+    /// Stop after this many optimizer steps.
+    pub max_steps: Option<usize>,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    /// `linear` (warm-up, then linear decay to 0), `cosine` or `constant` (after warm-up).
+    pub lr_scheduler: String,
+    pub warmup_steps: usize,
+    /// Warm-up as a fraction of all steps (used when `warmup_steps` is 0).
+    pub warmup_ratio: f64,
+    /// Clip the global gradient norm to this (0 disables).
+    pub max_grad_norm: f64,
+    pub gradient_accumulation_steps: usize,
+    /// `epoch`, `steps` (every `eval_steps`) or `no`.
+    pub eval_strategy: String,
+    pub eval_steps: Option<usize>,
+    /// Log the training loss every this many optimizer steps.
+    pub logging_steps: usize,
+    /// Stop after this many evaluations without improvement (unset: never stop early).
+    pub early_stopping_patience: Option<usize>,
+    /// How much better than the best a metric must be to count as an improvement.
+    pub early_stopping_threshold: f64,
+    /// `loss`, `accuracy`, `f1` (macro), `mse`, `pearson`, ...
+    pub metric_for_best_model: String,
+    /// Whether a larger `metric_for_best_model` is better [default: false for loss/mse/mae, true otherwise].
+    pub greater_is_better: Option<bool>,
+    /// Keep at most this many step checkpoints (the best is always kept).
+    pub save_total_limit: Option<usize>,
+    /// Restore the best checkpoint's weights at the end.
+    pub load_best_model_at_end: bool,
+    pub seed: u64,
+    /// Batch rows of similar length together (less padding).
+    pub group_by_length: bool,
+}
+
+impl Default for TrainingConfig {
+    /// transformers' `TrainingArguments` defaults where they exist.
+    fn default() -> Self {
+        TrainingConfig {
+            learning_rate: 5e-5,
+            batch_size: 8,
+            eval_batch_size: 8,
+            epochs: 3.0,
+            max_steps: None,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            lr_scheduler: "linear".into(),
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            max_grad_norm: 1.0,
+            gradient_accumulation_steps: 1,
+            eval_strategy: "epoch".into(),
+            eval_steps: None,
+            logging_steps: 10,
+            early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
+            metric_for_best_model: "loss".into(),
+            greater_is_better: None,
+            save_total_limit: Some(2),
+            load_best_model_at_end: true,
+            seed: 42,
+            group_by_length: false,
+        }
+    }
+}
+
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// The run folder: checkpoints, metrics.jsonl, plots, the resolved config.
+    pub dir: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { dir: PathBuf::from("runs/run") }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            task: Task::Classification,
+            multi_label: false,
+            model: ModelSection::default(),
+            data: DataConfig::default(),
+            training: TrainingConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The valid keys of every section, read off the defaults (so they can never drift from the structs).
+fn known_keys() -> serde_json::Value {
+    serde_json::to_value(RunConfig::default()).expect("config serializes")
+}
+
+/// Rejects keys the config does not have, suggesting the nearest valid one.
+fn check_keys(value: &toml::Value, source: &str) -> Result<()> {
+    let known = known_keys();
+    let table = value.as_table().with_context(|| format!("{source}: expected TOML tables"))?;
+    let suggest = |key: &str, candidates: Vec<&String>| -> String {
+        candidates
+            .into_iter()
+            .map(|c| (edit_distance(key, c), c))
+            .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+            .min()
+            .map(|(_, c)| format!("; did you mean `{c}`?"))
+            .unwrap_or_default()
+    };
+    let top = known.as_object().expect("object");
+    for (key, v) in table {
+        match top.get(key) {
+            None => crate::bail!("{source}: unknown key `{key}`{}", suggest(key, top.keys().collect())),
+            Some(serde_json::Value::Object(section)) => {
+                let t = v.as_table().with_with_section(source, key)?;
+                for k in t.keys() {
+                    if !section.contains_key(k) {
+                        crate::bail!(
+                            "{source}: unknown key `{key}.{k}`{} (valid keys: {})",
+                            suggest(k, section.keys().collect()),
+                            section.keys().cloned().collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+trait SectionExt<'a> {
+    fn with_with_section(self, source: &str, key: &str) -> Result<&'a toml::map::Map<String, toml::Value>>;
+}
+
+impl<'a> SectionExt<'a> for Option<&'a toml::map::Map<String, toml::Value>> {
+    fn with_with_section(self, source: &str, key: &str) -> Result<&'a toml::map::Map<String, toml::Value>> {
+        self.with_context(|| format!("{source}: `{key}` must be a section ([{key}])"))
+    }
+}
+
+/// Parses `value` of a `--set key=value` as TOML (numbers, booleans, arrays, quoted strings), or
+/// takes it as a bare string.
+fn parse_override_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies `section.key=value` overrides to a parsed config.
+pub fn apply_overrides(value: &mut toml::Value, overrides: &[String]) -> Result<()> {
+    for o in overrides {
+        let (path, raw) = o.split_once('=').with_context(|| format!("--set {o}: expected section.key=value"))?;
+        let parts: Vec<&str> = path.trim().split('.').collect();
+        let mut cur = value.as_table_mut().expect("table");
+        for p in &parts[..parts.len() - 1] {
+            cur = cur
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .with_context(|| format!("--set {o}: `{p}` is not a section"))?;
+        }
+        cur.insert(parts[parts.len() - 1].to_string(), parse_override_value(raw.trim()));
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with(path, &[])
+    }
+
+    pub fn from_file_with(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string(), overrides)
+    }
+
+    pub fn from_toml(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| crate::err!("{source}: invalid TOML: {}", e.message()))?;
+        apply_overrides(&mut value, overrides)?;
+        check_keys(&value, source)?;
+        let config: RunConfig = value
+            .try_into()
+            .map_err(|e: toml::de::Error| crate::err!("{source}: {}", e.message()))?;
+        config.validate().with_context(|| format!("{source}"))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        let t = &self.training;
+        if self.model.name.is_none() && self.model.config.is_none() {
+            crate::bail!("[model] needs `name` (a pretrained model) or `config` (a config.json to train from scratch)");
+        }
+        if self.model.config.is_some() && self.model.tokenizer.is_none() && self.model.name.is_none() {
+            crate::bail!("[model] trains from `config`: also set `tokenizer = \"path/tokenizer.json\"`");
+        }
+        if self.multi_label && self.task != Task::Classification {
+            crate::bail!("multi_label applies to task = \"classification\" only");
+        }
+        if !(t.learning_rate > 0.0) {
+            crate::bail!("[training] learning_rate must be positive");
+        }
+        if t.batch_size == 0 || t.eval_batch_size == 0 || t.gradient_accumulation_steps == 0 {
+            crate::bail!("[training] batch_size, eval_batch_size and gradient_accumulation_steps must be at least 1");
+        }
+        if !(t.epochs > 0.0) && t.max_steps.is_none() {
+            crate::bail!("[training] set epochs > 0 or max_steps");
+        }
+        if !["linear", "cosine", "constant"].contains(&t.lr_scheduler.as_str()) {
+            crate::bail!("[training] lr_scheduler must be \"linear\", \"cosine\" or \"constant\", got \"{}\"", t.lr_scheduler);
+        }
+        if !["epoch", "steps", "no"].contains(&t.eval_strategy.as_str()) {
+            crate::bail!("[training] eval_strategy must be \"epoch\", \"steps\" or \"no\", got \"{}\"", t.eval_strategy);
+        }
+        if t.eval_strategy == "steps" && t.eval_steps.unwrap_or(0) == 0 {
+            crate::bail!("[training] eval_strategy = \"steps\" needs eval_steps");
+        }
+        if !(0.0..1.0).contains(&t.warmup_ratio) {
+            crate::bail!("[training] warmup_ratio must be in [0, 1)");
+        }
+        if t.early_stopping_patience.is_some() && t.eval_strategy == "no" {
+            crate::bail!("[training] early stopping needs evaluation: set eval_strategy");
+        }
+        if let Some(p) = &self.model.pooling {
+            crate::model::Pooling::parse(p).context("[model] pooling")?;
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (written into every run folder).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| crate::err!("cannot write config: {e}"))
+    }
+
+    /// Whether a larger best-model metric is better.
+    pub fn greater_is_better(&self) -> bool {
+        self.training
+            .greater_is_better
+            .unwrap_or(!matches!(self.training.metric_for_best_model.as_str(), "loss" | "mse" | "mae" | "rmse"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let e = RunConfig::from_toml("[training]\nlearnig_rate = 1e-4\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("unknown key `training.learnig_rate`") && e.contains("did you mean `learning_rate`"), "{e}");
+        let e = RunConfig::from_toml("[trainig]\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("did you mean `training`"), "{e}");
+        let e = RunConfig::from_toml("[data]\ntrain = \"a.jsonl\"\ntext_colum = \"x\"\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("text_column"), "{e}");
+    }
+
+    #[test]
+    fn overrides_and_defaults() {
+        let c = RunConfig::from_toml(
+            "[model]\nname = \"m\"\n[data]\ntrain = \"a.jsonl\"\n",
+            "x.toml",
+            &["training.learning_rate=3e-5".into(), "training.group_by_length=true".into(), "output.dir=runs/x".into()],
+        )
+        .unwrap();
+        assert_eq!(c.training.learning_rate, 3e-5);
+        assert!(c.training.group_by_length);
+        assert_eq!(c.output.dir, PathBuf::from("runs/x"));
+        assert_eq!(c.training.batch_size, 8);
+        assert!(!c.greater_is_better());
+        // The written config reads back identically.
+        let again = RunConfig::from_toml(&c.to_toml().unwrap(), "again", &[]).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = RunConfig::from_toml("[model]\nname = \"m\"\n[data]\ntrain = \"a.jsonl\"\n[training]\nlr_scheduler = \"exp\"\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("lr_scheduler"), "{e}");
+        let e = RunConfig::from_toml("[data]\ntrain = \"a.jsonl\"\n[training]\nbatch_size = \"big\"\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("batch_size") || e.contains("invalid type"), "{e}");
+        let e = RunConfig::from_toml("", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("train"), "{e}");
+    }
+}

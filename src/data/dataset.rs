@@ -1,0 +1,387 @@
+//! Datasets: the `[data]` section of a run config, split resolution (local files or a hub dataset's
+//! Parquet conversion), labels, and tokenization into compact token storage.
+
+use std::path::PathBuf;
+
+use hf_hub::{Repo, RepoType};
+use serde::{Deserialize, Serialize};
+
+use crate::data::labels::{LabelMap, TargetKind, Targets};
+use crate::data::read::{read_split, Columns, Format, SplitFiles, Table};
+use crate::data::tokenize::TextEncoder;
+use crate::error::Result;
+use crate::rng::Rng;
+
+fn default_text() -> String {
+    "text".into()
+}
+fn default_label() -> String {
+    "label".into()
+}
+fn default_train_split() -> String {
+    "train".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_max_length() -> usize {
+    512
+}
+
+/// The `[data]` section. Paths are relative to the current directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training file (`.jsonl`, `.csv`, `.tsv`, `.parquet`, optionally `.gz`).
+    #[serde(default)]
+    pub train: Option<PathBuf>,
+    #[serde(default)]
+    pub validation: Option<PathBuf>,
+    #[serde(default)]
+    pub test: Option<PathBuf>,
+    /// A hub dataset id (e.g. `stanfordnlp/imdb`), read from its Parquet conversion.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// The hub dataset's config name (`plain_text` for imdb) [default: `default`].
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// Hub revision holding the Parquet files [default: `refs/convert/parquet`].
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default = "default_train_split")]
+    pub train_split: String,
+    #[serde(default)]
+    pub validation_split: Option<String>,
+    #[serde(default)]
+    pub test_split: Option<String>,
+    /// File format, when the extension does not say it.
+    #[serde(default)]
+    pub format: Option<Format>,
+    #[serde(default = "default_text")]
+    pub text_column: String,
+    #[serde(default)]
+    pub text_pair_column: Option<String>,
+    #[serde(default = "default_label")]
+    pub label_column: String,
+    /// Fixes the label set and its order (otherwise: sorted labels of the training split).
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Carve this fraction of the training rows out as validation (stratified by label).
+    #[serde(default)]
+    pub validation_fraction: Option<f64>,
+    /// Seed for the validation split.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Truncate rows to this many tokens (special tokens included).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl DataConfig {
+    pub fn columns(&self, with_labels: bool) -> Columns {
+        Columns {
+            text: self.text_column.clone(),
+            text_pair: self.text_pair_column.clone(),
+            label: with_labels.then(|| self.label_column.clone()),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match (&self.train, &self.hub) {
+            (None, None) => crate::bail!("[data] needs `train = \"path/to/train.jsonl\"` or `hub = \"org/dataset\"`"),
+            (Some(_), Some(_)) => crate::bail!("[data] has both `train` and `hub`; use one"),
+            _ => {}
+        }
+        if let Some(f) = self.validation_fraction {
+            if !(f > 0.0 && f < 1.0) {
+                crate::bail!("[data] validation_fraction must be between 0 and 1 (exclusive), got {f}");
+            }
+            if self.validation.is_some() || self.validation_split.is_some() {
+                crate::bail!("[data] has both a validation set and `validation_fraction`; use one");
+            }
+        }
+        if self.max_length < 2 {
+            crate::bail!("[data] max_length must be at least 2");
+        }
+        Ok(())
+    }
+
+    /// The files of each split: (train, validation, test).
+    pub fn split_files(&self) -> Result<(SplitFiles, Option<SplitFiles>, Option<SplitFiles>)> {
+        self.validate()?;
+        let local = |p: &Option<PathBuf>| p.as_ref().map(|p| SplitFiles { files: vec![p.clone()], format: self.format });
+        if let Some(train) = &self.train {
+            return Ok((SplitFiles { files: vec![train.clone()], format: self.format }, local(&self.validation), local(&self.test)));
+        }
+        let id = self.hub.as_deref().expect("validated");
+        let subset = self.subset.as_deref().unwrap_or("default");
+        let revision = self.revision.as_deref().unwrap_or("refs/convert/parquet");
+        let fetch = |split: &str| hub_parquet_split(id, subset, split, revision);
+        let validation = match &self.validation_split {
+            Some(s) => Some(fetch(s)?),
+            None => None,
+        };
+        let test = match &self.test_split {
+            Some(s) => Some(fetch(s)?),
+            None => None,
+        };
+        Ok((fetch(&self.train_split)?, validation, test))
+    }
+}
+
+/// The Parquet shards `{subset}/{split}/0000.parquet`, `0001`, ... of a hub dataset's Parquet
+/// conversion, downloaded into (or read from) the hub cache.
+pub fn hub_parquet_split(id: &str, subset: &str, split: &str, revision: &str) -> Result<SplitFiles> {
+    let repo = Repo::with_revision(id.to_string(), RepoType::Dataset, revision.to_string());
+    let fetch = crate::model::source::hub_fetcher(repo)?;
+    let mut files = Vec::new();
+    for shard in 0.. {
+        let name = format!("{subset}/{split}/{shard:04}.parquet");
+        match fetch(&name) {
+            Ok(p) => files.push(p),
+            Err(e) if shard == 0 => {
+                return Err(e.wrap(format!(
+                    "cannot get split `{split}` of hub dataset {id} (subset `{subset}`, revision `{revision}`); check `hub`, `subset` and the split names"
+                )))
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(SplitFiles { files, format: Some(Format::Parquet) })
+}
+
+/// Token ids of many rows in one buffer: row i is `ids[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TokenStore {
+    ids: Vec<u32>,
+    offsets: Vec<usize>,
+}
+
+impl TokenStore {
+    pub fn new() -> Self {
+        TokenStore { ids: Vec::new(), offsets: vec![0] }
+    }
+    pub fn push(&mut self, row: &[u32]) {
+        self.ids.extend_from_slice(row);
+        self.offsets.push(self.ids.len());
+    }
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.ids[self.offsets[i]..self.offsets[i + 1]]
+    }
+    pub fn row_len(&self, i: usize) -> usize {
+        self.offsets[i + 1] - self.offsets[i]
+    }
+    pub fn lengths(&self) -> Vec<usize> {
+        self.offsets.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+    pub fn total_tokens(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn select(&self, rows: &[usize]) -> TokenStore {
+        let mut out = TokenStore::new();
+        rows.iter().for_each(|&i| out.push(self.row(i)));
+        out
+    }
+}
+
+/// One tokenized split.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// `train`, `validation` or `test`.
+    pub name: String,
+    pub source: String,
+    pub tokens: TokenStore,
+    pub targets: Option<Targets>,
+    /// Rows cut to `max_length`.
+    pub truncated: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn select(&self, rows: &[usize], name: &str) -> Dataset {
+        Dataset {
+            name: name.to_string(),
+            source: self.source.clone(),
+            tokens: self.tokens.select(rows),
+            targets: self.targets.as_ref().map(|t| t.select(rows)),
+            truncated: 0,
+        }
+    }
+}
+
+/// Tokenizes a table (texts, with pairs when present) in parallel chunks.
+pub fn tokenize(table: &Table, encoder: &TextEncoder, name: &str, targets: Option<Targets>) -> Result<Dataset> {
+    let mut tokens = TokenStore::new();
+    let mut truncated = 0;
+    const CHUNK: usize = 4096;
+    for start in (0..table.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(table.len());
+        let texts: Vec<&str> = table.texts[start..end].iter().map(String::as_str).collect();
+        let encoded = match &table.pairs {
+            None => encoder.encode_batch(&texts)?,
+            Some(pairs) => {
+                let pairs: Vec<&str> = pairs[start..end].iter().map(String::as_str).collect();
+                encoder.encode_pair_batch(&texts, &pairs)?
+            }
+        };
+        for e in encoded {
+            truncated += e.truncated as usize;
+            tokens.push(&e.ids);
+        }
+    }
+    Ok(Dataset { name: name.to_string(), source: table.source.clone(), tokens, targets, truncated })
+}
+
+/// Train / validation / test, tokenized, with the label map.
+pub struct Splits {
+    pub train: Dataset,
+    pub validation: Option<Dataset>,
+    pub test: Option<Dataset>,
+    /// For classification and multi-label tasks.
+    pub labels: Option<LabelMap>,
+}
+
+impl Splits {
+    pub fn all(&self) -> Vec<&Dataset> {
+        [Some(&self.train), self.validation.as_ref(), self.test.as_ref()].into_iter().flatten().collect()
+    }
+}
+
+/// Reads, labels, splits and tokenizes the data of `config`. `kind = None` reads no labels.
+pub fn load_splits(config: &DataConfig, encoder: &TextEncoder, kind: Option<TargetKind>) -> Result<Splits> {
+    let (train_files, val_files, test_files) = config.split_files()?;
+    let cols = config.columns(kind.is_some());
+    let train = read_split(&train_files, &cols)?;
+    let labels = match (kind, &config.labels) {
+        (None | Some(TargetKind::Regression), _) => None,
+        (Some(_), Some(names)) => Some(LabelMap::new(names.clone(), true)?),
+        (Some(_), None) => Some(LabelMap::from_table(&train)?),
+    };
+    let targets_of = |t: &Table| -> Result<Option<Targets>> {
+        match kind {
+            None => Ok(None),
+            Some(TargetKind::Regression) => {
+                let any = LabelMap::new(vec!["score".into()], true)?;
+                Ok(Some(any.encode(t, TargetKind::Regression)?))
+            }
+            Some(k) => Ok(Some(labels.as_ref().expect("label map").encode(t, k)?)),
+        }
+    };
+    let read_optional = |files: Option<SplitFiles>, name: &str| -> Result<Option<Dataset>> {
+        match files {
+            None => Ok(None),
+            Some(f) => {
+                let t = read_split(&f, &cols)?;
+                let targets = targets_of(&t)?;
+                Ok(Some(tokenize(&t, encoder, name, targets)?))
+            }
+        }
+    };
+    let train_targets = targets_of(&train)?;
+    let mut train = tokenize(&train, encoder, "train", train_targets)?;
+    let mut validation = read_optional(val_files, "validation")?;
+    if let Some(fraction) = config.validation_fraction {
+        let (keep, held) = split_rows(train.len(), fraction, config.seed, train.targets.as_ref());
+        if held.is_empty() || keep.is_empty() {
+            crate::bail!("validation_fraction {fraction} of {} rows leaves an empty split", train.len());
+        }
+        let truncated = train.truncated;
+        validation = Some(train.select(&held, "validation"));
+        train = train.select(&keep, "train");
+        train.truncated = truncated;
+    }
+    let test = read_optional(test_files, "test")?;
+    Ok(Splits { train, validation, test, labels })
+}
+
+/// Deterministic train/validation split of `n` rows: round(n · fraction) rows go to validation.
+/// Classification targets are stratified: each class gives its share (largest-remainder rounding,
+/// so the total is exact).
+pub fn split_rows(n: usize, fraction: f64, seed: u64, targets: Option<&Targets>) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::new(seed);
+    let groups: Vec<Vec<usize>> = match targets {
+        Some(Targets::Class(classes)) => {
+            let k = classes.iter().max().map_or(0, |&m| m as usize + 1);
+            let mut g = vec![Vec::new(); k];
+            classes.iter().enumerate().for_each(|(i, &c)| g[c as usize].push(i));
+            g
+        }
+        _ => vec![(0..n).collect()],
+    };
+    let total = ((n as f64) * fraction).round() as usize;
+    let exact: Vec<f64> = groups.iter().map(|g| g.len() as f64 * fraction).collect();
+    let mut quota: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let mut by_remainder: Vec<usize> = (0..groups.len()).collect();
+    by_remainder.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let missing = total.saturating_sub(quota.iter().sum());
+    for &g in by_remainder.iter().take(missing) {
+        quota[g] += 1;
+    }
+    let (mut keep, mut held) = (Vec::new(), Vec::new());
+    for (mut g, h) in groups.into_iter().zip(quota) {
+        rng.shuffle(&mut g);
+        held.extend_from_slice(&g[..h.min(g.len())]);
+        keep.extend_from_slice(&g[h.min(g.len())..]);
+    }
+    keep.sort_unstable();
+    held.sort_unstable();
+    (keep, held)
+}
+
+/// The data source of a config, for messages.
+pub fn describe(config: &DataConfig) -> String {
+    match (&config.train, &config.hub) {
+        (Some(p), _) => p.display().to_string(),
+        (_, Some(h)) => format!("hub:{h}"),
+        _ => "<no data>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_is_deterministic_and_keeps_class_ratios() {
+        let classes: Vec<u32> = (0..100).map(|i| if i < 80 { 0 } else { 1 }).collect();
+        let t = Targets::Class(classes.clone());
+        let (keep, held) = split_rows(100, 0.1, 7, Some(&t));
+        assert_eq!(held.len(), 10);
+        assert_eq!(held.iter().filter(|&&i| classes[i] == 1).count(), 2);
+        assert_eq!(keep.len() + held.len(), 100);
+        assert_eq!(split_rows(100, 0.1, 7, Some(&t)), (keep.clone(), held.clone()));
+        assert_ne!(split_rows(100, 0.1, 8, Some(&t)).1, held);
+    }
+
+    #[test]
+    fn token_store_is_compact_and_selectable() {
+        let mut s = TokenStore::new();
+        s.push(&[1, 2, 3]);
+        s.push(&[4]);
+        s.push(&[5, 6]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.row(1), &[4]);
+        assert_eq!(s.lengths(), vec![3, 1, 2]);
+        let sel = s.select(&[2, 0]);
+        assert_eq!(sel.row(0), &[5, 6]);
+        assert_eq!(sel.total_tokens(), 5);
+    }
+}

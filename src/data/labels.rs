@@ -1,0 +1,233 @@
+//! Labels: from raw cells to training targets.
+//!
+//! The label map is built from the training split, sorted and therefore stable across runs
+//! (numerically when every label is an integer, so 2 < 10; otherwise by name), or given explicitly
+//! with `labels = [...]`. It becomes the model's `id2label` / `label2id`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::read::{RawLabel, Table};
+use crate::error::Result;
+
+/// What a row's label means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// One class per row (cross-entropy).
+    Classification,
+    /// A list of classes per row (sigmoid + binary cross-entropy).
+    MultiLabel,
+    /// A number per row (`num_labels = 1`, mean squared error).
+    Regression,
+}
+
+/// Targets of a split, row-aligned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    Class(Vec<u32>),
+    MultiLabel(Vec<Vec<u32>>),
+    Regression(Vec<f32>),
+}
+
+impl Targets {
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Class(v) => v.len(),
+            Targets::MultiLabel(v) => v.len(),
+            Targets::Regression(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn select(&self, rows: &[usize]) -> Targets {
+        match self {
+            Targets::Class(v) => Targets::Class(rows.iter().map(|&i| v[i]).collect()),
+            Targets::MultiLabel(v) => Targets::MultiLabel(rows.iter().map(|&i| v[i].clone()).collect()),
+            Targets::Regression(v) => Targets::Regression(rows.iter().map(|&i| v[i]).collect()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelMap {
+    names: Vec<String>,
+    /// Whether the user fixed the label set (then it is not re-derived from data).
+    pub explicit: bool,
+}
+
+impl LabelMap {
+    pub fn new(names: Vec<String>, explicit: bool) -> Result<Self> {
+        let unique: BTreeSet<&String> = names.iter().collect();
+        if unique.len() != names.len() {
+            crate::bail!("`labels` lists a label twice: {names:?}");
+        }
+        if names.is_empty() {
+            crate::bail!("the label set is empty");
+        }
+        Ok(LabelMap { names, explicit })
+    }
+
+    /// The sorted set of labels in `table` (lists are flattened for multi-label data).
+    pub fn from_table(table: &Table) -> Result<Self> {
+        let labels = table.labels.as_ref().ok_or_else(|| crate::err!("{}: no label column was read", table.source))?;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut all_int = true;
+        let mut visit = |l: &RawLabel| {
+            all_int &= matches!(l, RawLabel::Int(_));
+            seen.insert(l.name());
+        };
+        for l in labels {
+            match l {
+                RawLabel::List(items) => items.iter().for_each(&mut visit),
+                other => visit(other),
+            }
+        }
+        let mut names: Vec<String> = seen.into_iter().collect();
+        if all_int {
+            names.sort_by_key(|n| n.parse::<i64>().unwrap_or(i64::MAX));
+        }
+        Self::new(names, false)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.names.iter().position(|n| n == name).map(|i| i as u32)
+    }
+
+    fn id_of(&self, label: &RawLabel, table: &Table, row: usize) -> Result<u32> {
+        let name = label.name();
+        self.id(&name).ok_or_else(|| {
+            crate::err!(
+                "{}, row {}: label `{name}` is not among the training labels ({}); fix the row, or list every label with `labels = [...]` in the [data] section",
+                table.source,
+                row + 1,
+                self.names.join(", ")
+            )
+        })
+    }
+
+    /// Converts a table's label column into targets.
+    pub fn encode(&self, table: &Table, kind: TargetKind) -> Result<Targets> {
+        let labels = table.labels.as_ref().ok_or_else(|| crate::err!("{}: no label column was read", table.source))?;
+        match kind {
+            TargetKind::Classification => labels
+                .iter()
+                .enumerate()
+                .map(|(row, l)| match l {
+                    RawLabel::List(_) => crate::bail!(
+                        "{}, row {}: the label is a list; for several labels per row set `task = \"multi-label\"`",
+                        table.source,
+                        row + 1
+                    ),
+                    l => self.id_of(l, table, row),
+                })
+                .collect::<Result<_>>()
+                .map(Targets::Class),
+            TargetKind::MultiLabel => labels
+                .iter()
+                .enumerate()
+                .map(|(row, l)| {
+                    let items = match l {
+                        RawLabel::List(items) => items.as_slice(),
+                        single => std::slice::from_ref(single),
+                    };
+                    let mut ids = items.iter().map(|i| self.id_of(i, table, row)).collect::<Result<Vec<_>>>()?;
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Ok(ids)
+                })
+                .collect::<Result<_>>()
+                .map(Targets::MultiLabel),
+            TargetKind::Regression => regression_targets(table, labels).map(Targets::Regression),
+        }
+    }
+}
+
+fn regression_targets(table: &Table, labels: &[RawLabel]) -> Result<Vec<f32>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(row, l)| {
+            let v = match l {
+                RawLabel::Int(i) => *i as f64,
+                RawLabel::Float(f) => *f,
+                other => crate::bail!(
+                    "{}, row {}: regression needs a number, found the {} `{}`",
+                    table.source,
+                    row + 1,
+                    other.kind(),
+                    other.name()
+                ),
+            };
+            if !v.is_finite() {
+                crate::bail!("{}, row {}: the target is {v}; regression targets must be finite numbers", table.source, row + 1);
+            }
+            Ok(v as f32)
+        })
+        .collect()
+}
+
+/// Count of rows per label id (multi-label rows count once per label).
+pub fn distribution(targets: &Targets, num_labels: usize) -> BTreeMap<usize, usize> {
+    let mut counts: BTreeMap<usize, usize> = (0..num_labels).map(|i| (i, 0)).collect();
+    match targets {
+        Targets::Class(v) => v.iter().for_each(|&c| *counts.entry(c as usize).or_default() += 1),
+        Targets::MultiLabel(v) => v.iter().flatten().for_each(|&c| *counts.entry(c as usize).or_default() += 1),
+        Targets::Regression(_) => {}
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(labels: Vec<RawLabel>) -> Table {
+        Table { source: "t.jsonl".into(), texts: vec!["x".into(); labels.len()], pairs: None, labels: Some(labels) }
+    }
+
+    #[test]
+    fn integer_labels_sort_numerically_and_names_lexically() {
+        let t = table(vec![RawLabel::Int(10), RawLabel::Int(2), RawLabel::Int(2)]);
+        assert_eq!(LabelMap::from_table(&t).unwrap().names(), &["2", "10"]);
+        let t = table(vec![RawLabel::Str("pos".into()), RawLabel::Str("neg".into())]);
+        let m = LabelMap::from_table(&t).unwrap();
+        assert_eq!(m.names(), &["neg", "pos"]);
+        assert_eq!(m.encode(&t, TargetKind::Classification).unwrap(), Targets::Class(vec![1, 0]));
+    }
+
+    #[test]
+    fn unseen_labels_name_label_and_row() {
+        let m = LabelMap::new(vec!["neg".into(), "pos".into()], false).unwrap();
+        let t = table(vec![RawLabel::Str("pos".into()), RawLabel::Str("neutral".into())]);
+        let e = m.encode(&t, TargetKind::Classification).unwrap_err().chain();
+        assert!(e.contains("t.jsonl, row 2") && e.contains("`neutral`") && e.contains("labels = [...]"), "{e}");
+    }
+
+    #[test]
+    fn regression_rejects_non_finite_and_multilabel_takes_lists() {
+        let t = table(vec![RawLabel::Float(1.5), RawLabel::Float(f64::NAN)]);
+        let e = LabelMap::new(vec!["x".into()], false).unwrap().encode(&t, TargetKind::Regression).unwrap_err().chain();
+        assert!(e.contains("row 2") && e.contains("finite"), "{e}");
+        let t = table(vec![
+            RawLabel::List(vec![RawLabel::Str("b".into()), RawLabel::Str("a".into())]),
+            RawLabel::List(vec![]),
+        ]);
+        let m = LabelMap::from_table(&t).unwrap();
+        assert_eq!(m.encode(&t, TargetKind::MultiLabel).unwrap(), Targets::MultiLabel(vec![vec![0, 1], vec![]]));
+    }
+}

@@ -1,0 +1,418 @@
+//! Readers: JSONL, CSV/TSV and Parquet (each optionally gzip-compressed, except Parquet, which
+//! compresses internally) into the few columns a task needs.
+//!
+//! Every reader returns a [`Table`]: the text column, an optional text-pair column and an optional
+//! label column, already checked for type. Errors name the file and the line (or row) and say what
+//! to do: a missing column lists the columns that exist.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use serde_json::Value;
+
+use crate::error::{Context, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Tsv,
+    Parquet,
+}
+
+impl Format {
+    /// From the file name: `.jsonl`/`.json`/`.ndjson`, `.csv`, `.tsv`, `.parquet`, each optionally `.gz`.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        Ok(match ext {
+            "jsonl" | "json" | "ndjson" => Format::Jsonl,
+            "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
+            "parquet" | "pq" => Format::Parquet,
+            _ => crate::bail!(
+                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv or .parquet (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"`",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// A label cell as stored in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawLabel {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    /// Multi-label rows: a list of labels.
+    List(Vec<RawLabel>),
+}
+
+impl RawLabel {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RawLabel::Str(_) => "string",
+            RawLabel::Int(_) => "integer",
+            RawLabel::Float(_) => "number",
+            RawLabel::List(_) => "list",
+        }
+    }
+
+    /// The label as a name (for label maps): integers print as themselves.
+    pub fn name(&self) -> String {
+        match self {
+            RawLabel::Str(s) => s.clone(),
+            RawLabel::Int(i) => i.to_string(),
+            RawLabel::Float(f) => f.to_string(),
+            RawLabel::List(l) => format!("{:?}", l.iter().map(RawLabel::name).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// Which columns to read.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    pub text: String,
+    pub text_pair: Option<String>,
+    /// `None` when labels are not needed (embedding, prediction).
+    pub label: Option<String>,
+}
+
+/// The columns of one file, row-aligned.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub source: String,
+    pub texts: Vec<String>,
+    pub pairs: Option<Vec<String>>,
+    pub labels: Option<Vec<RawLabel>>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
+/// Reads `path` in `format` (or the one its extension names).
+pub fn read_table(path: &Path, format: Option<Format>, cols: &Columns) -> Result<Table> {
+    if !path.exists() {
+        crate::bail!("data file {} does not exist", path.display());
+    }
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_path(path)?,
+    };
+    let table = match format {
+        Format::Jsonl => read_jsonl(path, cols)?,
+        Format::Csv => read_delimited(path, b',', cols)?,
+        Format::Tsv => read_delimited(path, b'\t', cols)?,
+        Format::Parquet => read_parquet(path, cols)?,
+    };
+    if table.is_empty() {
+        crate::bail!("{}: the file has no rows", path.display());
+    }
+    check_label_types(&table)?;
+    Ok(table)
+}
+
+fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    Ok(if gz {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+fn check_text(text: &str, source: &str, row: &str, column: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        crate::bail!("{source}, {row}: column `{column}` is empty; remove the row or give it text");
+    }
+    Ok(())
+}
+
+fn read_jsonl(path: &Path, cols: &Columns) -> Result<Table> {
+    let source = path.display().to_string();
+    let mut reader = open_maybe_gz(path)?;
+    let mut table = Table { source: source.clone(), pairs: cols.text_pair.as_ref().map(|_| Vec::new()), labels: cols.label.as_ref().map(|_| Vec::new()), ..Default::default() };
+    let mut buf = Vec::new();
+    let mut lineno = 0usize;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {source}"))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let line = std::str::from_utf8(&buf)
+            .map_err(|e| crate::err!("{source}, line {lineno}: invalid UTF-8 at byte {}; re-encode the file as UTF-8", e.valid_up_to()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| crate::err!("{source}, line {lineno}: malformed JSON ({e})"))?;
+        let obj = v.as_object().with_context(|| format!("{source}, line {lineno}: expected a JSON object per line"))?;
+        let field = |name: &str| -> Result<&Value> {
+            obj.get(name).with_context(|| {
+                let have: Vec<&str> = obj.keys().map(String::as_str).collect();
+                format!("{source}, line {lineno}: no column `{name}` (this row has: {}); set the column names in the [data] section", have.join(", "))
+            })
+        };
+        let text_of = |name: &str| -> Result<String> {
+            match field(name)? {
+                Value::String(s) => {
+                    check_text(s, &source, &format!("line {lineno}"), name)?;
+                    Ok(s.clone())
+                }
+                other => crate::bail!("{source}, line {lineno}: column `{name}` must be a string, found {other}"),
+            }
+        };
+        table.texts.push(text_of(&cols.text)?);
+        if let (Some(name), Some(pairs)) = (&cols.text_pair, table.pairs.as_mut()) {
+            pairs.push(text_of(name)?);
+        }
+        if let (Some(name), Some(labels)) = (&cols.label, table.labels.as_mut()) {
+            let raw = json_label(field(name)?).with_context(|| format!("{source}, line {lineno}: column `{name}`"))?;
+            labels.push(raw);
+        }
+    }
+    Ok(table)
+}
+
+fn json_label(v: &Value) -> Result<RawLabel> {
+    Ok(match v {
+        Value::String(s) => RawLabel::Str(s.clone()),
+        Value::Bool(b) => RawLabel::Int(*b as i64),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RawLabel::Int(i),
+            None => RawLabel::Float(n.as_f64().context("number out of range")?),
+        },
+        Value::Array(items) => RawLabel::List(items.iter().map(json_label).collect::<Result<_>>()?),
+        Value::Null => crate::bail!("the label is null; every row needs a label"),
+        Value::Object(_) => crate::bail!("a label must be a string, number or list, found an object"),
+    })
+}
+
+fn read_delimited(path: &Path, delimiter: u8, cols: &Columns) -> Result<Table> {
+    let source = path.display().to_string();
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        // GLUE-style TSVs contain bare quotes inside sentences; they are not CSV quoting.
+        .quoting(delimiter != b'\t')
+        .from_reader(open_maybe_gz(path)?);
+    let headers = rdr
+        .byte_headers()
+        .map_err(|e| crate::err!("{source}: cannot read the header row ({e})"))?
+        .clone();
+    let headers: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let index = |name: &str| -> Result<usize> {
+        headers.iter().position(|h| h == name).with_context(|| {
+            format!("{source}: no column `{name}` (the header has: {}); set the column names in the [data] section", headers.join(", "))
+        })
+    };
+    let ti = index(&cols.text)?;
+    let pi = cols.text_pair.as_deref().map(index).transpose()?;
+    let li = cols.label.as_deref().map(index).transpose()?;
+    let mut table = Table { source: source.clone(), pairs: pi.map(|_| Vec::new()), labels: li.map(|_| Vec::new()), ..Default::default() };
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let more = rdr.read_byte_record(&mut record).map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths { pos, expected_len, len } => crate::err!(
+                "{source}, line {}: expected {expected_len} fields like the header, found {len}",
+                pos.as_ref().map_or(0, |p| p.line())
+            ),
+            _ => crate::err!("{source}: {e}"),
+        })?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = |i: usize| -> Result<String> {
+            String::from_utf8(record[i].to_vec())
+                .map_err(|_| crate::err!("{source}, line {line}: invalid UTF-8; re-encode the file as UTF-8"))
+        };
+        let text = cell(ti)?;
+        check_text(&text, &source, &format!("line {line}"), &cols.text)?;
+        table.texts.push(text);
+        if let (Some(i), Some(pairs)) = (pi, table.pairs.as_mut()) {
+            let pair = cell(i)?;
+            check_text(&pair, &source, &format!("line {line}"), cols.text_pair.as_deref().unwrap_or(""))?;
+            pairs.push(pair);
+        }
+        if let (Some(i), Some(labels)) = (li, table.labels.as_mut()) {
+            labels.push(csv_label(cell(i)?.trim()));
+        }
+    }
+    Ok(table)
+}
+
+/// CSV cells are untyped: integers and numbers are recognised as such, the rest are names.
+fn csv_label(cell: &str) -> RawLabel {
+    if let Ok(i) = cell.parse::<i64>() {
+        RawLabel::Int(i)
+    } else if let Ok(f) = cell.parse::<f64>() {
+        RawLabel::Float(f)
+    } else {
+        RawLabel::Str(cell.to_string())
+    }
+}
+
+fn read_parquet(path: &Path, cols: &Columns) -> Result<Table> {
+    let source = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot open {source}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| crate::err!("{source}: not a readable Parquet file ({e})"))?;
+    let schema = builder.schema().clone();
+    let names: Vec<&str> = [Some(cols.text.as_str()), cols.text_pair.as_deref(), cols.label.as_deref()].into_iter().flatten().collect();
+    let mut roots = Vec::new();
+    for name in &names {
+        let i = schema.index_of(name).map_err(|_| {
+            let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            crate::err!("{source}: no column `{name}` (the file has: {}); set the column names in the [data] section", have.join(", "))
+        })?;
+        roots.push(i);
+    }
+    // Read only the columns we need, in record batches.
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| crate::err!("{source}: {e}"))?;
+    let mut table = Table { source: source.clone(), pairs: cols.text_pair.as_ref().map(|_| Vec::new()), labels: cols.label.as_ref().map(|_| Vec::new()), ..Default::default() };
+    let mut row0 = 0usize;
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| crate::err!("{source}: {e}"))?;
+        let col = |name: &str| batch.column_by_name(name).cloned().expect("projected column");
+        let texts = string_column(&col(&cols.text), &source, &cols.text, row0)?;
+        table.texts.extend(texts);
+        if let (Some(name), Some(pairs)) = (&cols.text_pair, table.pairs.as_mut()) {
+            pairs.extend(string_column(&col(name), &source, name, row0)?);
+        }
+        if let (Some(name), Some(labels)) = (&cols.label, table.labels.as_mut()) {
+            let arr = col(name);
+            for i in 0..arr.len() {
+                labels.push(arrow_label(&arr, i).with_context(|| format!("{source}, row {}: column `{name}`", row0 + i + 1))?);
+            }
+        }
+        row0 += batch.num_rows();
+    }
+    Ok(table)
+}
+
+fn string_column(arr: &ArrayRef, source: &str, name: &str, row0: usize) -> Result<Vec<String>> {
+    let get = |i: usize| -> Option<String> {
+        match arr.data_type() {
+            DataType::Utf8 => arr.as_any().downcast_ref::<arrow_array::StringArray>().map(|a| a.value(i).to_string()),
+            DataType::LargeUtf8 => arr.as_any().downcast_ref::<arrow_array::LargeStringArray>().map(|a| a.value(i).to_string()),
+            DataType::Utf8View => arr.as_any().downcast_ref::<arrow_array::StringViewArray>().map(|a| a.value(i).to_string()),
+            _ => None,
+        }
+    };
+    if !matches!(arr.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        crate::bail!("{source}: column `{name}` has type {}, but text must be a string column", arr.data_type());
+    }
+    (0..arr.len())
+        .map(|i| {
+            if arr.is_null(i) {
+                crate::bail!("{source}, row {}: column `{name}` is null", row0 + i + 1);
+            }
+            let s = get(i).expect("string column");
+            check_text(&s, source, &format!("row {}", row0 + i + 1), name)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+fn arrow_label(arr: &ArrayRef, i: usize) -> Result<RawLabel> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    if arr.is_null(i) {
+        crate::bail!("the label is null; every row needs a label");
+    }
+    Ok(match arr.data_type() {
+        DataType::Int8 => RawLabel::Int(arr.as_primitive::<Int8Type>().value(i) as i64),
+        DataType::Int16 => RawLabel::Int(arr.as_primitive::<Int16Type>().value(i) as i64),
+        DataType::Int32 => RawLabel::Int(arr.as_primitive::<Int32Type>().value(i) as i64),
+        DataType::Int64 => RawLabel::Int(arr.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => RawLabel::Int(arr.as_primitive::<UInt8Type>().value(i) as i64),
+        DataType::UInt16 => RawLabel::Int(arr.as_primitive::<UInt16Type>().value(i) as i64),
+        DataType::UInt32 => RawLabel::Int(arr.as_primitive::<UInt32Type>().value(i) as i64),
+        DataType::UInt64 => RawLabel::Int(arr.as_primitive::<UInt64Type>().value(i) as i64),
+        DataType::Float32 => RawLabel::Float(arr.as_primitive::<Float32Type>().value(i) as f64),
+        DataType::Float64 => RawLabel::Float(arr.as_primitive::<Float64Type>().value(i)),
+        DataType::Boolean => RawLabel::Int(arr.as_boolean().value(i) as i64),
+        DataType::Utf8 => RawLabel::Str(arr.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => RawLabel::Str(arr.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => RawLabel::Str(arr.as_string_view().value(i).to_string()),
+        DataType::List(_) => {
+            let values = arr.as_list::<i32>().value(i);
+            RawLabel::List((0..values.len()).map(|j| arrow_label(&values, j)).collect::<Result<_>>()?)
+        }
+        DataType::LargeList(_) => {
+            let values = arr.as_list::<i64>().value(i);
+            RawLabel::List((0..values.len()).map(|j| arrow_label(&values, j)).collect::<Result<_>>()?)
+        }
+        other => crate::bail!("labels of type {other} are not supported (use integers, strings, floats or lists)"),
+    })
+}
+
+/// A label column must hold one kind of value (integers and floats count as numbers together).
+fn check_label_types(table: &Table) -> Result<()> {
+    let Some(labels) = &table.labels else { return Ok(()) };
+    let family = |l: &RawLabel| match l {
+        RawLabel::Int(_) | RawLabel::Float(_) => "number",
+        other => other.kind(),
+    };
+    let first = family(&labels[0]);
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| family(l) != first) {
+        crate::bail!(
+            "{}: the label column mixes types: row 1 has a {first}, row {} has a {} ({}); make every label the same type",
+            table.source,
+            i + 1,
+            l.kind(),
+            l.name()
+        );
+    }
+    Ok(())
+}
+
+/// Where a dataset split's files are.
+#[derive(Clone, Debug)]
+pub struct SplitFiles {
+    pub files: Vec<PathBuf>,
+    pub format: Option<Format>,
+}
+
+/// Reads and concatenates several files of one split (e.g. Parquet shards).
+pub fn read_split(split: &SplitFiles, cols: &Columns) -> Result<Table> {
+    let mut out: Option<Table> = None;
+    for f in &split.files {
+        let t = read_table(f, split.format, cols)?;
+        match out.as_mut() {
+            None => out = Some(t),
+            Some(acc) => {
+                acc.texts.extend(t.texts);
+                if let (Some(a), Some(b)) = (acc.pairs.as_mut(), t.pairs) {
+                    a.extend(b);
+                }
+                if let (Some(a), Some(b)) = (acc.labels.as_mut(), t.labels) {
+                    a.extend(b);
+                }
+            }
+        }
+    }
+    let mut table = out.context("a split with no files")?;
+    if split.files.len() > 1 {
+        table.source = format!("{} (+{} more)", split.files[0].display(), split.files.len() - 1);
+        check_label_types(&table)?;
+    }
+    Ok(table)
+}

@@ -1,0 +1,280 @@
+//! The dataset pipeline: every reader, hub datasets, labels, splits, and the errors users meet.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use common::{fixtures, stand_in_hub};
+use modernft::data::{load_splits, read_table, Columns, DataConfig, RawLabel, TargetKind, Targets, TextEncoder};
+
+fn cols() -> Columns {
+    Columns { text: "text".into(), text_pair: None, label: Some("label".into()) }
+}
+
+fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn err(path: &Path, columns: &Columns) -> String {
+    read_table(path, None, columns).unwrap_err().chain()
+}
+
+fn encoder() -> TextEncoder {
+    TextEncoder::from_file(&fixtures().join("tiny-v4/tokenizer.json"), 64).unwrap()
+}
+
+#[test]
+fn every_format_reads_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jsonl = write(d, "a.jsonl", b"{\"text\": \"good film\", \"label\": \"pos\"}\n\n{\"text\": \"bad, \\\"awful\\\" film\", \"label\": \"neg\"}\n");
+    let csv = write(d, "a.csv", b"text,label\ngood film,pos\n\"bad, \"\"awful\"\" film\",neg\n");
+    let tsv = write(d, "a.tsv", b"text\tlabel\ngood film\tpos\nbad, \"awful\" film\tneg\n");
+    let gz = d.join("a.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    enc.write_all(&std::fs::read(&jsonl).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let pq = d.join("a.parquet");
+    write_parquet(
+        &pq,
+        vec![
+            ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("text", Arc::new(StringArray::from(vec!["good film", "bad, \"awful\" film"])) as ArrayRef),
+            ("label", Arc::new(StringArray::from(vec!["pos", "neg"])) as ArrayRef),
+        ],
+    );
+    for p in [&jsonl, &csv, &tsv, &gz, &pq] {
+        let t = read_table(p, None, &cols()).unwrap_or_else(|e| panic!("{}: {}", p.display(), e.chain()));
+        assert_eq!(t.texts, vec!["good film", "bad, \"awful\" film"], "{}", p.display());
+        assert_eq!(t.labels.unwrap(), vec![RawLabel::Str("pos".into()), RawLabel::Str("neg".into())], "{}", p.display());
+    }
+    // An explicit format overrides the extension.
+    let odd = write(d, "data.txt", &std::fs::read(&jsonl).unwrap());
+    assert_eq!(read_table(&odd, Some(modernft::data::Format::Jsonl), &cols()).unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = cols();
+    let e = err(&d.join("missing.jsonl"), &c);
+    assert!(e.contains("missing.jsonl") && e.contains("does not exist"), "{e}");
+    let e = err(&write(d, "a.xlsx", b"x"), &c);
+    assert!(e.contains("a.xlsx") && e.contains("format"), "{e}");
+    let e = err(&write(d, "cols.jsonl", b"{\"sentence\": \"x\", \"label\": 1}\n"), &c);
+    assert!(e.contains("line 1") && e.contains("`text`") && e.contains("sentence"), "{e}");
+    let e = err(&write(d, "cols.csv", b"sentence,label\nx,1\n"), &c);
+    assert!(e.contains("`text`") && e.contains("sentence, label"), "{e}");
+    let e = err(&write(d, "bad.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 0\n"), &c);
+    assert!(e.contains("bad.jsonl, line 2") && e.contains("malformed JSON"), "{e}");
+    let e = err(&write(d, "utf.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"\xff\xfe\", \"label\": 1}\n"), &c);
+    assert!(e.contains("line 2") && e.contains("UTF-8"), "{e}");
+    let e = err(&write(d, "utf.csv", b"text,label\n\xff,1\n"), &c);
+    assert!(e.contains("line 2") && e.contains("UTF-8"), "{e}");
+    let e = err(&write(d, "empty_text.jsonl", b"{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"  \", \"label\": 1}\n"), &c);
+    assert!(e.contains("line 2") && e.contains("empty"), "{e}");
+    let e = err(&write(d, "empty.jsonl", b"\n\n"), &c);
+    assert!(e.contains("empty.jsonl") && e.contains("no rows"), "{e}");
+    let e = err(&write(d, "empty.csv", b"text,label\n"), &c);
+    assert!(e.contains("no rows"), "{e}");
+    let e = err(&write(d, "mixed.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": \"pos\"}\n"), &c);
+    assert!(e.contains("mixes types") && e.contains("row 2"), "{e}");
+    let e = err(&write(d, "fields.csv", b"text,label\na,1\nb,1,extra\n"), &c);
+    assert!(e.contains("fields.csv, line 3") && e.contains("expected 2 fields"), "{e}");
+    let pq = d.join("ints.parquet");
+    write_parquet(&pq, vec![("text", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef), ("label", Arc::new(Int64Array::from(vec![0, 1])) as ArrayRef)]);
+    let e = err(&pq, &c);
+    assert!(e.contains("`text`") && e.contains("Int64") && e.contains("string"), "{e}");
+    let e = err(&pq, &Columns { text: "body".into(), text_pair: None, label: None });
+    assert!(e.contains("no column `body`") && e.contains("text, label"), "{e}");
+    let e = err(&write(d, "notpq.parquet", b"not parquet"), &c);
+    assert!(e.contains("Parquet"), "{e}");
+
+    // Regression targets must be finite.
+    let pq = d.join("nan.parquet");
+    write_parquet(&pq, vec![("text", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef), ("label", Arc::new(Float64Array::from(vec![1.0, f64::NAN])) as ArrayRef)]);
+    let cfg = DataConfig { train: Some(pq), ..Default::default() };
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).err().unwrap().chain();
+    assert!(e.contains("row 2") && e.contains("finite"), "{e}");
+    let inf = write(d, "inf.csv", b"text,label\na,1.5\nb,inf\n");
+    let cfg = DataConfig { train: Some(inf), ..Default::default() };
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).err().unwrap().chain();
+    assert!(e.contains("row 2") && e.contains("finite"), "{e}");
+}
+
+#[test]
+fn labels_splits_and_tokenization() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut train = String::new();
+    for i in 0..40 {
+        let label = if i % 4 == 0 { "pos" } else { "neg" };
+        train.push_str(&format!("{{\"text\": \"the movie number {i} was {label} and long and slow and boring and bad\", \"label\": \"{label}\"}}\n"));
+    }
+    let train = write(d, "train.jsonl", train.as_bytes());
+    let dev = write(d, "dev.jsonl", b"{\"text\": \"a good film\", \"label\": \"pos\"}\n{\"text\": \"meh\", \"label\": \"neutral\"}\n");
+
+    // An unseen validation label is an error naming the label and the row...
+    let cfg = DataConfig { train: Some(train.clone()), validation: Some(dev.clone()), ..Default::default() };
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).err().unwrap().chain();
+    assert!(e.contains("dev.jsonl, row 2") && e.contains("`neutral`"), "{e}");
+    // ...unless the labels are listed explicitly, in which case their order is kept.
+    let cfg = DataConfig { labels: Some(vec!["pos".into(), "neutral".into(), "neg".into()]), ..cfg };
+    let s = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).unwrap();
+    assert_eq!(s.validation.as_ref().unwrap().targets, Some(Targets::Class(vec![0, 1])));
+    assert_eq!(s.labels.as_ref().unwrap().names(), &["pos", "neutral", "neg"]);
+
+    // validation_fraction: stratified, deterministic, and truncation is counted.
+    let cfg = DataConfig { train: Some(train), validation_fraction: Some(0.25), seed: 3, max_length: 8, ..Default::default() };
+    // The encoder carries the token budget (callers build it from `max_length`).
+    let enc8 = TextEncoder::from_file(&fixtures().join("tiny-v4/tokenizer.json"), cfg.max_length).unwrap();
+    let s = load_splits(&cfg, &enc8, Some(TargetKind::Classification)).unwrap();
+    let v = s.validation.as_ref().unwrap();
+    assert_eq!((s.train.len(), v.len()), (30, 10));
+    let Some(Targets::Class(vt)) = &v.targets else { panic!() };
+    let pos = vt.iter().filter(|&&c| c == 1).count();
+    assert!((2..=3).contains(&pos), "10 of 40 rows are pos: 2.5 of them belong in validation, got {pos}");
+    assert_eq!(s.labels.as_ref().unwrap().names(), &["neg", "pos"]);
+    assert_eq!(s.train.truncated, 40, "every row is longer than 8 tokens");
+    assert!(s.train.tokens.lengths().iter().all(|&l| l == 8));
+    let again = load_splits(&cfg, &enc8, Some(TargetKind::Classification)).unwrap();
+    assert_eq!(again.train.tokens, s.train.tokens);
+
+    // Text pairs: [CLS] a [SEP] b [SEP].
+    let pairs = write(d, "pairs.jsonl", b"{\"text_a\": \"good\", \"text_b\": \"bad\", \"score\": 1.5}\n");
+    let cfg = DataConfig { train: Some(pairs), text_column: "text_a".into(), text_pair_column: Some("text_b".into()), label_column: "score".into(), ..Default::default() };
+    let s = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).unwrap();
+    let row = s.train.tokens.row(0);
+    assert_eq!(row.iter().filter(|&&t| t == 2).count(), 2, "two [SEP] in a pair: {row:?}");
+    assert_eq!(s.train.targets, Some(Targets::Regression(vec![1.5])));
+
+    // Multi-label rows are lists.
+    let ml = write(d, "ml.jsonl", b"{\"text\": \"a\", \"label\": [\"x\", \"y\"]}\n{\"text\": \"b\", \"label\": []}\n");
+    let cfg = DataConfig { train: Some(ml), ..Default::default() };
+    let s = load_splits(&cfg, &encoder(), Some(TargetKind::MultiLabel)).unwrap();
+    assert_eq!(s.train.targets, Some(Targets::MultiLabel(vec![vec![0, 1], vec![]])));
+}
+
+#[test]
+fn hub_datasets_come_from_the_parquet_conversion_and_then_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, texts: Vec<&str>, labels: Vec<i64>| {
+        let p = dir.path().join(name);
+        write_parquet(&p, vec![("text", Arc::new(StringArray::from(texts)) as ArrayRef), ("label", Arc::new(Int64Array::from(labels)) as ArrayRef)]);
+        std::fs::read(p).unwrap()
+    };
+    let files = vec![
+        ("plain_text/train/0000.parquet".to_string(), make("t0", vec!["good", "bad"], vec![1, 0])),
+        ("plain_text/train/0001.parquet".to_string(), make("t1", vec!["fine"], vec![1])),
+        ("plain_text/test/0000.parquet".to_string(), make("s0", vec!["awful"], vec![0])),
+    ];
+    let hub = stand_in_hub(files);
+    let home = tempfile::tempdir().unwrap();
+    // hf-hub reads HF_ENDPOINT / HF_HOME from the environment: run the loading in a child process.
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--hub", "stanfordnlp/imdb", "--subset", "plain_text", "--tokenizer"])
+        .arg(fixtures().join("tiny-v4/tokenizer.json"))
+        .arg("--json")
+        .env("HF_ENDPOINT", &hub.url)
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(stats["rows"], 3, "both train shards are read");
+    assert!(home.path().join("hub/datasets--stanfordnlp--imdb").is_dir());
+    // Offline, from the cache only.
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--hub", "stanfordnlp/imdb", "--subset", "plain_text", "--json", "--tokenizer"])
+        .arg(fixtures().join("tiny-v4/tokenizer.json"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A split that does not exist: the error names the dataset and the split.
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--hub", "stanfordnlp/imdb", "--subset", "nope", "--tokenizer"])
+        .arg(fixtures().join("tiny-v4/tokenizer.json"))
+        .env("HF_ENDPOINT", &hub.url)
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("stanfordnlp/imdb") && e.contains("train"), "{e}");
+}
+
+#[test]
+fn data_command_reports_rows_labels_lengths_and_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = String::new();
+    for i in 0..64 {
+        let words = "word ".repeat(1 + i % 13);
+        rows.push_str(&format!("{{\"text\": \"{words}\", \"label\": {}}}\n", i % 3));
+    }
+    let train = write(dir.path(), "train.jsonl", rows.as_bytes());
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--train"])
+        .arg(&train)
+        .args(["--model"])
+        .arg(fixtures().join("tiny-v4"))
+        .args(["--max-length", "10", "--batch-size", "8"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["train", "64", "p50", "p99", "over 10", "labels (train)", "grouped by length"] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // JSON for scripts: label counts in label order (integers sort numerically).
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--json", "--train"])
+        .arg(&train)
+        .args(["--tokenizer"])
+        .arg(fixtures().join("tiny-v4/tokenizer.json"))
+        .args(["--max-length", "40", "--batch-size", "4"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"], 64);
+    assert_eq!(v["labels"], serde_json::json!([["0", 22], ["1", 21], ["2", 21]]));
+    assert!(v["truncated"].as_u64().unwrap() > 0);
+    assert!(v["padding_grouped"].as_f64().unwrap() < v["padding_random"].as_f64().unwrap());
+    // Without a tokenizer the command says what to pass.
+    let out = std::process::Command::new(common::binary()).args(["data", "--train"]).arg(&train).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+}
+
+#[test]
+fn sst2_statistics_with_the_real_tokenizer() {
+    let Some(shared) = common::shared() else { return };
+    let out = std::process::Command::new(common::binary())
+        .args(["data", "--json", "--train"])
+        .arg(shared.join("data/sst2/train.jsonl"))
+        .arg("--validation")
+        .arg(shared.join("data/sst2/dev.parquet"))
+        .arg("--tokenizer")
+        .arg(shared.join("data/modernbert/tokenizer.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["rows"], 67349);
+    assert_eq!(lines[1]["rows"], 872);
+    assert_eq!(lines[0]["labels"], serde_json::json!([["negative", 29780], ["positive", 37569]]));
+}
