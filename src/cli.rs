@@ -22,6 +22,42 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Show what a dataset looks like through the tokenizer: rows, labels, lengths, padding.
     Data(DataArgs),
+    /// Fine-tune ModernBERT as a run config describes (or continue a run with --resume).
+    Train(TrainArgs),
+    /// Write a commented run-config template to start from.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The run config (TOML). Every key is documented in configs/README.md.
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with_all = ["config", "set", "overwrite"])]
+    pub resume: Option<PathBuf>,
+    /// Override a config key, e.g. --set training.learning_rate=3e-5 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar (one line per logging step instead).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Where to write the template.
+    #[arg(default_value = "modernft.toml")]
+    pub path: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -2,7 +2,7 @@
 
 use std::io::{BufReader, Write};
 
-use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, TaskArg};
+use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, InitArgs, TaskArg, TrainArgs};
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
 use crate::embed;
@@ -101,5 +101,71 @@ pub fn data(args: &DataArgs) -> Result<()> {
         writeln!(out, "data: {} (tokenizer {})\n", crate::data::dataset::describe(&cfg), tokenizer.display())?;
         write!(out, "{}", render(&stats, cfg.max_length, args.batch_size.max(1)))?;
     }
+    Ok(())
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let opts = crate::train::TrainOptions {
+        device: crate::device::parse_device(&args.device)?,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let summary = match (&args.resume, &args.config) {
+        (Some(dir), _) => crate::train::resume(dir, &opts)?,
+        (None, Some(path)) => {
+            let cfg = crate::config::RunConfig::from_file_with(path, &args.set)?;
+            prepare_output_dir(&cfg.output.dir, args.overwrite)?;
+            crate::train::train(&cfg, &opts)?
+        }
+        (None, None) => crate::bail!("pass --config run.toml (or --resume RUN_DIR)"),
+    };
+    print!("{}", render_summary(&summary));
+    Ok(())
+}
+
+/// A run folder is never replaced without --overwrite.
+fn prepare_output_dir(dir: &std::path::Path, overwrite: bool) -> Result<()> {
+    let occupied = dir.is_dir() && std::fs::read_dir(dir)?.next().is_some();
+    if dir.exists() && !dir.is_dir() {
+        crate::bail!("output dir {} is a file", dir.display());
+    }
+    if occupied {
+        if !overwrite {
+            crate::bail!(
+                "output folder {} already exists; pass --overwrite to replace it, --resume {} to continue it, or set output.dir elsewhere (--set output.dir=runs/new)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn render_summary(s: &crate::train::Summary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "\nrun {}", s.run_dir.display());
+    let _ = writeln!(out, "  steps              {} ({:.2} epochs){}", s.steps, s.epochs, if s.stopped_early { ", stopped early" } else { "" });
+    let _ = writeln!(out, "  training time      {:.1} s ({:.0} tokens/s)", s.train_seconds, s.tokens_per_second);
+    if let Some((metric, value, ck)) = &s.best {
+        let _ = writeln!(out, "  best {metric:<13} {value:.4} ({ck}, restored)");
+    }
+    for (name, ev) in [("validation", &s.validation), ("test", &s.test)] {
+        if let Some(ev) = ev {
+            let _ = writeln!(out, "  {name:<18} {}", crate::train::trainer::format_metrics(&ev.metrics));
+        }
+    }
+    let _ = writeln!(out, "  model              {}", s.model_dir.display());
+    let _ = writeln!(out, "  metrics, plots     {}/metrics.jsonl, loss.svg{}", s.run_dir.display(), if s.validation.as_ref().is_some_and(|v| v.classification.is_some()) { ", confusion_matrix.svg" } else { "" });
+    out
+}
+
+pub fn init(args: &InitArgs) -> Result<()> {
+    if args.path.exists() && !args.overwrite {
+        crate::bail!("{} already exists; pass --overwrite to replace it", args.path.display());
+    }
+    std::fs::write(&args.path, crate::config::TEMPLATE).with_context(|| format!("cannot write {}", args.path.display()))?;
+    eprintln!("wrote {}: edit [model] and [data], then run `modernft train --config {}`", args.path.display(), args.path.display());
     Ok(())
 }

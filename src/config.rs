@@ -10,6 +10,9 @@ use crate::data::{DataConfig, TargetKind};
 use crate::error::{Context, Result};
 use crate::model::ModelFiles;
 
+/// The commented template `modernft init` writes (configs/template.toml).
+pub const TEMPLATE: &str = include_str!("../configs/template.toml");
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
@@ -144,6 +147,10 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Batch rows of similar length together (less padding).
     pub group_by_length: bool,
+    /// Shuffle the training rows every epoch (false: file order).
+    pub shuffle: bool,
+    /// Also checkpoint every this many optimizer steps (checkpoints are always written at evaluations).
+    pub save_steps: Option<usize>,
 }
 
 impl Default for TrainingConfig {
@@ -175,6 +182,8 @@ impl Default for TrainingConfig {
             load_best_model_at_end: true,
             seed: 42,
             group_by_length: false,
+            shuffle: true,
+            save_steps: None,
         }
     }
 }
@@ -404,6 +413,16 @@ mod tests {
         // The written config reads back identically.
         let again = RunConfig::from_toml(&c.to_toml().unwrap(), "again", &[]).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn the_template_and_shipped_configs_parse() {
+        let t = RunConfig::from_toml(TEMPLATE, "template.toml", &[]).unwrap();
+        assert_eq!(t.training, TrainingConfig { save_total_limit: Some(2), ..TrainingConfig::default() });
+        for name in ["quickstart.toml", "imdb.toml", "sst2-small.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
+            RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+        }
     }
 
     #[test]

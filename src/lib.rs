@@ -9,9 +9,12 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;
+pub mod metrics;
 pub mod error;
 pub mod model;
+pub mod report;
 pub mod rng;
+pub mod task;
 pub mod train;
 
 pub use error::{Context, Error, Result};

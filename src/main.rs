@@ -11,6 +11,17 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Embed(args) => commands::embed(args),
         Command::Data(args) => commands::data(args),
+        Command::Train(args) => {
+            // Ctrl-C: the trainer checkpoints at the next step boundary and exits; a second Ctrl-C kills.
+            let _ = ctrlc::set_handler(|| {
+                if modernft::train::trainer::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\ninterrupt: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)");
+            });
+            commands::train(args)
+        }
+        Command::Init(args) => commands::init(args),
     }
 }
 

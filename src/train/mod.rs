@@ -1,5 +1,9 @@
-//! Training: the optimizer (the trainer loop lands with `modernft train`).
+//! Training: optimizer, schedule, checkpoints and the loop.
 
+pub mod checkpoint;
 pub mod optim;
+pub mod schedule;
+pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};
+pub use trainer::{resume, train, Summary, TrainOptions};

@@ -1,0 +1,531 @@
+//! The training loop: what `modernft train` runs.
+//!
+//! ```text
+//! prepare:  config → tokenizer → data (labels, splits) → model (+ fresh head) → AdamW, schedule, sampler
+//! loop:     for each optimizer step:
+//!             for each micro-batch of the step: forward (dropout on) → loss / micro-batches → backward
+//!             clip the global gradient norm → AdamW at the scheduled rate
+//!             log · evaluate (early stopping, best model) · checkpoint · stop on Ctrl-C
+//! finish:   restore the best weights → final evaluation → model/ folder, plots, summary
+//! ```
+//! A run is exactly resumable: the checkpoint holds the weights, the AdamW moments, the step, the
+//! sampler position and the dropout RNG, and everything else is a function of those.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::config::RunConfig;
+use crate::data::{load_splits, Batch, Dataset, Sampler, SamplerState, Splits, TargetKind, TextEncoder};
+use crate::error::{Context, Result};
+use crate::model::{build, HeadKind, LoadOptions, Loaded, ModelFiles, Mode, ModernBertConfig, Pooling, Weights};
+use crate::report;
+use crate::rng::Rng;
+use crate::task::{self, Evaluation};
+use crate::train::checkpoint::{self, list_checkpoints, read_state, ModelFolder, TrainingState};
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::schedule::Schedule;
+
+/// Set by the Ctrl-C handler; the loop checkpoints and stops at the next step boundary.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub struct TrainOptions {
+    pub device: Device,
+    /// Draw progress bars (the CLI sets this when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub model_dir: PathBuf,
+    pub steps: usize,
+    pub epochs: f64,
+    pub train_seconds: f64,
+    pub tokens_per_second: f64,
+    pub best: Option<(String, f64, String)>,
+    pub validation: Option<Evaluation>,
+    pub test: Option<Evaluation>,
+    pub stopped_early: bool,
+    pub label_names: Vec<String>,
+}
+
+/// Everything a run needs, prepared before the first step.
+struct Run {
+    cfg: RunConfig,
+    dir: PathBuf,
+    kind: TargetKind,
+    config: ModernBertConfig,
+    loaded: Loaded,
+    splits: Splits,
+    tokenizer: PathBuf,
+    pad_id: u32,
+    sampler: Sampler,
+    schedule: Schedule,
+    optimizer: AdamW,
+    ga: usize,
+    total_steps: usize,
+    micro_per_epoch: usize,
+}
+
+/// Starts a new run in `cfg.output.dir` (which must not exist, or be empty).
+pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
+    let dir = cfg.output.dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+    checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+    std::fs::write(dir.join("metrics.jsonl"), b"")?;
+    let run = prepare(cfg, &dir, None, &opts.device)?;
+    let state = TrainingState {
+        step: 0,
+        sampler: SamplerState::default(),
+        rng: Rng::new(cfg.training.seed ^ 0x5EED).state(),
+        best_metric: None,
+        best_checkpoint: None,
+        evals_without_improvement: 0,
+        tokens_seen: 0,
+        train_seconds: 0.0,
+    };
+    run_loop(run, state, opts)
+}
+
+/// Continues the run in `dir` from its latest checkpoint, with the config it was started with.
+pub fn resume(dir: &Path, opts: &TrainOptions) -> Result<Summary> {
+    let cfg = RunConfig::from_file(&dir.join("config.toml"))
+        .with_context(|| format!("{} is not a modernft run folder", dir.display()))?;
+    let (_, latest) = list_checkpoints(dir)?
+        .pop()
+        .with_context(|| format!("{} has no checkpoint to resume from (checkpoints are written at each evaluation and every save_steps)", dir.display()))?;
+    let state = read_state(&latest)?;
+    let mut run = prepare(&cfg, dir, Some(&latest), &opts.device)?;
+    let moments = candle_core::safetensors::load(latest.join(checkpoint::OPTIMIZER_STATE), &opts.device)?;
+    for p in &mut run.optimizer.params {
+        p.moments = moments
+            .get(&p.name)
+            .with_context(|| format!("{}: no optimizer state for {}", latest.display(), p.name))?
+            .contiguous()?;
+    }
+    run.optimizer.step = state.step as u64;
+    // Metrics logged after the checkpoint are replayed by the resumed run.
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    let kept: String = log
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= state.step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("metrics.jsonl"), kept)?;
+    eprintln!("resuming {} from {} (step {})", dir.display(), latest.display(), state.step);
+    run_loop(run, state, opts)
+}
+
+fn target_kind(cfg: &RunConfig) -> TargetKind {
+    match (cfg.task, cfg.multi_label) {
+        (crate::config::Task::Regression, _) => TargetKind::Regression,
+        (_, true) => TargetKind::MultiLabel,
+        _ => TargetKind::Classification,
+    }
+}
+
+fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
+    let kind = target_kind(cfg);
+    // Model config, weights and tokenizer: from the checkpoint when resuming, else from [model].
+    let (mut config, weights, tokenizer) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
+        (Some(ck), _, _) => {
+            let files = ModelFiles::from_dir(ck)?;
+            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf())
+        }
+        (None, Some(path), _) => {
+            let tok = cfg.model.tokenizer_source().resolve()?;
+            (ModernBertConfig::from_file(path)?, None, tok)
+        }
+        (None, None, Some(name)) => {
+            let files = ModelFiles::resolve(name)?;
+            let tok = match &cfg.model.tokenizer {
+                Some(t) => t.clone(),
+                None => files.tokenizer()?.to_path_buf(),
+            };
+            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), tok)
+        }
+        (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
+    };
+    if cfg.data.max_length > config.max_position_embeddings {
+        crate::bail!(
+            "[data] max_length {} exceeds the model's max_position_embeddings ({})",
+            cfg.data.max_length,
+            config.max_position_embeddings
+        );
+    }
+    let encoder = TextEncoder::from_file(&tokenizer, cfg.data.max_length)?;
+    let vocab = encoder.tokenizer().get_vocab_size(true);
+    if vocab > config.vocab_size {
+        crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
+    }
+    let splits = load_splits(&cfg.data, &encoder, Some(kind))?;
+    let names = match (&splits.labels, kind) {
+        (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
+        (Some(l), _) => l.names().to_vec(),
+        (None, _) => crate::bail!("no labels were read"),
+    };
+    if checkpoint.is_some() && config.id2label != names {
+        crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
+    }
+    config.set_labels(names);
+    config.problem_type = Some(task::problem_type(kind).to_string());
+    config.architectures = vec!["ModernBertForSequenceClassification".to_string()];
+    if let Some(p) = &cfg.model.pooling {
+        config.classifier_pooling = Pooling::parse(p)?;
+    }
+    if let Some(d) = cfg.model.classifier_dropout {
+        config.classifier_dropout = d;
+    }
+    let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed };
+    let loaded = build(&config, weights.as_ref(), HeadKind::Sequence, &opts)
+        .with_context(|| format!("cannot build the model for {}", dir.display()))?;
+    if !loaded.initialised.is_empty() && checkpoint.is_none() {
+        let all = loaded.initialised.len() == loaded.tensors.len();
+        if all {
+            eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
+        } else {
+            eprintln!("note: not in the checkpoint, freshly initialised: {}", loaded.initialised.join(", "));
+        }
+    }
+    let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+    let t = &cfg.training;
+    let sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    let ga = t.gradient_accumulation_steps;
+    let micro_per_epoch = sampler.batches_per_epoch();
+    let steps_per_epoch = micro_per_epoch.div_ceil(ga);
+    let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
+    let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
+    let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
+    let optimizer = AdamW::new(&loaded.params, adam)?;
+    Ok(Run {
+        cfg: cfg.clone(),
+        dir: dir.to_path_buf(),
+        kind,
+        config,
+        loaded,
+        splits,
+        tokenizer,
+        pad_id,
+        sampler,
+        schedule,
+        optimizer,
+        ga,
+        total_steps,
+        micro_per_epoch,
+    })
+}
+
+fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Result<Summary> {
+    let t = run.cfg.training.clone();
+    let bar = progress_bar(run.total_steps, state.step, opts.progress);
+    let mode = Mode::train(Rng::from_state(state.rng));
+    let started = Instant::now();
+    let seconds_before = state.train_seconds;
+    let (mut log_loss, mut log_steps) = (0f64, 0usize);
+    let mut stopped_early = false;
+    let greater = run.cfg.greater_is_better();
+    let metric = run.cfg.training.metric_for_best_model.trim_start_matches("eval_").to_string();
+
+    'training: while state.step < run.total_steps {
+        let batches = run.sampler.epoch(state.sampler.epoch);
+        while state.sampler.batch < batches.len() && state.step < run.total_steps {
+            // One optimizer step over `ga` micro-batches (fewer at the end of an epoch).
+            let group = &batches[state.sampler.batch..(state.sampler.batch + run.ga).min(batches.len())];
+            let (loss, mut grads, tokens) = accumulate(&run, group, &mode).map_err(|e| {
+                e.wrap(format!(
+                    "training stopped at step {}{}",
+                    state.step + 1,
+                    last_checkpoint_hint(&run.dir)
+                ))
+            })?;
+            state.sampler.batch += group.len();
+            let grad_norm = clip_grad_norm(&run.loaded, &mut grads, t.max_grad_norm)?;
+            let lr = run.schedule.lr(state.step);
+            run.optimizer.step(&grads, lr)?;
+            state.step += 1;
+            state.tokens_seen += tokens as u64;
+            log_loss += loss;
+            log_steps += 1;
+
+            let epoch_done = state.sampler.batch >= batches.len();
+            if epoch_done {
+                state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
+            }
+            let epoch = state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64;
+            state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+            let tps = state.tokens_seen as f64 / state.train_seconds.max(1e-9);
+            bar.set_position(state.step as u64);
+            bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
+
+            if state.step % t.logging_steps.max(1) == 0 || state.step == run.total_steps {
+                let mean = log_loss / log_steps as f64;
+                append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
+                if !opts.progress {
+                    eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
+                }
+                (log_loss, log_steps) = (0.0, 0);
+            }
+
+            let evaluate_now = match t.eval_strategy.as_str() {
+                "epoch" => epoch_done,
+                "steps" => state.step % t.eval_steps.unwrap_or(usize::MAX) == 0,
+                _ => false,
+            } && run.splits.validation.is_some();
+            let mut save_now = t.save_steps.is_some_and(|n| n > 0 && state.step % n == 0)
+                || (epoch_done && t.eval_strategy == "no");
+            if evaluate_now {
+                let ev = evaluate(&run)?;
+                let mut line = json!({"type": "eval", "step": state.step, "epoch": epoch});
+                for (k, v) in &ev.metrics {
+                    line[format!("eval_{k}")] = json!(v);
+                }
+                append_metrics(&run.dir, line)?;
+                bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+                let value = *ev.metrics.get(&metric).with_context(|| {
+                    format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
+                })?;
+                let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+                match state.best_metric {
+                    Some(best) if !(better(value, best) && (value - best).abs() > t.early_stopping_threshold) => {
+                        state.evals_without_improvement += 1
+                    }
+                    _ => state.evals_without_improvement = 0,
+                }
+                if state.best_metric.is_none_or(|best| better(value, best)) {
+                    state.best_metric = Some(value);
+                    state.best_checkpoint = Some(format!("checkpoint-{}", state.step));
+                }
+                save_now = true;
+                if t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
+                    stopped_early = true;
+                }
+            }
+            state.rng = mode.rng_state();
+            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+            if save_now || interrupted || stopped_early || state.step == run.total_steps {
+                save_checkpoint(&run, &state)?;
+            }
+            if interrupted {
+                bar.abandon();
+                crate::bail!(
+                    "interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`",
+                    state.step,
+                    run.dir.join(format!("checkpoint-{}", state.step)).display(),
+                    run.dir.display()
+                );
+            }
+            if stopped_early {
+                bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
+                break 'training;
+            }
+        }
+        if state.sampler.batch >= batches.len() {
+            state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
+        }
+    }
+    bar.finish_and_clear();
+    finish(run, state, stopped_early)
+}
+
+/// Forward and backward over the micro-batches of one step; returns the step's loss (the mean over
+/// its micro-batches), the summed gradients, and the number of real tokens.
+fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, GradStore, usize)> {
+    let dev = run.loaded.model.model.device().clone();
+    let targets = run.splits.train.targets.as_ref().context("training data has no labels")?;
+    let mut total: Option<GradStore> = None;
+    let (mut loss_sum, mut tokens) = (0f64, 0usize);
+    for rows in group {
+        let batch = Batch::new(&run.splits.train, rows, run.pad_id, &dev)?;
+        let logits = run.loaded.model.forward(&batch.input_ids, Some(&batch.attention_mask), mode)?.logits.context("no head")?;
+        let t = task::target_tensor(targets, rows, run.config.num_labels(), &dev)?;
+        let loss = (task::loss(run.kind, &logits, &t)? / group.len() as f64)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            crate::bail!("the training loss is {value}; lower the learning rate, or check the data for extreme targets");
+        }
+        loss_sum += value;
+        tokens += batch.real_tokens();
+        let grads = loss.backward()?;
+        total = Some(match total {
+            None => grads,
+            Some(mut acc) => {
+                for (_, var) in &run.loaded.params {
+                    if let Some(g) = grads.get(var.as_tensor()) {
+                        let sum = match acc.get(var.as_tensor()) {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert(var.as_tensor(), sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    Ok((loss_sum, total.context("an empty step")?, tokens))
+}
+
+/// `torch.nn.utils.clip_grad_norm_`: scales all gradients by max_norm / (norm + 1e-6) when that is
+/// below 1. Returns the norm before clipping.
+fn clip_grad_norm(loaded: &Loaded, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let mut sq = 0f64;
+    for (_, var) in &loaded.params {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            for (_, var) in &loaded.params {
+                if let Some(g) = grads.remove(var.as_tensor()) {
+                    grads.insert(var.as_tensor(), (g * coef)?);
+                }
+            }
+        }
+    }
+    Ok(norm)
+}
+
+fn evaluate(run: &Run) -> Result<Evaluation> {
+    let ds = run.splits.validation.as_ref().context("no validation split")?;
+    evaluate_on(run, ds)
+}
+
+fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
+    task::evaluate(&run.loaded.model, ds, run.kind, run.cfg.training.eval_batch_size, run.pad_id, 0.5)
+}
+
+fn save_checkpoint(run: &Run, state: &TrainingState) -> Result<PathBuf> {
+    let dir = run.dir.join(format!("checkpoint-{}", state.step));
+    checkpoint::write_folder_atomic(&dir, |tmp| {
+        ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
+        let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.clone())).collect();
+        checkpoint::save_safetensors(&tmp.join(checkpoint::OPTIMIZER_STATE), &moments, None)?;
+        std::fs::write(tmp.join(checkpoint::TRAINING_STATE), serde_json::to_string_pretty(state)?)?;
+        Ok(())
+    })?;
+    let trainer_state = json!({
+        "global_step": state.step,
+        "best_metric": state.best_metric,
+        "best_model_checkpoint": state.best_checkpoint,
+        "last_checkpoint": format!("checkpoint-{}", state.step),
+        "metric_for_best_model": run.cfg.training.metric_for_best_model,
+    });
+    checkpoint::write_atomic(&run.dir.join("trainer_state.json"), serde_json::to_string_pretty(&trainer_state)?.as_bytes())?;
+    prune_checkpoints(run, state)?;
+    Ok(dir)
+}
+
+/// Keeps the newest `save_total_limit` checkpoints, and always the best one.
+fn prune_checkpoints(run: &Run, state: &TrainingState) -> Result<()> {
+    let Some(limit) = run.cfg.training.save_total_limit else { return Ok(()) };
+    let all = list_checkpoints(&run.dir)?;
+    let keep_from = all.len().saturating_sub(limit.max(1));
+    for (i, (_, path)) in all.iter().enumerate() {
+        let is_best = state.best_checkpoint.as_deref() == path.file_name().and_then(|n| n.to_str());
+        if i < keep_from && !is_best {
+            std::fs::remove_dir_all(path).with_context(|| format!("cannot remove old checkpoint {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary> {
+    // The best weights replace the last ones.
+    let mut best = None;
+    if let (true, Some(name), Some(value)) = (run.cfg.training.load_best_model_at_end, &state.best_checkpoint, state.best_metric) {
+        let path = run.dir.join(name);
+        let tensors = candle_core::safetensors::load(path.join("model.safetensors"), run.loaded.model.model.device())?;
+        for (n, var) in &run.loaded.params {
+            var.set(tensors.get(n).with_context(|| format!("{}: no tensor {n}", path.display()))?)?;
+        }
+        best = Some((run.cfg.training.metric_for_best_model.clone(), value, name.clone()));
+    }
+    let model_dir = run.dir.join("model");
+    checkpoint::write_folder_atomic(&model_dir, |tmp| {
+        ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)
+    })?;
+    let validation = run.splits.validation.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
+    let test = run.splits.test.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
+    for (name, ev) in [("validation", &validation), ("test", &test)] {
+        if let Some(ev) = ev {
+            let mut line = json!({"type": "final", "split": name, "step": state.step});
+            for (k, v) in &ev.metrics {
+                line[k] = json!(v);
+            }
+            append_metrics(&run.dir, line)?;
+        }
+    }
+    write_plots(&run, validation.as_ref())?;
+    Ok(Summary {
+        model_dir,
+        steps: state.step,
+        epochs: state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64,
+        train_seconds: state.train_seconds,
+        tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
+        best,
+        validation,
+        test,
+        stopped_early,
+        label_names: run.config.id2label.clone(),
+        run_dir: run.dir,
+    })
+}
+
+fn write_plots(run: &Run, validation: Option<&Evaluation>) -> Result<()> {
+    let log = std::fs::read_to_string(run.dir.join("metrics.jsonl")).unwrap_or_default();
+    let (mut train, mut eval) = (Vec::new(), Vec::new());
+    for v in log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        let step = v["step"].as_u64().unwrap_or(0) as usize;
+        match (v["type"].as_str(), v["loss"].as_f64(), v["eval_loss"].as_f64()) {
+            (Some("train"), Some(l), _) => train.push((step, l)),
+            (Some("eval"), _, Some(l)) => eval.push((step, l)),
+            _ => {}
+        }
+    }
+    let title = format!("{} · loss", run.dir.display());
+    std::fs::write(run.dir.join("loss.svg"), report::loss_curve(&train, &eval, &title))?;
+    if let Some(c) = validation.and_then(|v| v.classification.as_ref()) {
+        let svg = report::confusion_matrix(&c.confusion, &run.config.id2label, "validation confusion matrix");
+        std::fs::write(run.dir.join("confusion_matrix.svg"), svg)?;
+    }
+    Ok(())
+}
+
+fn append_metrics(dir: &Path, line: Value) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("metrics.jsonl"))?;
+    writeln!(f, "{line}")?;
+    Ok(())
+}
+
+fn last_checkpoint_hint(dir: &Path) -> String {
+    match list_checkpoints(dir).ok().and_then(|mut v| v.pop()) {
+        Some((_, p)) => format!("; the last good checkpoint, {}, is intact", p.display()),
+        None => String::new(),
+    }
+}
+
+pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(" · ")
+}
+
+fn progress_bar(total: usize, at: usize, show: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total as u64), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps · {msg} · ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(at as u64);
+    bar
+}
