@@ -28,7 +28,9 @@ pub fn loss_curve(train: &[(usize, f64)], eval: &[(usize, f64)], title: &str) ->
     if hi - lo < 1e-9 {
         hi = lo + 1.0;
     }
-    lo = (lo - 0.05 * (hi - lo)).max(0.0);
+    let pad = 0.05 * (hi - lo);
+    lo = (lo - pad).max(0.0);
+    hi += pad;
     let x = |s: f64| left + (w - left - right) * s / max_step;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - (v - lo) / (hi - lo));
     let mut s = String::new();

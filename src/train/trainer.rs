@@ -154,19 +154,37 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         }
         (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
     };
-    if cfg.data.max_length > config.max_position_embeddings {
-        crate::bail!(
-            "[data] max_length {} exceeds the model's max_position_embeddings ({})",
-            cfg.data.max_length,
-            config.max_position_embeddings
-        );
+    let mut data_cfg = cfg.data.clone();
+    if data_cfg.max_length > config.max_position_embeddings {
+        if checkpoint.is_none() {
+            eprintln!(
+                "note: max_length {} exceeds the model's {} positions; using {}",
+                data_cfg.max_length, config.max_position_embeddings, config.max_position_embeddings
+            );
+        }
+        data_cfg.max_length = config.max_position_embeddings;
     }
-    let encoder = TextEncoder::from_file(&tokenizer, cfg.data.max_length)?;
+    // The run keeps its own copy of the tokenizer: checkpoints come and go, the run folder stays.
+    let run_tokenizer = dir.join("tokenizer").join("tokenizer.json");
+    if checkpoint.is_none() || !run_tokenizer.is_file() {
+        let src_dir = tokenizer.parent().unwrap_or(Path::new("."));
+        checkpoint::write_folder_atomic(&dir.join("tokenizer"), |tmp| {
+            std::fs::copy(&tokenizer, tmp.join("tokenizer.json"))?;
+            for side in ["tokenizer_config.json", "special_tokens_map.json"] {
+                if src_dir.join(side).is_file() {
+                    std::fs::copy(src_dir.join(side), tmp.join(side))?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let tokenizer = run_tokenizer;
+    let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?;
     let vocab = encoder.tokenizer().get_vocab_size(true);
     if vocab > config.vocab_size {
         crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
     }
-    let splits = load_splits(&cfg.data, &encoder, Some(kind))?;
+    let splits = load_splits(&data_cfg, &encoder, Some(kind))?;
     let names = match (&splits.labels, kind) {
         (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
         (Some(l), _) => l.names().to_vec(),
