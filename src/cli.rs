@@ -26,6 +26,127 @@ pub enum Command {
     Train(TrainArgs),
     /// Write a commented run-config template to start from.
     Init(InitArgs),
+    /// Score a fine-tuned model on labelled data: a table for people, --json for scripts.
+    #[command(alias = "evaluate")]
+    Eval(EvalArgs),
+    /// Label texts with a fine-tuned model: stdin (or --input) to JSONL, in input order.
+    Predict(PredictArgs),
+    /// Export a portable model folder for transformers or sentence-transformers.
+    Save(SaveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run folder (its best model), checkpoint, exported folder or hub id.
+    #[arg(long)]
+    pub model: String,
+    /// Labelled data file(s) (.jsonl, .csv, .tsv, .parquet; optionally .gz).
+    #[arg(long, required_unless_present = "config")]
+    pub data: Vec<PathBuf>,
+    /// Reuse a run config's [data] section (its validation split unless --split says otherwise).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// With --config: which split to score.
+    #[arg(long, value_enum, default_value_t = SplitArg::Validation)]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Truncate rows to this many tokens [default: the model's positions, at most 512].
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Multi-label decision threshold on sigmoid scores.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write confusion_matrix.svg into this folder.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Validation,
+    Test,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ColumnArgs {
+    #[arg(long)]
+    pub text_column: Option<String>,
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// File format when the extension does not say it.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormatArg>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Run folder (its best model), checkpoint, exported folder or hub id.
+    #[arg(long)]
+    pub model: String,
+    /// Read texts from this file instead of stdin.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Plain lines, or JSONL with "text" (and optional "text_pair", "id").
+    #[arg(long, value_enum, default_value_t = InputFormatArg::Auto)]
+    pub input_format: InputFormatArg,
+    /// Include every label's probability.
+    #[arg(long)]
+    pub all_scores: bool,
+    /// Include the K most likely labels.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Include the raw logits.
+    #[arg(long)]
+    pub logits: bool,
+    /// Multi-label models: labels with sigmoid score at least this are predicted.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormatArg {
+    Hf,
+    SentenceTransformers,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Run folder, checkpoint, model folder or hub id.
+    pub source: String,
+    /// Folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = ExportFormatArg::Hf)]
+    pub format: ExportFormatArg,
+    /// Weight precision: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// sentence-transformers: pooling [default: the model's classifier_pooling].
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// sentence-transformers: L2-normalise embeddings (adds a Normalize module).
+    #[arg(long)]
+    pub normalize: bool,
+    /// Replace an existing folder.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Args, Debug)]
@@ -92,15 +213,8 @@ pub struct DataSourceArgs {
     /// Hub dataset config name (e.g. plain_text).
     #[arg(long)]
     pub subset: Option<String>,
-    /// File format when the extension does not say it.
-    #[arg(long, value_enum)]
-    pub format: Option<DataFormatArg>,
-    #[arg(long)]
-    pub text_column: Option<String>,
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
-    #[arg(long)]
-    pub label_column: Option<String>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
 }
 
 #[derive(Args, Debug)]

@@ -2,7 +2,7 @@
 
 use std::io::{BufReader, Write};
 
-use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, InitArgs, TaskArg, TrainArgs};
+use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, InitArgs, InputFormatArg, PoolingArg, PredictArgs, SaveArgs, SplitArg, TaskArg, TrainArgs};
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
 use crate::embed;
@@ -42,21 +42,21 @@ pub fn apply_source_flags(cfg: &mut DataConfig, src: &crate::cli::DataSourceArgs
     if src.subset.is_some() {
         cfg.subset = src.subset.clone();
     }
-    if let Some(f) = src.format {
-        cfg.format = Some(match f {
-            DataFormatArg::Jsonl => Format::Jsonl,
-            DataFormatArg::Csv => Format::Csv,
-            DataFormatArg::Tsv => Format::Tsv,
-            DataFormatArg::Parquet => Format::Parquet,
-        });
+    apply_column_flags(cfg, &src.columns);
+}
+
+/// Applies `--text-column`, `--text-pair-column`, `--label-column`, `--format` over a data config.
+pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
+    if let Some(f) = cols.format {
+        cfg.format = Some(data_format(f));
     }
-    if let Some(c) = &src.text_column {
+    if let Some(c) = &cols.text_column {
         cfg.text_column = c.clone();
     }
-    if src.text_pair_column.is_some() {
-        cfg.text_pair_column = src.text_pair_column.clone();
+    if cols.text_pair_column.is_some() {
+        cfg.text_pair_column = cols.text_pair_column.clone();
     }
-    if let Some(c) = &src.label_column {
+    if let Some(c) = &cols.label_column {
         cfg.label_column = c.clone();
     }
 }
@@ -167,5 +167,105 @@ pub fn init(args: &InitArgs) -> Result<()> {
     }
     std::fs::write(&args.path, crate::config::TEMPLATE).with_context(|| format!("cannot write {}", args.path.display()))?;
     eprintln!("wrote {}: edit [model] and [data], then run `modernft train --config {}`", args.path.display(), args.path.display());
+    Ok(())
+}
+
+fn data_format(f: DataFormatArg) -> Format {
+    match f {
+        DataFormatArg::Jsonl => Format::Jsonl,
+        DataFormatArg::Csv => Format::Csv,
+        DataFormatArg::Tsv => Format::Tsv,
+        DataFormatArg::Parquet => Format::Parquet,
+    }
+}
+
+fn pooling(p: PoolingArg) -> crate::model::Pooling {
+    match p {
+        PoolingArg::Cls => crate::model::Pooling::Cls,
+        PoolingArg::Mean => crate::model::Pooling::Mean,
+    }
+}
+
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    use crate::evaluate::{evaluate_files, render, to_json, write_plot, EvalOptions};
+    let device = crate::device::parse_device(&args.device)?;
+    // Files and columns: from --data and flags, or a run config's [data] section.
+    let mut cfg = match &args.config {
+        Some(path) => crate::config::RunConfig::from_file(path)?.data,
+        None => DataConfig::default(),
+    };
+    apply_column_flags(&mut cfg, &args.columns);
+    let (files, format) = if !args.data.is_empty() {
+        (args.data.clone(), cfg.format)
+    } else {
+        let (train, validation, test) = cfg.split_files()?;
+        let chosen = match args.split {
+            SplitArg::Train => Some(train),
+            SplitArg::Validation => validation,
+            SplitArg::Test => test,
+        };
+        let split = chosen.with_context(|| format!("the config has no {:?} split; pass --data FILE or --split", args.split))?;
+        (split.files, split.format)
+    };
+    let classifier = crate::predict::Classifier::load(&args.model, args.max_length, &device)?;
+    let opts = EvalOptions { files: files.clone(), format, columns: cfg.columns(true), batch_size: args.batch_size.max(1), threshold: args.threshold };
+    let ev = evaluate_files(&classifier, &opts)?;
+    let labels = &classifier.config.id2label;
+    let data_desc = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        writeln!(out, "{}", to_json(&ev, labels, &classifier.files.origin, &data_desc, classifier.kind))?;
+    } else {
+        write!(out, "{}", render(&ev, labels, &classifier.files.origin, &data_desc))?;
+    }
+    if let Some(dir) = &args.plot {
+        if let Some(p) = write_plot(&ev, labels, dir)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let opts = crate::predict::PredictOptions {
+        model: args.model.clone(),
+        input_format: match args.input_format {
+            InputFormatArg::Auto => crate::embed::InputFormat::Auto,
+            InputFormatArg::Text => crate::embed::InputFormat::Text,
+            InputFormatArg::Jsonl => crate::embed::InputFormat::Jsonl,
+        },
+        all_scores: args.all_scores,
+        top_k: args.top_k,
+        logits: args.logits,
+        threshold: args.threshold,
+        batch_size: args.batch_size.max(1),
+        max_length: args.max_length,
+        device: crate::device::parse_device(&args.device)?,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
+            crate::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out)
+        }
+        None => crate::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out),
+    }
+}
+
+pub fn save(args: &SaveArgs) -> Result<()> {
+    let opts = crate::export::SaveOptions {
+        format: match args.format {
+            ExportFormatArg::Hf => crate::export::ExportFormat::Hf,
+            ExportFormatArg::SentenceTransformers => crate::export::ExportFormat::SentenceTransformers,
+        },
+        dtype: crate::export::parse_dtype(&args.dtype)?,
+        pooling: args.pooling.map(pooling),
+        normalize: args.normalize,
+        overwrite: args.overwrite,
+    };
+    crate::export::save(&args.source, &args.out, &opts)?;
+    eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -49,6 +49,8 @@ pub struct EmbedOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Input {
     pub text: String,
+    /// The second text of a pair (`text_pair` in JSONL input), for models trained on pairs.
+    pub pair: Option<String>,
     pub id: Option<Value>,
 }
 
@@ -67,7 +69,7 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
             .is_some_and(|l| l.trim_start().starts_with('{') && serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object())),
     };
     if !jsonl {
-        return Ok(lines.into_iter().map(|text| Input { text, id: None }).collect());
+        return Ok(lines.into_iter().map(|text| Input { text, pair: None, id: None }).collect());
     }
     let mut inputs = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -82,7 +84,12 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
             Some(other) => crate::bail!("{source}, line {lineno}: field `text` must be a string, found {other}"),
             None => crate::bail!("{source}, line {lineno}: no `text` field (JSONL input needs {{\"text\": ...}})"),
         };
-        inputs.push(Input { text, id: v.get("id").cloned() });
+        let pair = match v.get("text_pair") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => crate::bail!("{source}, line {lineno}: field `text_pair` must be a string, found {other}"),
+        };
+        inputs.push(Input { text, pair, id: v.get("id").cloned() });
     }
     Ok(inputs)
 }
@@ -111,9 +118,14 @@ impl Embedder {
         };
         let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
         let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+        // A sentence-transformers folder says how it pools and whether it normalises.
+        let (st_pooling, st_normalize) = match files.sentence {
+            Some(s) => (Some(s.pooling), s.normalize),
+            None => (None, false),
+        };
         Ok(Embedder {
-            pooling: opts.pooling.unwrap_or(config.classifier_pooling),
-            normalize: opts.normalize,
+            pooling: opts.pooling.or(st_pooling).unwrap_or(config.classifier_pooling),
+            normalize: opts.normalize || st_normalize,
             model: loaded.model,
             encoder,
             pad_id,

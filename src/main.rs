@@ -22,6 +22,9 @@ fn run(cli: Cli) -> Result<()> {
             commands::train(args)
         }
         Command::Init(args) => commands::init(args),
+        Command::Eval(args) => commands::eval(args),
+        Command::Predict(args) => commands::predict(args),
+        Command::Save(args) => commands::save(args),
     }
 }
 

@@ -67,101 +67,145 @@ pub enum Predictions {
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub loss: f64,
+    pub rows: usize,
     /// Flat metrics by name (`accuracy`, `f1`, `mse`, ...), as logged with an `eval_` prefix.
     pub metrics: BTreeMap<String, f64>,
     pub classification: Option<Classification>,
     pub multi_label: Option<MultiLabel>,
     pub regression: Option<Regression>,
     pub predictions: Predictions,
-    /// Raw logits in row order, [rows][labels].
-    pub logits: Vec<Vec<f32>>,
 }
 
-/// Runs the model over `ds` in batches (memory bounded by the batch) and scores it.
-pub fn evaluate(
-    model: &ModernBert,
-    ds: &Dataset,
+/// Accumulates a model's results over batches (or chunks of a file) and scores them at the end.
+/// Holds one prediction and one target per row, never the texts or logits.
+pub struct Scorer {
     kind: TargetKind,
-    batch_size: usize,
-    pad_id: u32,
+    num_labels: usize,
     threshold: f32,
-) -> Result<Evaluation> {
-    let targets = ds.targets.as_ref().ok_or_else(|| crate::err!("{}: no labels to evaluate against", ds.source))?;
-    let num_labels = model.config().num_labels();
-    let dev = model.model.device().clone();
-    // Length-sorted batches pad little; results are put back in row order.
-    let sampler = Sampler::new(ds.tokens.lengths(), batch_size, false, true, 0);
-    let mut logits_rows = vec![Vec::new(); ds.len()];
-    let (mut loss_sum, mut count) = (0f64, 0usize);
-    for rows in sampler.epoch(0) {
-        let batch = Batch::new(ds, &rows, pad_id, &dev)?;
-        let logits = model
-            .forward(&batch.input_ids, Some(&batch.attention_mask), &Mode::eval())?
-            .logits
-            .ok_or_else(|| crate::err!("the model has no classification head"))?
-            .to_dtype(DType::F32)?;
-        let t = target_tensor(targets, &rows, num_labels, &dev)?;
-        loss_sum += loss(kind, &logits, &t)?.to_scalar::<f32>()? as f64 * rows.len() as f64;
-        count += rows.len();
-        for (&r, l) in rows.iter().zip(logits.to_vec2::<f32>()?) {
-            logits_rows[r] = l;
-        }
+    loss_sum: f64,
+    rows: usize,
+    truth: Targets,
+    predictions: Predictions,
+}
+
+impl Scorer {
+    pub fn new(kind: TargetKind, num_labels: usize, threshold: f32) -> Self {
+        let (truth, predictions) = match kind {
+            TargetKind::Classification => (Targets::Class(Vec::new()), Predictions::Class(Vec::new())),
+            TargetKind::MultiLabel => (Targets::MultiLabel(Vec::new()), Predictions::MultiLabel(Vec::new())),
+            TargetKind::Regression => (Targets::Regression(Vec::new()), Predictions::Regression(Vec::new())),
+        };
+        Scorer { kind, num_labels, threshold, loss_sum: 0.0, rows: 0, truth, predictions }
     }
-    let mean_loss = loss_sum / count.max(1) as f64;
-    let mut metrics = BTreeMap::from([("loss".to_string(), mean_loss)]);
-    let mut ev = Evaluation {
-        loss: mean_loss,
-        metrics: BTreeMap::new(),
-        classification: None,
-        multi_label: None,
-        regression: None,
-        predictions: Predictions::Class(Vec::new()),
-        logits: Vec::new(),
-    };
-    match (kind, targets) {
-        (TargetKind::Classification, Targets::Class(truth)) => {
-            let pred: Vec<u32> = logits_rows.iter().map(|l| argmax(l)).collect();
-            let m = metrics::classification(truth, &pred, num_labels);
-            metrics.extend(metrics::flat(&[
-                ("accuracy", m.accuracy),
-                ("f1", m.f1_macro),
-                ("f1_macro", m.f1_macro),
-                ("f1_micro", m.f1_micro),
-                ("precision", m.precision_macro),
-                ("recall", m.recall_macro),
-                ("mcc", m.mcc),
-            ]));
-            ev.classification = Some(m);
-            ev.predictions = Predictions::Class(pred);
+
+    /// Runs `model` over every row of `ds` in length-sorted batches and records the results.
+    pub fn add_dataset(&mut self, model: &ModernBert, ds: &Dataset, batch_size: usize, pad_id: u32) -> Result<()> {
+        let targets = ds.targets.as_ref().ok_or_else(|| crate::err!("{}: no labels to evaluate against", ds.source))?;
+        let dev = model.model.device().clone();
+        let sampler = Sampler::new(ds.tokens.lengths(), batch_size, false, true, 0);
+        let mut logits_rows = vec![Vec::new(); ds.len()];
+        for rows in sampler.epoch(0) {
+            let batch = Batch::new(ds, &rows, pad_id, &dev)?;
+            let logits = model
+                .forward(&batch.input_ids, Some(&batch.attention_mask), &Mode::eval())?
+                .logits
+                .ok_or_else(|| crate::err!("the model has no classification head"))?
+                .to_dtype(DType::F32)?;
+            let t = target_tensor(targets, &rows, self.num_labels, &dev)?;
+            self.loss_sum += loss(self.kind, &logits, &t)?.to_scalar::<f32>()? as f64 * rows.len() as f64;
+            for (&r, l) in rows.iter().zip(logits.to_vec2::<f32>()?) {
+                logits_rows[r] = l;
+            }
         }
-        (TargetKind::MultiLabel, Targets::MultiLabel(truth)) => {
-            let pred: Vec<Vec<u32>> = logits_rows
-                .iter()
-                .map(|l| l.iter().enumerate().filter(|(_, &x)| sigmoid(x) >= threshold).map(|(i, _)| i as u32).collect())
-                .collect();
-            let m = metrics::multi_label(truth, &pred, num_labels);
-            metrics.extend(metrics::flat(&[
-                ("subset_accuracy", m.subset_accuracy),
-                ("accuracy", m.subset_accuracy),
-                ("f1", m.f1_micro),
-                ("f1_micro", m.f1_micro),
-                ("f1_macro", m.f1_macro),
-            ]));
-            ev.multi_label = Some(m);
-            ev.predictions = Predictions::MultiLabel(pred);
+        self.rows += ds.len();
+        let threshold = self.threshold;
+        match (&mut self.truth, &mut self.predictions, targets) {
+            (Targets::Class(t), Predictions::Class(p), Targets::Class(new)) => {
+                t.extend_from_slice(new);
+                p.extend(logits_rows.iter().map(|l| argmax(l)));
+            }
+            (Targets::MultiLabel(t), Predictions::MultiLabel(p), Targets::MultiLabel(new)) => {
+                t.extend(new.iter().cloned());
+                p.extend(logits_rows.iter().map(|l| {
+                    l.iter().enumerate().filter(|(_, &x)| sigmoid(x) >= threshold).map(|(i, _)| i as u32).collect()
+                }));
+            }
+            (Targets::Regression(t), Predictions::Regression(p), Targets::Regression(new)) => {
+                t.extend_from_slice(new);
+                p.extend(logits_rows.iter().map(|l| l[0]));
+            }
+            _ => crate::bail!("{}: the targets do not match the task", ds.source),
         }
-        (TargetKind::Regression, Targets::Regression(truth)) => {
-            let pred: Vec<f32> = logits_rows.iter().map(|l| l[0]).collect();
-            let m = metrics::regression(truth, &pred);
-            metrics.extend(metrics::flat(&[("mse", m.mse), ("mae", m.mae), ("pearson", m.pearson), ("spearman", m.spearman)]));
-            ev.regression = Some(m);
-            ev.predictions = Predictions::Regression(pred);
-        }
-        _ => crate::bail!("{}: the targets do not match the task", ds.source),
+        Ok(())
     }
-    ev.metrics = metrics;
-    ev.logits = logits_rows;
-    Ok(ev)
+
+    pub fn finish(self) -> Result<Evaluation> {
+        if self.rows == 0 {
+            crate::bail!("nothing to evaluate: the data has no rows");
+        }
+        let mean_loss = self.loss_sum / self.rows as f64;
+        let mut metrics = BTreeMap::from([("loss".to_string(), mean_loss)]);
+        let mut ev = Evaluation {
+            loss: mean_loss,
+            rows: self.rows,
+            metrics: BTreeMap::new(),
+            classification: None,
+            multi_label: None,
+            regression: None,
+            predictions: self.predictions.clone(),
+        };
+        match (&self.truth, &self.predictions) {
+            (Targets::Class(truth), Predictions::Class(pred)) => {
+                let m = metrics::classification(truth, pred, self.num_labels);
+                metrics.extend(metrics::flat(&[
+                    ("accuracy", m.accuracy),
+                    ("f1", m.f1_macro),
+                    ("f1_macro", m.f1_macro),
+                    ("f1_micro", m.f1_micro),
+                    ("precision", m.precision_macro),
+                    ("recall", m.recall_macro),
+                    ("mcc", m.mcc),
+                ]));
+                ev.classification = Some(m);
+            }
+            (Targets::MultiLabel(truth), Predictions::MultiLabel(pred)) => {
+                let m = metrics::multi_label(truth, pred, self.num_labels);
+                metrics.extend(metrics::flat(&[
+                    ("subset_accuracy", m.subset_accuracy),
+                    ("accuracy", m.subset_accuracy),
+                    ("f1", m.f1_micro),
+                    ("f1_micro", m.f1_micro),
+                    ("f1_macro", m.f1_macro),
+                ]));
+                ev.multi_label = Some(m);
+            }
+            (Targets::Regression(truth), Predictions::Regression(pred)) => {
+                let m = metrics::regression(truth, pred);
+                metrics.extend(metrics::flat(&[("mse", m.mse), ("mae", m.mae), ("pearson", m.pearson), ("spearman", m.spearman)]));
+                ev.regression = Some(m);
+            }
+            _ => unreachable!("truth and predictions are created together"),
+        }
+        ev.metrics = metrics;
+        Ok(ev)
+    }
+}
+
+/// Runs the model over `ds` in batches and scores it.
+pub fn evaluate(model: &ModernBert, ds: &Dataset, kind: TargetKind, batch_size: usize, pad_id: u32, threshold: f32) -> Result<Evaluation> {
+    let mut scorer = Scorer::new(kind, model.config().num_labels(), threshold);
+    scorer.add_dataset(model, ds, batch_size, pad_id)?;
+    scorer.finish()
+}
+
+/// The task a fine-tuned checkpoint was trained for, from its `problem_type` (or `num_labels == 1`).
+pub fn kind_of(config: &crate::model::ModernBertConfig) -> TargetKind {
+    match config.problem_type.as_deref() {
+        Some("regression") => TargetKind::Regression,
+        Some("multi_label_classification") => TargetKind::MultiLabel,
+        _ if config.num_labels() == 1 => TargetKind::Regression,
+        _ => TargetKind::Classification,
+    }
 }
 
 pub fn argmax(v: &[f32]) -> u32 {

@@ -114,7 +114,7 @@ impl LabelMap {
             crate::err!(
                 "{}, row {}: label `{name}` is not among the training labels ({}); fix the row, or list every label with `labels = [...]` in the [data] section",
                 table.source,
-                row + 1,
+                table.first_row + row + 1,
                 self.names.join(", ")
             )
         })
@@ -129,9 +129,9 @@ impl LabelMap {
                 .enumerate()
                 .map(|(row, l)| match l {
                     RawLabel::List(_) => crate::bail!(
-                        "{}, row {}: the label is a list; for several labels per row set `task = \"multi-label\"`",
+                        "{}, row {}: the label is a list; for several labels per row set `multi_label = true`",
                         table.source,
-                        row + 1
+                        table.first_row + row + 1
                     ),
                     l => self.id_of(l, table, row),
                 })
@@ -168,13 +168,13 @@ fn regression_targets(table: &Table, labels: &[RawLabel]) -> Result<Vec<f32>> {
                 other => crate::bail!(
                     "{}, row {}: regression needs a number, found the {} `{}`",
                     table.source,
-                    row + 1,
+                    table.first_row + row + 1,
                     other.kind(),
                     other.name()
                 ),
             };
             if !v.is_finite() {
-                crate::bail!("{}, row {}: the target is {v}; regression targets must be finite numbers", table.source, row + 1);
+                crate::bail!("{}, row {}: the target is {v}; regression targets must be finite numbers", table.source, table.first_row + row + 1);
             }
             Ok(v as f32)
         })
@@ -197,7 +197,7 @@ mod tests {
     use super::*;
 
     fn table(labels: Vec<RawLabel>) -> Table {
-        Table { source: "t.jsonl".into(), texts: vec!["x".into(); labels.len()], pairs: None, labels: Some(labels) }
+        Table { source: "t.jsonl".into(), first_row: 0, texts: vec!["x".into(); labels.len()], pairs: None, labels: Some(labels) }
     }
 
     #[test]

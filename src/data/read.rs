@@ -89,6 +89,8 @@ pub struct Columns {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     pub source: String,
+    /// Index of this table's first row in its file (tables can be chunks of a file).
+    pub first_row: usize,
     pub texts: Vec<String>,
     pub pairs: Option<Vec<String>>,
     pub labels: Option<Vec<RawLabel>>,
@@ -105,6 +107,23 @@ impl Table {
 
 /// Reads `path` in `format` (or the one its extension names).
 pub fn read_table(path: &Path, format: Option<Format>, cols: &Columns) -> Result<Table> {
+    let mut all: Option<Table> = None;
+    read_table_chunks(path, format, cols, usize::MAX, &mut |chunk| {
+        all = Some(chunk);
+        Ok(())
+    })?;
+    all.with_context(|| format!("{}: the file has no rows", path.display()))
+}
+
+/// Reads `path` and hands it to `f` in tables of at most `chunk_rows` rows, so that callers that
+/// stream (evaluation) hold one chunk at a time.
+pub fn read_table_chunks(
+    path: &Path,
+    format: Option<Format>,
+    cols: &Columns,
+    chunk_rows: usize,
+    f: &mut dyn FnMut(Table) -> Result<()>,
+) -> Result<()> {
     if !path.exists() {
         crate::bail!("data file {} does not exist", path.display());
     }
@@ -112,17 +131,99 @@ pub fn read_table(path: &Path, format: Option<Format>, cols: &Columns) -> Result
         Some(f) => f,
         None => Format::from_path(path)?,
     };
-    let table = match format {
-        Format::Jsonl => read_jsonl(path, cols)?,
-        Format::Csv => read_delimited(path, b',', cols)?,
-        Format::Tsv => read_delimited(path, b'\t', cols)?,
-        Format::Parquet => read_parquet(path, cols)?,
-    };
-    if table.is_empty() {
-        crate::bail!("{}: the file has no rows", path.display());
+    let mut sink = Sink::new(path.display().to_string(), cols, chunk_rows.max(1), f);
+    match format {
+        Format::Jsonl => read_jsonl(path, cols, &mut sink)?,
+        Format::Csv => read_delimited(path, b',', cols, &mut sink)?,
+        Format::Tsv => read_delimited(path, b'\t', cols, &mut sink)?,
+        Format::Parquet => read_parquet(path, cols, &mut sink)?,
     }
-    check_label_types(&table)?;
-    Ok(table)
+    sink.finish()
+}
+
+/// Collects rows into chunk tables and hands each full chunk on.
+struct Sink<'a> {
+    table: Table,
+    chunk_rows: usize,
+    rows_seen: usize,
+    /// Kind of the first label of the file: a label column must hold one kind.
+    label_kind: Option<(&'static str, String)>,
+    f: &'a mut dyn FnMut(Table) -> Result<()>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(source: String, cols: &Columns, chunk_rows: usize, f: &'a mut dyn FnMut(Table) -> Result<()>) -> Self {
+        let table = Table {
+            source,
+            first_row: 0,
+            texts: Vec::new(),
+            pairs: cols.text_pair.as_ref().map(|_| Vec::new()),
+            labels: cols.label.as_ref().map(|_| Vec::new()),
+        };
+        Sink { table, chunk_rows, rows_seen: 0, label_kind: None, f }
+    }
+
+    fn source(&self) -> &str {
+        &self.table.source
+    }
+
+    fn push(&mut self, text: String, pair: Option<String>, label: Option<RawLabel>) -> Result<()> {
+        if let Some(l) = &label {
+            let family = label_family(l);
+            match &self.label_kind {
+                None => self.label_kind = Some((family, l.kind().to_string())),
+                Some((first, first_kind)) if *first != family => crate::bail!(
+                    "{}: the label column mixes types: row 1 has a {first_kind}, row {} has a {} ({}); make every label the same type",
+                    self.table.source,
+                    self.rows_seen + 1,
+                    l.kind(),
+                    l.name()
+                ),
+                _ => {}
+            }
+        }
+        self.table.texts.push(text);
+        if let (Some(p), Some(pairs)) = (pair, self.table.pairs.as_mut()) {
+            pairs.push(p);
+        }
+        if let (Some(l), Some(labels)) = (label, self.table.labels.as_mut()) {
+            labels.push(l);
+        }
+        self.rows_seen += 1;
+        if self.table.len() >= self.chunk_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.table.is_empty() {
+            return Ok(());
+        }
+        let next = Table {
+            source: self.table.source.clone(),
+            first_row: self.rows_seen,
+            texts: Vec::new(),
+            pairs: self.table.pairs.as_ref().map(|_| Vec::new()),
+            labels: self.table.labels.as_ref().map(|_| Vec::new()),
+        };
+        let full = std::mem::replace(&mut self.table, next);
+        (self.f)(full)
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if self.rows_seen == 0 {
+            crate::bail!("{}: the file has no rows", self.table.source);
+        }
+        self.flush()
+    }
+}
+
+fn label_family(l: &RawLabel) -> &'static str {
+    match l {
+        RawLabel::Int(_) | RawLabel::Float(_) => "number",
+        other => other.kind(),
+    }
 }
 
 fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
@@ -142,10 +243,9 @@ fn check_text(text: &str, source: &str, row: &str, column: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_jsonl(path: &Path, cols: &Columns) -> Result<Table> {
-    let source = path.display().to_string();
+fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
     let mut reader = open_maybe_gz(path)?;
-    let mut table = Table { source: source.clone(), pairs: cols.text_pair.as_ref().map(|_| Vec::new()), labels: cols.label.as_ref().map(|_| Vec::new()), ..Default::default() };
     let mut buf = Vec::new();
     let mut lineno = 0usize;
     loop {
@@ -177,16 +277,15 @@ fn read_jsonl(path: &Path, cols: &Columns) -> Result<Table> {
                 other => crate::bail!("{source}, line {lineno}: column `{name}` must be a string, found {other}"),
             }
         };
-        table.texts.push(text_of(&cols.text)?);
-        if let (Some(name), Some(pairs)) = (&cols.text_pair, table.pairs.as_mut()) {
-            pairs.push(text_of(name)?);
-        }
-        if let (Some(name), Some(labels)) = (&cols.label, table.labels.as_mut()) {
-            let raw = json_label(field(name)?).with_context(|| format!("{source}, line {lineno}: column `{name}`"))?;
-            labels.push(raw);
-        }
+        let text = text_of(&cols.text)?;
+        let pair = cols.text_pair.as_deref().map(text_of).transpose()?;
+        let label = match &cols.label {
+            Some(name) => Some(json_label(field(name)?).with_context(|| format!("{source}, line {lineno}: column `{name}`"))?),
+            None => None,
+        };
+        sink.push(text, pair, label)?;
     }
-    Ok(table)
+    Ok(())
 }
 
 fn json_label(v: &Value) -> Result<RawLabel> {
@@ -203,8 +302,8 @@ fn json_label(v: &Value) -> Result<RawLabel> {
     })
 }
 
-fn read_delimited(path: &Path, delimiter: u8, cols: &Columns) -> Result<Table> {
-    let source = path.display().to_string();
+fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -224,7 +323,6 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns) -> Result<Table> {
     let ti = index(&cols.text)?;
     let pi = cols.text_pair.as_deref().map(index).transpose()?;
     let li = cols.label.as_deref().map(index).transpose()?;
-    let mut table = Table { source: source.clone(), pairs: pi.map(|_| Vec::new()), labels: li.map(|_| Vec::new()), ..Default::default() };
     let mut record = csv::ByteRecord::new();
     loop {
         let more = rdr.read_byte_record(&mut record).map_err(|e| match e.kind() {
@@ -244,17 +342,18 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns) -> Result<Table> {
         };
         let text = cell(ti)?;
         check_text(&text, &source, &format!("line {line}"), &cols.text)?;
-        table.texts.push(text);
-        if let (Some(i), Some(pairs)) = (pi, table.pairs.as_mut()) {
-            let pair = cell(i)?;
-            check_text(&pair, &source, &format!("line {line}"), cols.text_pair.as_deref().unwrap_or(""))?;
-            pairs.push(pair);
-        }
-        if let (Some(i), Some(labels)) = (li, table.labels.as_mut()) {
-            labels.push(csv_label(cell(i)?.trim()));
-        }
+        let pair = match pi {
+            Some(i) => {
+                let pair = cell(i)?;
+                check_text(&pair, &source, &format!("line {line}"), cols.text_pair.as_deref().unwrap_or(""))?;
+                Some(pair)
+            }
+            None => None,
+        };
+        let label = li.map(|i| cell(i).map(|c| csv_label(c.trim()))).transpose()?;
+        sink.push(text, pair, label)?;
     }
-    Ok(table)
+    Ok(())
 }
 
 /// CSV cells are untyped: integers and numbers are recognised as such, the rest are names.
@@ -268,8 +367,8 @@ fn csv_label(cell: &str) -> RawLabel {
     }
 }
 
-fn read_parquet(path: &Path, cols: &Columns) -> Result<Table> {
-    let source = path.display().to_string();
+fn read_parquet(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
     let file = File::open(path).with_context(|| format!("cannot open {source}"))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| crate::err!("{source}: not a readable Parquet file ({e})"))?;
@@ -286,25 +385,28 @@ fn read_parquet(path: &Path, cols: &Columns) -> Result<Table> {
     // Read only the columns we need, in record batches.
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| crate::err!("{source}: {e}"))?;
-    let mut table = Table { source: source.clone(), pairs: cols.text_pair.as_ref().map(|_| Vec::new()), labels: cols.label.as_ref().map(|_| Vec::new()), ..Default::default() };
     let mut row0 = 0usize;
     for batch in reader {
         let batch: RecordBatch = batch.map_err(|e| crate::err!("{source}: {e}"))?;
         let col = |name: &str| batch.column_by_name(name).cloned().expect("projected column");
         let texts = string_column(&col(&cols.text), &source, &cols.text, row0)?;
-        table.texts.extend(texts);
-        if let (Some(name), Some(pairs)) = (&cols.text_pair, table.pairs.as_mut()) {
-            pairs.extend(string_column(&col(name), &source, name, row0)?);
-        }
-        if let (Some(name), Some(labels)) = (&cols.label, table.labels.as_mut()) {
-            let arr = col(name);
-            for i in 0..arr.len() {
-                labels.push(arrow_label(&arr, i).with_context(|| format!("{source}, row {}: column `{name}`", row0 + i + 1))?);
-            }
+        let mut pairs = match &cols.text_pair {
+            Some(name) => Some(string_column(&col(name), &source, name, row0)?.into_iter()),
+            None => None,
+        };
+        let labels = cols.label.as_deref().map(col);
+        for (i, text) in texts.into_iter().enumerate() {
+            let label = match (&labels, &cols.label) {
+                (Some(arr), Some(name)) => {
+                    Some(arrow_label(arr, i).with_context(|| format!("{source}, row {}: column `{name}`", row0 + i + 1))?)
+                }
+                _ => None,
+            };
+            sink.push(text, pairs.as_mut().and_then(Iterator::next), label)?;
         }
         row0 += batch.num_rows();
     }
-    Ok(table)
+    Ok(())
 }
 
 fn string_column(arr: &ArrayRef, source: &str, name: &str, row0: usize) -> Result<Vec<String>> {
@@ -367,12 +469,8 @@ fn arrow_label(arr: &ArrayRef, i: usize) -> Result<RawLabel> {
 /// A label column must hold one kind of value (integers and floats count as numbers together).
 fn check_label_types(table: &Table) -> Result<()> {
     let Some(labels) = &table.labels else { return Ok(()) };
-    let family = |l: &RawLabel| match l {
-        RawLabel::Int(_) | RawLabel::Float(_) => "number",
-        other => other.kind(),
-    };
-    let first = family(&labels[0]);
-    if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| family(l) != first) {
+    let first = label_family(&labels[0]);
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| label_family(l) != first) {
         crate::bail!(
             "{}: the label column mixes types: row 1 has a {first}, row {} has a {} ({}); make every label the same type",
             table.source,

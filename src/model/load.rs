@@ -45,6 +45,11 @@ impl Weights {
         Ok(Weights { files: files.to_vec(), st, names, bare_encoder })
     }
 
+    /// Whether the checkpoint holds `name` (a transformers name, `model.` prefix included).
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(&self.stored_name(name))
+    }
+
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }
@@ -70,11 +75,14 @@ pub struct LoadOptions {
     pub trainable: bool,
     /// Seed for tensors initialised because the checkpoint lacks them.
     pub seed: u64,
+    /// Re-initialise `classifier.*` tensors whose shape differs from the checkpoint's (a new label
+    /// set), instead of failing; transformers' `ignore_mismatched_sizes` for the classifier only.
+    pub reinit_mismatched_classifier: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dtype: DType::F32, device: Device::Cpu, trainable: false, seed: 42 }
+        LoadOptions { dtype: DType::F32, device: Device::Cpu, trainable: false, seed: 42, reinit_mismatched_classifier: false }
     }
 }
 
@@ -107,6 +115,7 @@ struct SourceState {
 pub struct ParamSource<'a> {
     weights: Option<&'a Weights>,
     trainable: bool,
+    reinit_mismatched_classifier: bool,
     cutoff: f64,
     state: Arc<Mutex<SourceState>>,
 }
@@ -134,8 +143,13 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
         let mut state = self.state.lock().expect("param source lock");
         state.requested.insert(name.to_string());
         let stored = self.weights.map(|w| (w, w.stored_name(name)));
+        let mismatched_head = |w: &Weights, stored: &str| {
+            self.reinit_mismatched_classifier
+                && name.starts_with("classifier.")
+                && w.st.get(stored).is_ok_and(|view| view.shape() != shape.dims())
+        };
         let tensor = match stored {
-            Some((w, stored)) if w.names.contains(&stored) => {
+            Some((w, stored)) if w.names.contains(&stored) && !mismatched_head(w, &stored) => {
                 let t = w.load(&stored, dev).map_err(|e| msg(format!("tensor `{stored}`: {}", e.chain())))?;
                 if t.shape() != &shape {
                     return Err(msg(format!(
@@ -202,6 +216,7 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
     let source = ParamSource {
         weights,
         trainable: opts.trainable,
+        reinit_mismatched_classifier: opts.reinit_mismatched_classifier,
         cutoff: config.initializer_cutoff_factor,
         state: state.clone(),
     };
@@ -223,7 +238,11 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
     );
     if let Some(w) = weights {
         let used: BTreeSet<String> = state.requested.iter().map(|n| w.stored_name(n)).collect();
-        let unexpected: Vec<&String> = w.names.iter().filter(|n| !used.contains(*n) && !unused_ok(n)).collect();
+        let unexpected: Vec<&String> = w
+            .names
+            .iter()
+            .filter(|n| !used.contains(*n) && !unused_ok(n))
+            .collect();
         if !unexpected.is_empty() {
             let shown: Vec<&str> = unexpected.iter().take(8).map(|s| s.as_str()).collect();
             crate::bail!(

@@ -17,6 +17,15 @@ pub struct ModelFiles {
     pub config: PathBuf,
     pub weights: Vec<PathBuf>,
     pub tokenizer: Option<PathBuf>,
+    /// Pooling and normalisation of a sentence-transformers folder (`1_Pooling`, `2_Normalize`).
+    pub sentence: Option<SentenceSettings>,
+}
+
+/// What a sentence-transformers folder says about turning token vectors into one vector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SentenceSettings {
+    pub pooling: crate::model::Pooling,
+    pub normalize: bool,
 }
 
 impl ModelFiles {
@@ -38,7 +47,60 @@ impl ModelFiles {
         })
     }
 
+    /// A model folder (Hugging Face layout), a sentence-transformers folder, a modernft run folder
+    /// (its exported `model/`, else its best or latest checkpoint), or a checkpoint folder.
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        if dir.join("modules.json").is_file() {
+            return Self::from_sentence_transformers(dir);
+        }
+        if !dir.join("config.json").is_file() {
+            if dir.join("model").join("config.json").is_file() {
+                return Self::from_dir(&dir.join("model"));
+            }
+            if let Some(ck) = run_checkpoint(dir)? {
+                eprintln!("note: {} has no exported model yet; using {}", dir.display(), ck.display());
+                return Self::from_dir(&ck);
+            }
+            crate::bail!("{} has no config.json: is it a model folder?", dir.display());
+        }
+        Self::from_hf_dir(dir)
+    }
+
+    fn from_sentence_transformers(dir: &Path) -> Result<Self> {
+        let modules_path = dir.join("modules.json");
+        let text = std::fs::read_to_string(&modules_path)?;
+        let modules: Vec<Value> = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", modules_path.display()))?;
+        // Module types are `sentence_transformers.models.Pooling` (v2–v5) or
+        // `sentence_transformers.….pooling.Pooling` (v6): match the class name.
+        let path_of = |class: &str| {
+            modules
+                .iter()
+                .find(|m| m["type"].as_str().is_some_and(|t| t.rsplit('.').next() == Some(class)))
+                .map(|m| dir.join(m["path"].as_str().unwrap_or("")))
+        };
+        let transformer = path_of("Transformer")
+            .with_context(|| format!("{} lists no sentence_transformers.models.Transformer module", modules_path.display()))?;
+        let mut files = Self::from_hf_dir(&transformer)?;
+        let pooling = match path_of("Pooling") {
+            Some(p) => {
+                let cfg: Value = serde_json::from_str(&std::fs::read_to_string(p.join("config.json")).with_context(|| format!("cannot read {}/config.json", p.display()))?)?;
+                let mode = cfg["pooling_mode"].as_str();
+                if mode == Some("cls") || cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
+                    crate::model::Pooling::Cls
+                } else if mode == Some("mean") || cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
+                    crate::model::Pooling::Mean
+                } else {
+                    crate::bail!("{}: only cls and mean pooling are supported", p.display())
+                }
+            }
+            None => crate::model::Pooling::Mean,
+        };
+        files.sentence = Some(SentenceSettings { pooling, normalize: path_of("Normalize").is_some() });
+        files.origin = dir.display().to_string();
+        Ok(files)
+    }
+
+    fn from_hf_dir(dir: &Path) -> Result<Self> {
         let config = dir.join("config.json");
         if !config.is_file() {
             crate::bail!("{} has no config.json: is it a model folder?", dir.display());
@@ -56,7 +118,7 @@ impl ModelFiles {
             crate::bail!("{} has no model.safetensors (or model.safetensors.index.json)", dir.display());
         };
         let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
-        Ok(ModelFiles { origin: dir.display().to_string(), config, weights, tokenizer })
+        Ok(ModelFiles { origin: dir.display().to_string(), config, weights, tokenizer, sentence: None })
     }
 
     fn from_hub(spec: &str) -> Result<Self> {
@@ -75,7 +137,7 @@ impl ModelFiles {
             },
         };
         let tokenizer = fetch("tokenizer.json").ok();
-        Ok(ModelFiles { origin: spec.to_string(), config, weights, tokenizer })
+        Ok(ModelFiles { origin: spec.to_string(), config, weights, tokenizer, sentence: None })
     }
 
     pub fn tokenizer(&self) -> Result<&Path> {
@@ -83,6 +145,18 @@ impl ModelFiles {
             format!("model {} has no tokenizer.json; copy the base model's tokenizer.json next to its config.json", self.origin)
         })
     }
+}
+
+/// The checkpoint a run folder's users want: the best one (trainer_state.json), else the latest.
+fn run_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("trainer_state.json")) {
+        if let Some(best) = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["best_model_checkpoint"].as_str().map(str::to_string)) {
+            if dir.join(&best).join("config.json").is_file() {
+                return Ok(Some(dir.join(best)));
+            }
+        }
+    }
+    Ok(crate::train::checkpoint::list_checkpoints(dir)?.pop().map(|(_, p)| p))
 }
 
 fn looks_like_hub_id(spec: &str) -> bool {

@@ -202,7 +202,13 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     if let Some(d) = cfg.model.classifier_dropout {
         config.classifier_dropout = d;
     }
-    let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed };
+    let opts = LoadOptions {
+        dtype: DType::F32,
+        device: device.clone(),
+        trainable: true,
+        seed: cfg.training.seed,
+        reinit_mismatched_classifier: true,
+    };
     let loaded = build(&config, weights.as_ref(), HeadKind::Sequence, &opts)
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     if !loaded.initialised.is_empty() && checkpoint.is_none() {
@@ -210,7 +216,9 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         if all {
             eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
         } else {
-            eprintln!("note: not in the checkpoint, freshly initialised: {}", loaded.initialised.join(", "));
+            let replaced = weights.as_ref().is_some_and(|w| w.contains("classifier.weight"));
+            let why = if replaced { "the checkpoint's classifier has a different label count; re-initialised" } else { "not in the checkpoint, freshly initialised" };
+            eprintln!("note: {why}: {}", loaded.initialised.join(", "));
         }
     }
     let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);

@@ -1,0 +1,108 @@
+//! `modernft eval`: scores a fine-tuned model on a labelled file, streaming it in chunks (memory is
+//! bounded by the chunk, whatever the file's size). Labels are matched through the checkpoint's own
+//! `label2id`; a label it does not know is an error that names it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::data::dataset::tokenize;
+use crate::data::read::{read_table_chunks, Columns, Format};
+use crate::data::{LabelMap, TargetKind};
+use crate::error::Result;
+use crate::predict::Classifier;
+use crate::task::{Evaluation, Scorer};
+
+pub struct EvalOptions {
+    pub files: Vec<PathBuf>,
+    pub format: Option<Format>,
+    pub columns: Columns,
+    pub batch_size: usize,
+    pub threshold: f32,
+}
+
+/// Rows per chunk read from the file.
+const CHUNK_ROWS: usize = 4096;
+
+pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> {
+    let labels = LabelMap::new(c.config.id2label.clone(), true)?;
+    let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold);
+    for file in &opts.files {
+        read_table_chunks(file, opts.format, &opts.columns, CHUNK_ROWS, &mut |chunk| {
+            let targets = labels.encode(&chunk, c.kind)?;
+            let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
+            scorer.add_dataset(&c.model, &ds, opts.batch_size, c.pad_id)
+        })?;
+    }
+    scorer.finish()
+}
+
+/// The human-readable report.
+pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "model  {model}\ndata   {data} ({} rows)\n", ev.rows);
+    let _ = writeln!(s, "{:<12} {:.4}", "loss", ev.loss);
+    let w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).clamp(9, 30);
+    if let Some(c) = &ev.classification {
+        let _ = writeln!(s, "{:<12} {:.4}\n{:<12} {:.4}\n", "accuracy", c.accuracy, "mcc", c.mcc);
+        let _ = writeln!(s, "{:<w$}  {:>9}  {:>9}  {:>9}  {:>8}", "", "precision", "recall", "f1", "support");
+        for (name, pc) in labels.iter().zip(&c.per_class) {
+            let _ = writeln!(s, "{:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>8}", name, pc.precision, pc.recall, pc.f1, pc.support);
+        }
+        let _ = writeln!(s, "{:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>8}", "macro avg", c.precision_macro, c.recall_macro, c.f1_macro, ev.rows);
+        let _ = writeln!(s, "{:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>8}", "micro avg", c.precision_micro, c.recall_micro, c.f1_micro, ev.rows);
+        let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");
+        let cw = labels.iter().map(|l| l.chars().count()).max().unwrap_or(3).max(6);
+        let _ = write!(s, "{:<w$}", "");
+        for l in labels {
+            let _ = write!(s, "  {l:>cw$}");
+        }
+        let _ = writeln!(s);
+        for (l, row) in labels.iter().zip(&c.confusion) {
+            let _ = write!(s, "{l:<w$}");
+            for v in row {
+                let _ = write!(s, "  {v:>cw$}");
+            }
+            let _ = writeln!(s);
+        }
+    }
+    if let Some(m) = &ev.multi_label {
+        let _ = writeln!(s, "{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}", "subset acc", m.subset_accuracy, "f1 micro", m.f1_micro, "f1 macro", m.f1_macro);
+        for (name, pc) in labels.iter().zip(&m.per_class) {
+            let _ = writeln!(s, "  {:<w$}  p {:.4}  r {:.4}  f1 {:.4}  n {}", name, pc.precision, pc.recall, pc.f1, pc.support);
+        }
+    }
+    if let Some(r) = &ev.regression {
+        let _ = writeln!(s, "{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}", "mse", r.mse, "mae", r.mae, "pearson", r.pearson, "spearman", r.spearman);
+    }
+    s
+}
+
+/// The report for scripts.
+pub fn to_json(ev: &Evaluation, labels: &[String], model: &str, data: &str, kind: TargetKind) -> Value {
+    let mut v = json!({"model": model, "data": data, "rows": ev.rows, "task": crate::task::problem_type(kind)});
+    for (k, m) in &ev.metrics {
+        v[k] = json!(m);
+    }
+    if let Some(c) = &ev.classification {
+        v["labels"] = json!(labels);
+        v["per_class"] = json!(labels.iter().zip(&c.per_class).map(|(l, p)| (l.clone(), json!(p))).collect::<serde_json::Map<_, _>>());
+        v["precision_micro"] = json!(c.precision_micro);
+        v["recall_micro"] = json!(c.recall_micro);
+        v["confusion"] = json!(c.confusion);
+    }
+    if let Some(m) = &ev.multi_label {
+        v["labels"] = json!(labels);
+        v["per_class"] = json!(labels.iter().zip(&m.per_class).map(|(l, p)| (l.clone(), json!(p))).collect::<serde_json::Map<_, _>>());
+    }
+    v
+}
+
+pub fn write_plot(ev: &Evaluation, labels: &[String], dir: &Path) -> Result<Option<PathBuf>> {
+    let Some(c) = &ev.classification else { return Ok(None) };
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("confusion_matrix.svg");
+    std::fs::write(&path, crate::report::confusion_matrix(&c.confusion, labels, "confusion matrix"))?;
+    Ok(Some(path))
+}

@@ -1,0 +1,192 @@
+//! `modernft save`: a clean, portable model folder that transformers (`--format hf`) or
+//! sentence-transformers (`--format sentence-transformers`) load as they are. Training state stays
+//! behind; a generated README.md model card says what the model is and how it was made.
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBertConfig, Pooling};
+use crate::train::checkpoint::{write_folder_atomic, ModelFolder};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Hf,
+    SentenceTransformers,
+}
+
+pub struct SaveOptions {
+    pub format: ExportFormat,
+    pub dtype: DType,
+    /// sentence-transformers: pooling [default: the model's classifier_pooling].
+    pub pooling: Option<Pooling>,
+    /// sentence-transformers: add a Normalize module.
+    pub normalize: bool,
+    pub overwrite: bool,
+}
+
+/// Exports the model at `src` (run folder, checkpoint, model folder or hub id) into `out`.
+pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
+    if out.exists() && !opts.overwrite {
+        crate::bail!("{} already exists; pass --overwrite to replace it", out.display());
+    }
+    let files = ModelFiles::resolve(src)?;
+    let config = ModernBertConfig::from_file(&files.config)?;
+    let weights = crate::model::Weights::open(&files.weights)?;
+    // Export what the checkpoint holds: a classifier when it has one, else the encoder.
+    let has_head = weights.contains("classifier.weight");
+    let kind = match (opts.format, has_head) {
+        (ExportFormat::Hf, true) => HeadKind::Sequence,
+        _ => HeadKind::None,
+    };
+    let (config, loaded) = load_pretrained(&files, kind, &LoadOptions::default()).map(|(_, l)| (config, l))?;
+    let tokenizer = files.tokenizer()?.to_path_buf();
+    let run_dir = run_folder_of(&files);
+    match opts.format {
+        ExportFormat::Hf => {
+            let mut config = config;
+            if !has_head {
+                config.architectures = vec!["ModernBertModel".into()];
+            }
+            write_folder_atomic(out, |tmp| {
+                ModelFolder { config: &config, tensors: &loaded.tensors, tokenizer: &tokenizer, dtype: Some(opts.dtype) }.write_into(tmp)?;
+                std::fs::write(tmp.join("README.md"), model_card(&config, run_dir.as_deref(), src, opts))?;
+                Ok(())
+            })
+        }
+        ExportFormat::SentenceTransformers => {
+            // sentence-transformers loads the encoder with AutoModel: a bare ModernBertModel.
+            let encoder: Vec<(String, Tensor)> = loaded
+                .tensors
+                .iter()
+                .filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t.clone())))
+                .collect();
+            let mut config = config;
+            config.architectures = vec!["ModernBertModel".into()];
+            let pooling = opts.pooling.or(files.sentence.map(|s| s.pooling)).unwrap_or(config.classifier_pooling);
+            let normalize = opts.normalize || files.sentence.is_some_and(|s| s.normalize);
+            write_folder_atomic(out, |tmp| {
+                ModelFolder { config: &config, tensors: &encoder, tokenizer: &tokenizer, dtype: Some(opts.dtype) }.write_into(tmp)?;
+                write_sentence_transformers_files(tmp, &config, pooling, normalize)?;
+                std::fs::write(tmp.join("README.md"), model_card(&config, run_dir.as_deref(), src, opts))?;
+                Ok(())
+            })
+        }
+    }
+}
+
+/// The module files of a sentence-transformers folder, in the layout every version since v2 reads.
+fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, pooling: Pooling, normalize: bool) -> Result<()> {
+    let mut modules = vec![
+        json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+        json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+    ];
+    if normalize {
+        modules.push(json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
+        // A file keeps the folder in version control; every sentence-transformers version accepts `{}`.
+        std::fs::create_dir_all(dir.join("2_Normalize"))?;
+        std::fs::write(dir.join("2_Normalize/config.json"), "{}\n")?;
+    }
+    std::fs::write(dir.join("modules.json"), serde_json::to_string_pretty(&Value::Array(modules))?)?;
+    std::fs::create_dir_all(dir.join("1_Pooling"))?;
+    let pool = json!({
+        "word_embedding_dimension": config.hidden_size,
+        "pooling_mode_cls_token": pooling == Pooling::Cls,
+        "pooling_mode_mean_tokens": pooling == Pooling::Mean,
+        "pooling_mode_max_tokens": false,
+        "pooling_mode_mean_sqrt_len_tokens": false,
+        "pooling_mode_weightedmean_tokens": false,
+        "pooling_mode_lasttoken": false,
+        "include_prompt": true
+    });
+    std::fs::write(dir.join("1_Pooling/config.json"), serde_json::to_string_pretty(&pool)?)?;
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        serde_json::to_string_pretty(&json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}))?,
+    )?;
+    std::fs::write(
+        dir.join("config_sentence_transformers.json"),
+        serde_json::to_string_pretty(&json!({
+            "__version__": {"sentence_transformers": "3.0.0", "modernft": env!("CARGO_PKG_VERSION")},
+            "prompts": {},
+            "default_prompt_name": null,
+            "similarity_fn_name": "cosine"
+        }))?,
+    )?;
+    Ok(())
+}
+
+/// The run folder a model came from, when it came from one (for the model card).
+fn run_folder_of(files: &ModelFiles) -> Option<std::path::PathBuf> {
+    let dir = files.config.parent()?;
+    [dir.to_path_buf(), dir.parent()?.to_path_buf()].into_iter().find(|d| d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file())
+}
+
+fn model_card(config: &ModernBertConfig, run: Option<&Path>, src: &str, opts: &SaveOptions) -> String {
+    let mut card = String::from("---\nlibrary_name: transformers\ntags:\n- modernbert\n- modernft\n");
+    if opts.format == ExportFormat::SentenceTransformers {
+        card.push_str("- sentence-transformers\npipeline_tag: sentence-similarity\n");
+    } else if config.architectures.iter().any(|a| a.contains("Classification")) {
+        card.push_str("pipeline_tag: text-classification\n");
+    }
+    let run_cfg = run.and_then(|r| crate::config::RunConfig::from_file(&r.join("config.toml")).ok());
+    if let Some(base) = run_cfg.as_ref().and_then(|c| c.model.name.clone()) {
+        card.push_str(&format!("base_model: {base}\n"));
+    }
+    card.push_str("---\n\n");
+    card.push_str(&format!("# {}\n\n", Path::new(src).file_name().and_then(|n| n.to_str()).unwrap_or(src)));
+    card.push_str(&format!(
+        "A ModernBERT model ({} layers, hidden size {}, {} attention heads) exported by modernft {} from `{src}`.\n\n",
+        config.num_hidden_layers, config.hidden_size, config.num_attention_heads, env!("CARGO_PKG_VERSION")
+    ));
+    if config.architectures.iter().any(|a| a.contains("Classification")) {
+        card.push_str(&format!("Task: `{}` with labels: {}.\n\n", config.problem_type.as_deref().unwrap_or("classification"), config.id2label.join(", ")));
+    }
+    if let Some(cfg) = run_cfg {
+        let t = &cfg.training;
+        card.push_str("## Training\n\n");
+        card.push_str(&format!(
+            "- base model: {}\n- data: {}\n- learning rate {}, batch size {} (× {} accumulation), {} epochs{}, weight decay {}, {} schedule, warm-up {} steps / ratio {}, max grad norm {}, seed {}\n- max length {} tokens\n\n",
+            cfg.model.name.clone().or(cfg.model.config.as_ref().map(|p| format!("from scratch ({})", p.display()))).unwrap_or_default(),
+            crate::data::dataset::describe(&cfg.data),
+            t.learning_rate, t.batch_size, t.gradient_accumulation_steps, t.epochs,
+            t.max_steps.map(|m| format!(" (max {m} steps)")).unwrap_or_default(),
+            t.weight_decay, t.lr_scheduler, t.warmup_steps, t.warmup_ratio, t.max_grad_norm, t.seed, cfg.data.max_length
+        ));
+        if let Some(run) = run {
+            let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
+            let finals: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["type"] == "final").collect();
+            if !finals.is_empty() {
+                card.push_str("## Results\n\n| split | metric | value |\n|---|---|---|\n");
+                for f in finals {
+                    if let Some(obj) = f.as_object() {
+                        for (k, v) in obj.iter().filter(|(k, _)| !["type", "split", "step"].contains(&k.as_str())) {
+                            card.push_str(&format!("| {} | {k} | {:.4} |\n", f["split"].as_str().unwrap_or(""), v.as_f64().unwrap_or(f64::NAN)));
+                        }
+                    }
+                }
+                card.push('\n');
+            }
+        }
+    }
+    card.push_str("## Use\n\n```python\n");
+    if opts.format == ExportFormat::SentenceTransformers {
+        card.push_str("from sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\"path/to/this/folder\")\nvectors = model.encode([\"a sentence\"])\n");
+    } else {
+        card.push_str("from transformers import AutoModelForSequenceClassification, AutoTokenizer\nmodel = AutoModelForSequenceClassification.from_pretrained(\"path/to/this/folder\")\ntokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\n");
+    }
+    card.push_str("```\n\nor with modernft: `modernft predict --model path/to/this/folder` / `modernft embed --model path/to/this/folder`.\n");
+    card
+}
+
+/// Parses `--dtype`.
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    Ok(match s {
+        "f32" | "float32" => DType::F32,
+        "f16" | "float16" => DType::F16,
+        "bf16" | "bfloat16" => DType::BF16,
+        other => crate::bail!("--dtype {other}: use f32, f16 or bf16"),
+    })
+}

@@ -1,0 +1,147 @@
+//! A fine-tuned classifier ready to use: `modernft predict` (texts → labels and probabilities) and
+//! the model side of `modernft eval`.
+
+use std::io::{BufRead, Write};
+
+use candle_core::{DType, Device};
+use serde_json::{json, Map, Value};
+
+use crate::data::{pad_batch, TargetKind, TextEncoder};
+use crate::embed::{read_inputs, InputFormat};
+use crate::error::{Context, Result};
+use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, ModernBert, ModernBertConfig};
+use crate::task::{kind_of, sigmoid, softmax};
+
+pub struct Classifier {
+    pub files: ModelFiles,
+    pub config: ModernBertConfig,
+    pub model: ModernBert,
+    pub encoder: TextEncoder,
+    pub kind: TargetKind,
+    pub pad_id: u32,
+}
+
+impl Classifier {
+    /// Loads a fine-tuned model (run folder, checkpoint, exported folder or hub id). A model without
+    /// a trained head is refused: its predictions would be noise.
+    pub fn load(spec: &str, max_length: Option<usize>, device: &Device) -> Result<Self> {
+        let files = ModelFiles::resolve(spec)?;
+        let opts = LoadOptions { dtype: DType::F32, device: device.clone(), ..Default::default() };
+        let (config, loaded) = load_pretrained(&files, HeadKind::Sequence, &opts)?;
+        if !loaded.initialised.is_empty() {
+            crate::bail!(
+                "{} has no trained classification head (missing: {}); fine-tune it first with `modernft train`",
+                files.origin,
+                loaded.initialised.join(", ")
+            );
+        }
+        let limit = config.max_position_embeddings;
+        let max_length = match max_length {
+            Some(n) if n > limit => crate::bail!("--max-length {n} exceeds the model's max_position_embeddings ({limit})"),
+            Some(n) => n,
+            None => limit.min(512),
+        };
+        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
+        let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+        Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder, pad_id })
+    }
+
+    /// Logits for (text, optional pair) rows, in input order.
+    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let encoded = match pairs {
+            Some(p) => self.encoder.encode_pair_batch(texts, p)?,
+            None => self.encoder.encode_batch(texts)?,
+        };
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let mut out = vec![Vec::new(); encoded.len()];
+        let dev = self.model.model.device().clone();
+        for chunk in order.chunks(batch_size.max(1)) {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
+            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
+            let logits = self.model.forward(&ids, Some(&mask), &Mode::eval())?.logits.context("no head")?;
+            for (&i, l) in chunk.iter().zip(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?) {
+                out[i] = l;
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct PredictOptions {
+    pub model: String,
+    pub input_format: InputFormat,
+    pub all_scores: bool,
+    pub top_k: Option<usize>,
+    pub logits: bool,
+    pub threshold: f32,
+    pub batch_size: usize,
+    pub max_length: Option<usize>,
+    pub device: Device,
+}
+
+/// One output line for one input.
+fn prediction(c: &Classifier, logits: &[f32], opts: &PredictOptions) -> Map<String, Value> {
+    let names = &c.config.id2label;
+    let mut obj = Map::new();
+    let probs: Vec<f32> = match c.kind {
+        TargetKind::Regression => {
+            obj.insert("score".into(), json!(logits[0]));
+            Vec::new()
+        }
+        TargetKind::MultiLabel => {
+            let p: Vec<f32> = logits.iter().map(|&x| sigmoid(x)).collect();
+            let on: Vec<&String> = names.iter().zip(&p).filter(|(_, &s)| s >= opts.threshold).map(|(n, _)| n).collect();
+            obj.insert("labels".into(), json!(on));
+            p
+        }
+        TargetKind::Classification => {
+            let p = softmax(logits);
+            let best = crate::task::argmax(&p) as usize;
+            obj.insert("label".into(), json!(names[best]));
+            obj.insert("score".into(), json!(p[best]));
+            p
+        }
+    };
+    if !probs.is_empty() {
+        if opts.all_scores {
+            let all: Map<String, Value> = names.iter().zip(&probs).map(|(n, p)| (n.clone(), json!(p))).collect();
+            obj.insert("scores".into(), Value::Object(all));
+        }
+        if let Some(k) = opts.top_k {
+            let mut idx: Vec<usize> = (0..probs.len()).collect();
+            idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let top: Vec<Value> = idx.iter().take(k).map(|&i| json!({"label": names[i], "score": probs[i]})).collect();
+            obj.insert("top_k".into(), json!(top));
+        }
+    }
+    if opts.logits {
+        obj.insert("logits".into(), json!(logits));
+    }
+    obj
+}
+
+/// `modernft predict`: inputs from `reader`, one JSON line per input on `out`, in input order.
+pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write) -> Result<()> {
+    if opts.top_k == Some(0) {
+        crate::bail!("--top-k must be at least 1");
+    }
+    let classifier = Classifier::load(&opts.model, opts.max_length, &opts.device)?;
+    let inputs = read_inputs(reader, opts.input_format, source)?;
+    for chunk in inputs.chunks(opts.batch_size.max(1) * 32) {
+        let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+        let with_pairs = chunk.iter().all(|i| i.pair.is_some()) && !chunk.is_empty();
+        let pairs: Vec<&str> = chunk.iter().filter_map(|i| i.pair.as_deref()).collect();
+        let logits = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.batch_size)?;
+        for (input, l) in chunk.iter().zip(logits) {
+            let mut obj = Map::new();
+            if let Some(id) = &input.id {
+                obj.insert("id".into(), id.clone());
+            }
+            obj.extend(prediction(&classifier, &l, opts));
+            writeln!(out, "{}", Value::Object(obj))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `eval`, `predict` and `save` through the binary: every output format, every model location
+//! (run folder, checkpoint, export), and the errors users meet.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::fixtures;
+use serde_json::Value;
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    common::run_with_stdin(args, stdin)
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err(out: Output) -> String {
+    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A short run with a validation split, so the run folder has checkpoints and a best model.
+fn trained_run(dir: &Path, task: &str) -> PathBuf {
+    let out = dir.join(format!("run-{task}"));
+    let cfg = dir.join(format!("{task}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "task = \"{task}\"\n[model]\nname = \"tests/fixtures/tiny-v4\"\n[data]\ntrain = \"tests/fixtures/trainer/train.jsonl\"\nvalidation = \"tests/fixtures/trainer/eval.jsonl\"\n[training]\nlearning_rate = 1e-3\nbatch_size = 8\nepochs = 2\n[output]\ndir = \"{}\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    ok(run(&["train", "--quiet", "--config", cfg.to_str().unwrap()], ""));
+    out
+}
+
+#[test]
+fn eval_table_json_plot_config_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "classification");
+    let r = run_dir.to_str().unwrap();
+    let table = ok(run(&["eval", "--model", r, "--data", "tests/fixtures/trainer/eval.jsonl", "--plot", tmp.path().join("plots").to_str().unwrap()], ""));
+    for needle in ["accuracy", "mcc", "precision", "macro avg", "micro avg", "confusion matrix", "(6 rows)"] {
+        assert!(table.contains(needle), "{needle} missing:\n{table}");
+    }
+    assert!(tmp.path().join("plots/confusion_matrix.svg").is_file());
+    // `evaluate` is the same command; --config reuses the run's [data] (validation split).
+    let a: Value = serde_json::from_str(&ok(run(&["evaluate", "--model", r, "--data", "tests/fixtures/trainer/eval.jsonl", "--json"], ""))).unwrap();
+    let b: Value = serde_json::from_str(&ok(run(&["eval", "--model", r, "--config", run_dir.join("config.toml").to_str().unwrap(), "--json"], ""))).unwrap();
+    assert_eq!(a["accuracy"], b["accuracy"]);
+    assert_eq!(a["confusion"].as_array().unwrap().len(), 2);
+    assert!(a["per_class"]["0"]["f1"].is_number() && a["mcc"].is_number() && a["f1_macro"].is_number());
+    // The same scores streaming in chunks as the trainer's final evaluation computed in one go.
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let fin: Value = log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|v| v["type"] == "final").unwrap();
+    assert!((fin["accuracy"].as_f64().unwrap() - a["accuracy"].as_f64().unwrap()).abs() < 1e-12);
+    assert!((fin["loss"].as_f64().unwrap() - a["loss"].as_f64().unwrap()).abs() < 1e-5);
+
+    // A label the checkpoint does not know.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"fine\", \"label\": 1}\n{\"text\": \"odd\", \"label\": 7}\n").unwrap();
+    let e = err(run(&["eval", "--model", r, "--data", bad.to_str().unwrap()], ""));
+    assert!(e.contains("row 2") && e.contains("`7`") && e.contains("0, 1"), "{e}");
+    let e = err(run(&["eval", "--model", "runs/does-not-exist", "--data", bad.to_str().unwrap()], ""));
+    assert!(e.contains("runs/does-not-exist"), "{e}");
+    let e = err(run(&["eval", "--model", r, "--data", "missing.jsonl"], ""));
+    assert!(e.contains("missing.jsonl") && e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn regression_models_evaluate_and_predict_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "regression");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(config["problem_type"], "regression");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
+    let v: Value = serde_json::from_str(&ok(run(&["eval", "--model", run_dir.to_str().unwrap(), "--data", "tests/fixtures/trainer/eval.jsonl", "--json"], ""))).unwrap();
+    for k in ["mse", "mae", "pearson", "spearman"] {
+        assert!(v[k].is_number(), "{k}: {v}");
+    }
+    let out = ok(run(&["predict", "--model", run_dir.to_str().unwrap()], "a wonderful film\n"));
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(line["score"].is_number() && line.get("label").is_none(), "{line}");
+}
+
+#[test]
+fn predict_from_run_checkpoint_and_export_with_every_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "classification");
+    let input = "a wonderful film\nthe plot was awful\n";
+    let from_run = ok(run(&["predict", "--model", run_dir.to_str().unwrap(), "--all-scores"], input));
+    let lines: Vec<Value> = from_run.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let s = l["scores"].as_object().unwrap();
+        assert_eq!(s.len(), 2);
+        assert!((s[l["label"].as_str().unwrap()].as_f64().unwrap() - l["score"].as_f64().unwrap()).abs() < 1e-7);
+    }
+    // The best checkpoint is what the run folder's model/ holds.
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("trainer_state.json")).unwrap()).unwrap();
+    let best = run_dir.join(state["best_model_checkpoint"].as_str().unwrap());
+    assert_eq!(ok(run(&["predict", "--model", best.to_str().unwrap(), "--all-scores"], input)), from_run);
+    // JSONL input keeps ids; --top-k limits the list.
+    let jl = ok(run(&["predict", "--model", run_dir.to_str().unwrap(), "--top-k", "1"], "{\"id\": 9, \"text\": \"loved it\"}\n"));
+    let v: Value = serde_json::from_str(jl.trim()).unwrap();
+    assert_eq!(v["id"], 9);
+    assert_eq!(v["top_k"].as_array().unwrap().len(), 1);
+    // Errors: a model without a trained head, a missing model, --top-k 0.
+    let e = err(run(&["predict", "--model", "tests/fixtures/roundtrip/st"], input));
+    assert!(e.contains("no trained classification head"), "{e}");
+    let e = err(run(&["predict", "--model", "/nope/model"], input));
+    assert!(e.contains("/nope/model"), "{e}");
+    let e = err(run(&["predict", "--model", run_dir.to_str().unwrap(), "--top-k", "0"], input));
+    assert!(e.contains("--top-k"), "{e}");
+}
+
+#[test]
+fn save_formats_dtypes_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "classification");
+    let r = run_dir.to_str().unwrap();
+    for (dtype, st_dtype) in [("f16", "F16"), ("bf16", "BF16")] {
+        let out = tmp.path().join(format!("export-{dtype}"));
+        ok(run(&["save", r, "--out", out.to_str().unwrap(), "--dtype", dtype], ""));
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert_eq!(header["classifier.weight"]["dtype"], st_dtype);
+        assert!(!out.join("training_state.json").exists() && !out.join("optimizer.safetensors").exists());
+        // The half-precision export still predicts like the original.
+        let a: Value = serde_json::from_str(ok(run(&["predict", "--model", r, "--logits"], "loved it\n")).trim()).unwrap();
+        let b: Value = serde_json::from_str(ok(run(&["predict", "--model", out.to_str().unwrap(), "--logits"], "loved it\n")).trim()).unwrap();
+        for (x, y) in a["logits"].as_array().unwrap().iter().zip(b["logits"].as_array().unwrap()) {
+            assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 0.05);
+        }
+    }
+    // sentence-transformers layout, pooling from the model config by default.
+    let st = tmp.path().join("st");
+    ok(run(&["save", r, "--out", st.to_str().unwrap(), "--format", "sentence-transformers"], ""));
+    let pooling: Value = serde_json::from_str(&std::fs::read_to_string(st.join("1_Pooling/config.json")).unwrap()).unwrap();
+    assert_eq!(pooling["pooling_mode_cls_token"], true, "tiny-v4 pools with cls");
+    assert!(!st.join("2_Normalize").exists());
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(st.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"], serde_json::json!(["ModernBertModel"]));
+    // Refusals and errors.
+    let e = err(run(&["save", r, "--out", st.to_str().unwrap(), "--format", "sentence-transformers"], ""));
+    assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
+    ok(run(&["save", r, "--out", st.to_str().unwrap(), "--format", "sentence-transformers", "--overwrite"], ""));
+    let e = err(run(&["save", "/no/such/run", "--out", tmp.path().join("x").to_str().unwrap()], ""));
+    assert!(e.contains("/no/such/run"), "{e}");
+    let e = err(run(&["save", r, "--out", tmp.path().join("y").to_str().unwrap(), "--dtype", "f8"], ""));
+    assert!(e.contains("--dtype"), "{e}");
+    // embed accepts the run folder too.
+    let v = ok(run(&["embed", "--model", r], "loved it\n"));
+    assert_eq!(serde_json::from_str::<Value>(v.trim()).unwrap()["embedding"].as_array().unwrap().len(), 32);
+    let _ = fixtures();
+}
