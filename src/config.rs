@@ -426,6 +426,23 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_documented_in_configs_readme() {
+        let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/README.md")).unwrap();
+        let known = known_keys();
+        for (section, value) in known.as_object().unwrap() {
+            match value.as_object() {
+                Some(keys) => {
+                    assert!(doc.contains(&format!("## `[{section}]`")), "section {section} undocumented");
+                    for key in keys.keys() {
+                        assert!(doc.contains(&format!("| `{key}` |")), "key {section}.{key} undocumented");
+                    }
+                }
+                None => assert!(doc.contains(&format!("| `{section}` |")), "key {section} undocumented"),
+            }
+        }
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let e = RunConfig::from_toml("[model]\nname = \"m\"\n[data]\ntrain = \"a.jsonl\"\n[training]\nlr_scheduler = \"exp\"\n", "x.toml", &[]).unwrap_err().chain();
         assert!(e.contains("lr_scheduler"), "{e}");

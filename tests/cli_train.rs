@@ -226,3 +226,40 @@ fn quickstart_config_runs_offline() {
     assert!(summary.contains("validation") && summary.contains("accuracy"), "{summary}");
     assert!(out.join("loss.svg").is_file() && out.join("confusion_matrix.svg").is_file());
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let stopped = tmp.path().join("stopped");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    // No periodic checkpoints: the only one before the end is the Ctrl-C one.
+    let set = ["--set", "training.save_steps=0"];
+    let cfg_full = resumable_config(&a, &full);
+    ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap(), set[0], set[1]]).output().unwrap());
+    let cfg = resumable_config(&b, &stopped);
+    let child = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), set[0], set[1]])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the first logged step), then send SIGINT.
+    let start = Instant::now();
+    while std::fs::read_to_string(stopped.join("metrics.jsonl")).map(|s| s.is_empty()).unwrap_or(true) {
+        assert!(start.elapsed() < Duration::from_secs(300), "training never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("interrupted at step") && e.contains("--resume"), "{e}");
+    assert!(!stopped.join("model").exists());
+    let cks: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("checkpoint-")).collect();
+    assert_eq!(cks.len(), 1, "{cks:?}");
+    ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).output().unwrap());
+    assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(stopped.join("model/model.safetensors")).unwrap());
+}
