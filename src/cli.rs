@@ -59,6 +59,9 @@ pub struct EvalArgs {
     /// Multi-label decision threshold on sigmoid scores.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    /// Token classification: read entities with seqeval's default chunking, or strict IOB2.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Default)]
+    pub entity_scheme: SchemeArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +70,12 @@ pub struct EvalArgs {
     pub plot: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SchemeArg {
+    Default,
+    StrictIob2,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,6 +93,12 @@ pub struct ColumnArgs {
     pub text_pair_column: Option<String>,
     #[arg(long)]
     pub label_column: Option<String>,
+    /// Token classification: the words column (JSONL).
+    #[arg(long)]
+    pub tokens_column: Option<String>,
+    /// Token classification: the tags column (JSONL).
+    #[arg(long)]
+    pub tags_column: Option<String>,
     /// File format when the extension does not say it.
     #[arg(long, value_enum)]
     pub format: Option<DataFormatArg>,
@@ -186,6 +201,8 @@ pub enum TaskArg {
     Classification,
     MultiLabel,
     Regression,
+    /// Tags per word (tokens + tags columns, or CoNLL).
+    TokenClassification,
     /// Read no labels.
     None,
 }
@@ -196,6 +213,7 @@ pub enum DataFormatArg {
     Csv,
     Tsv,
     Parquet,
+    Conll,
 }
 
 #[derive(Args, Debug, Default)]

@@ -59,6 +59,12 @@ pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
     if let Some(c) = &cols.label_column {
         cfg.label_column = c.clone();
     }
+    if let Some(c) = &cols.tokens_column {
+        cfg.tokens_column = c.clone();
+    }
+    if let Some(c) = &cols.tags_column {
+        cfg.tags_column = c.clone();
+    }
 }
 
 pub fn data(args: &DataArgs) -> Result<()> {
@@ -78,6 +84,7 @@ pub fn data(args: &DataArgs) -> Result<()> {
         Some(TaskArg::Classification) => Some(TargetKind::Classification),
         Some(TaskArg::MultiLabel) => Some(TargetKind::MultiLabel),
         Some(TaskArg::Regression) => Some(TargetKind::Regression),
+        Some(TaskArg::TokenClassification) => Some(TargetKind::Tags),
         Some(TaskArg::None) => None,
         None => task_from_config.unwrap_or(Some(TargetKind::Classification)),
     };
@@ -176,6 +183,7 @@ fn data_format(f: DataFormatArg) -> Format {
         DataFormatArg::Csv => Format::Csv,
         DataFormatArg::Tsv => Format::Tsv,
         DataFormatArg::Parquet => Format::Parquet,
+        DataFormatArg::Conll => Format::Conll,
     }
 }
 
@@ -208,7 +216,18 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         (split.files, split.format)
     };
     let classifier = crate::predict::Classifier::load(&args.model, args.max_length, &device)?;
-    let opts = EvalOptions { files: files.clone(), format, columns: cfg.columns(true), batch_size: args.batch_size.max(1), threshold: args.threshold };
+    let scheme = match args.entity_scheme {
+        crate::cli::SchemeArg::Default => crate::metrics::EntityScheme::Default,
+        crate::cli::SchemeArg::StrictIob2 => crate::metrics::EntityScheme::StrictIob2,
+    };
+    let opts = EvalOptions {
+        files: files.clone(),
+        format,
+        columns: cfg.columns_for(Some(classifier.kind), false),
+        batch_size: args.batch_size.max(1),
+        threshold: args.threshold,
+        scheme,
+    };
     let ev = evaluate_files(&classifier, &opts)?;
     let labels = &classifier.config.id2label;
     let data_desc = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");

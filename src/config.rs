@@ -20,6 +20,10 @@ pub enum Task {
     Classification,
     /// One number per row.
     Regression,
+    /// One tag per word (named-entity recognition): `tokens` + `tags` rows, or CoNLL files.
+    TokenClassification,
+    /// Custom embeddings: contrastive training on (anchor, positive[, negative]) or scored pairs.
+    Embedding,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +53,8 @@ impl Task {
         Some(match self {
             Task::Classification => TargetKind::Classification,
             Task::Regression => TargetKind::Regression,
+            Task::TokenClassification => TargetKind::Tags,
+            Task::Embedding => return None,
         })
     }
 }
@@ -149,6 +155,17 @@ pub struct TrainingConfig {
     pub group_by_length: bool,
     /// Shuffle the training rows every epoch (false: file order).
     pub shuffle: bool,
+    /// Token classification: how tags form entities, as seqeval reads them (`default` or `strict-iob2`).
+    pub entity_scheme: crate::metrics::EntityScheme,
+    /// Embedding: `mnrl` (MultipleNegativesRankingLoss on anchor/positive[/negative]) or `cosent` (scored pairs).
+    pub embedding_loss: crate::embedding::EmbeddingLoss,
+    /// Embedding: similarity scale of both losses (sentence-transformers' 20).
+    pub loss_scale: f64,
+    /// Embedding: Matryoshka dimensions (the loss is summed over truncations to each).
+    pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding: validate with `sts` (scored pairs: Spearman of cosine) or `retrieval` (pairs:
+    /// MRR@10, NDCG@10, Recall@1/10 with every positive as the corpus) [default: sts for cosent, else retrieval].
+    pub embedding_eval: Option<String>,
     /// Also checkpoint every this many optimizer steps (checkpoints are always written at evaluations).
     pub save_steps: Option<usize>,
 }
@@ -184,6 +201,11 @@ impl Default for TrainingConfig {
             group_by_length: false,
             shuffle: true,
             save_steps: None,
+            entity_scheme: crate::metrics::EntityScheme::Default,
+            embedding_loss: crate::embedding::EmbeddingLoss::Mnrl,
+            loss_scale: 20.0,
+            matryoshka_dims: None,
+            embedding_eval: None,
         }
     }
 }
@@ -367,7 +389,29 @@ impl RunConfig {
         if let Some(p) = &self.model.pooling {
             crate::model::Pooling::parse(p).context("[model] pooling")?;
         }
+        if self.task == Task::Embedding {
+            if self.data.text_pair_column.is_none() {
+                crate::bail!("task = \"embedding\" trains on pairs: set [data] text_column (anchor) and text_pair_column (positive)");
+            }
+            if let Some(e) = &t.embedding_eval {
+                if e != "sts" && e != "retrieval" {
+                    crate::bail!("[training] embedding_eval must be \"sts\" or \"retrieval\", got \"{e}\"");
+                }
+            }
+            if t.eval_strategy != "no" && t.metric_for_best_model == "loss" && self.data.validation.is_some() {
+                crate::bail!("[training] for embeddings set metric_for_best_model to spearman or pearson (sts), or mrr@10, ndcg@10, recall@1, recall@10 (retrieval)");
+            }
+        }
         Ok(())
+    }
+
+    /// Embedding runs: which evaluator validates them.
+    pub fn embedding_eval(&self) -> &str {
+        match (&self.training.embedding_eval, self.training.embedding_loss) {
+            (Some(e), _) => e,
+            (None, crate::embedding::EmbeddingLoss::Cosent) => "sts",
+            (None, _) => "retrieval",
+        }
     }
 
     /// The config as TOML (written into every run folder).

@@ -20,6 +20,7 @@ pub struct EvalOptions {
     pub columns: Columns,
     pub batch_size: usize,
     pub threshold: f32,
+    pub scheme: crate::metrics::EntityScheme,
 }
 
 /// Rows per chunk read from the file.
@@ -27,7 +28,7 @@ const CHUNK_ROWS: usize = 4096;
 
 pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> {
     let labels = LabelMap::new(c.config.id2label.clone(), true)?;
-    let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold);
+    let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold).with_tags(&c.config.id2label, opts.scheme);
     for file in &opts.files {
         read_table_chunks(file, opts.format, &opts.columns, CHUNK_ROWS, &mut |chunk| {
             let targets = labels.encode(&chunk, c.kind)?;
@@ -41,7 +42,7 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
 /// The human-readable report.
 pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "model  {model}\ndata   {data} ({} rows)\n", ev.rows);
+    let _ = writeln!(s, "model  {model}\ndata   {data} ({} rows or sentences)\n", ev.rows);
     let _ = writeln!(s, "{:<12} {:.4}", "loss", ev.loss);
     let w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).clamp(9, 30);
     if let Some(c) = &ev.classification {
@@ -73,6 +74,14 @@ pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> St
             let _ = writeln!(s, "  {:<w$}  p {:.4}  r {:.4}  f1 {:.4}  n {}", name, pc.precision, pc.recall, pc.f1, pc.support);
         }
     }
+    if let Some(m) = &ev.entities {
+        let _ = writeln!(s, "{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}  (per word)\n", "precision", m.precision, "recall", m.recall, "f1", m.f1, "accuracy", m.accuracy);
+        let tw = m.per_type.keys().map(|k| k.chars().count()).max().unwrap_or(6).max(10);
+        let _ = writeln!(s, "{:<tw$}  {:>9}  {:>9}  {:>9}  {:>8}", "entity", "precision", "recall", "f1", "support");
+        for (k, pc) in &m.per_type {
+            let _ = writeln!(s, "{:<tw$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>8}", k, pc.precision, pc.recall, pc.f1, pc.support);
+        }
+    }
     if let Some(r) = &ev.regression {
         let _ = writeln!(s, "{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}\n{:<12} {:.4}", "mse", r.mse, "mae", r.mae, "pearson", r.pearson, "spearman", r.spearman);
     }
@@ -81,7 +90,7 @@ pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> St
 
 /// The report for scripts.
 pub fn to_json(ev: &Evaluation, labels: &[String], model: &str, data: &str, kind: TargetKind) -> Value {
-    let mut v = json!({"model": model, "data": data, "rows": ev.rows, "task": crate::task::problem_type(kind)});
+    let mut v = json!({"model": model, "data": data, "rows": ev.rows, "task": crate::task::task_name(kind)});
     for (k, m) in &ev.metrics {
         v[k] = json!(m);
     }
@@ -91,6 +100,9 @@ pub fn to_json(ev: &Evaluation, labels: &[String], model: &str, data: &str, kind
         v["precision_micro"] = json!(c.precision_micro);
         v["recall_micro"] = json!(c.recall_micro);
         v["confusion"] = json!(c.confusion);
+    }
+    if let Some(m) = &ev.entities {
+        v["per_type"] = json!(m.per_type);
     }
     if let Some(m) = &ev.multi_label {
         v["labels"] = json!(labels);

@@ -37,7 +37,9 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
     let weights = crate::model::Weights::open(&files.weights)?;
     // Export what the checkpoint holds: a classifier when it has one, else the encoder.
     let has_head = weights.contains("classifier.weight");
+    let token_model = crate::task::kind_of(&config) == crate::data::TargetKind::Tags;
     let kind = match (opts.format, has_head) {
+        (ExportFormat::Hf, true) if token_model => HeadKind::Token,
         (ExportFormat::Hf, true) => HeadKind::Sequence,
         _ => HeadKind::None,
     };
@@ -78,7 +80,7 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
 }
 
 /// The module files of a sentence-transformers folder, in the layout every version since v2 reads.
-fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, pooling: Pooling, normalize: bool) -> Result<()> {
+pub fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, pooling: Pooling, normalize: bool) -> Result<()> {
     let mut modules = vec![
         json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
         json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
@@ -128,6 +130,8 @@ fn model_card(config: &ModernBertConfig, run: Option<&Path>, src: &str, opts: &S
     let mut card = String::from("---\nlibrary_name: transformers\ntags:\n- modernbert\n- modernft\n");
     if opts.format == ExportFormat::SentenceTransformers {
         card.push_str("- sentence-transformers\npipeline_tag: sentence-similarity\n");
+    } else if config.architectures.iter().any(|a| a.contains("TokenClassification")) {
+        card.push_str("pipeline_tag: token-classification\n");
     } else if config.architectures.iter().any(|a| a.contains("Classification")) {
         card.push_str("pipeline_tag: text-classification\n");
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;
+pub mod embedding;
 pub mod metrics;
 pub mod error;
 pub mod evaluate;

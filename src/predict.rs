@@ -27,7 +27,9 @@ impl Classifier {
     pub fn load(spec: &str, max_length: Option<usize>, device: &Device) -> Result<Self> {
         let files = ModelFiles::resolve(spec)?;
         let opts = LoadOptions { dtype: DType::F32, device: device.clone(), ..Default::default() };
-        let (config, loaded) = load_pretrained(&files, HeadKind::Sequence, &opts)?;
+        let config = ModernBertConfig::from_file(&files.config)?;
+        let head = if kind_of(&config) == TargetKind::Tags { HeadKind::Token } else { HeadKind::Sequence };
+        let (config, loaded) = load_pretrained(&files, head, &opts)?;
         if !loaded.initialised.is_empty() {
             crate::bail!(
                 "{} has no trained classification head (missing: {}); fine-tune it first with `modernft train`",
@@ -95,6 +97,7 @@ fn prediction(c: &Classifier, logits: &[f32], opts: &PredictOptions) -> Map<Stri
             obj.insert("labels".into(), json!(on));
             p
         }
+        TargetKind::Tags => unreachable!("token classification predicts spans (see entities)"),
         TargetKind::Classification => {
             let p = softmax(logits);
             let best = crate::task::argmax(&p) as usize;
@@ -121,6 +124,63 @@ fn prediction(c: &Classifier, logits: &[f32], opts: &PredictOptions) -> Map<Stri
     obj
 }
 
+/// Named entities in raw text: each word (a run of tokens not separated by whitespace) takes the tag
+/// of its first subword; words are chunked into entities as seqeval does. Offsets are in characters.
+pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offsets: &[(usize, usize)], special: &[bool], all_scores: bool) -> Value {
+    let names = &c.config.id2label;
+    // (byte start, byte end, tag, probability) per word.
+    let mut words: Vec<(usize, usize, usize, f32)> = Vec::new();
+    for ((l, &(start, end)), &sp) in per_token_logits.iter().zip(offsets).zip(special) {
+        if sp || end <= start {
+            continue;
+        }
+        let new_word = words.last().is_none_or(|w| w.1 < start && text[w.1..start].chars().any(char::is_whitespace)) || words.is_empty();
+        if new_word {
+            let p = softmax(l);
+            let tag = crate::task::argmax(&p) as usize;
+            words.push((start, end, tag, p[tag]));
+        } else if let Some(w) = words.last_mut() {
+            w.1 = end;
+        }
+    }
+    let tags: Vec<&str> = words.iter().map(|w| names[w.2].as_str()).collect();
+    let chars = |byte: usize| text[..byte].chars().count();
+    let spans: Vec<Value> = crate::metrics::entities(&[tags.clone()], crate::metrics::EntityScheme::Default)
+        .into_iter()
+        .map(|e| {
+            let (b0, b1) = (words[e.start].0, words[e.end].1);
+            let score = words[e.start..=e.end].iter().map(|w| w.3).sum::<f32>() / (e.end - e.start + 1) as f32;
+            json!({"entity": e.kind, "start": chars(b0), "end": chars(b1), "text": &text[b0..b1], "score": score})
+        })
+        .collect();
+    let mut obj = json!({"entities": spans});
+    if all_scores {
+        obj["words"] = json!(words.iter().map(|w| json!({"word": &text[w.0..w.1], "tag": names[w.2], "score": w.3})).collect::<Vec<_>>());
+    }
+    obj
+}
+
+impl Classifier {
+    /// Per-token logits of raw texts, with each token's byte offsets and special-token flags.
+    pub fn token_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>> {
+        let encoded = self.encoder.encode_with_offsets(texts)?;
+        let dev = self.model.model.device().clone();
+        let mut out: Vec<Option<Vec<Vec<f32>>>> = vec![None; encoded.len()];
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        for chunk in order.chunks(batch_size.max(1)) {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
+            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
+            let logits = self.model.forward(&ids, Some(&mask), &Mode::eval())?.logits.context("no head")?;
+            let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
+            for (&i, l) in chunk.iter().zip(logits) {
+                out[i] = Some(l.into_iter().take(encoded[i].ids.len()).collect());
+            }
+        }
+        Ok(out.into_iter().zip(encoded).map(|(l, e)| (l.unwrap_or_default(), e.offsets, e.special)).collect())
+    }
+}
+
 /// `modernft predict`: inputs from `reader`, one JSON line per input on `out`, in input order.
 pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write) -> Result<()> {
     if opts.top_k == Some(0) {
@@ -130,6 +190,19 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
     let inputs = read_inputs(reader, opts.input_format, source)?;
     for chunk in inputs.chunks(opts.batch_size.max(1) * 32) {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+        if classifier.kind == TargetKind::Tags {
+            for (input, (logits, offsets, special)) in chunk.iter().zip(classifier.token_logits(&texts, opts.batch_size)?) {
+                let mut obj = Map::new();
+                if let Some(id) = &input.id {
+                    obj.insert("id".into(), id.clone());
+                }
+                if let Value::Object(m) = entities(&classifier, &input.text, &logits, &offsets, &special, opts.all_scores) {
+                    obj.extend(m);
+                }
+                writeln!(out, "{}", Value::Object(obj))?;
+            }
+            continue;
+        }
         let with_pairs = chunk.iter().all(|i| i.pair.is_some()) && !chunk.is_empty();
         let pairs: Vec<&str> = chunk.iter().filter_map(|i| i.pair.as_deref()).collect();
         let logits = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.batch_size)?;

@@ -5,6 +5,7 @@
 //! | classification | logits [b, labels] | cross-entropy | accuracy, precision/recall/F1, MCC |
 //! | multi-label | logits [b, labels] | BCE with logits | subset accuracy, micro/macro F1 |
 //! | regression | [b, 1] | MSE | MSE, MAE, Pearson, Spearman |
+//! | token classification | logits [b, seq, tags] | cross-entropy over first subwords | entity P/R/F1 (seqeval) |
 
 use std::collections::BTreeMap;
 
@@ -12,16 +13,60 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::data::{Batch, Dataset, Sampler, TargetKind, Targets};
 use crate::error::Result;
-use crate::metrics::{self, Classification, MultiLabel, Regression};
+use crate::metrics::{self, Classification, EntityScheme, EntityScores, MultiLabel, Regression};
 use crate::model::loss::{cross_entropy, mse};
 use crate::model::{Mode, ModernBert};
 
-/// `problem_type` as transformers names it.
-pub fn problem_type(kind: TargetKind) -> &'static str {
+/// `problem_type` as transformers names it (unset for token classification: transformers accepts
+/// only these three).
+pub fn problem_type(kind: TargetKind) -> Option<&'static str> {
     match kind {
-        TargetKind::Classification => "single_label_classification",
-        TargetKind::MultiLabel => "multi_label_classification",
+        TargetKind::Classification => Some("single_label_classification"),
+        TargetKind::MultiLabel => Some("multi_label_classification"),
+        TargetKind::Regression => Some("regression"),
+        TargetKind::Tags => None,
+    }
+}
+
+/// A short task name for reports.
+pub fn task_name(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Classification => "classification",
+        TargetKind::MultiLabel => "multi-label classification",
         TargetKind::Regression => "regression",
+        TargetKind::Tags => "token classification",
+    }
+}
+
+/// Cross-entropy over the tagged tokens of a batch: `logits` [b, seq, tags]; each row's first
+/// subwords carry their word's tag, every other token is ignored (transformers' -100).
+pub fn token_loss(logits: &Tensor, ds: &Dataset, rows: &[usize]) -> Result<Tensor> {
+    let (b, s, c) = logits.dims3()?;
+    let Some(Targets::Tags(tags)) = &ds.targets else { crate::bail!("{}: no tags", ds.source) };
+    let starts = ds.word_starts.as_ref().ok_or_else(|| crate::err!("{}: no word alignment", ds.source))?;
+    let (mut index, mut labels) = (Vec::new(), Vec::new());
+    for (r, &row) in rows.iter().enumerate() {
+        for (w, &t) in starts[row].iter().enumerate() {
+            index.push((r * s) as u32 + t);
+            labels.push(tags[row][w]);
+        }
+    }
+    if index.is_empty() {
+        crate::bail!("a batch without a single tagged word");
+    }
+    let dev = logits.device();
+    let picked = logits.reshape((b * s, c))?.index_select(&Tensor::new(index, dev)?, 0)?;
+    cross_entropy(&picked.to_dtype(DType::F32)?, &Tensor::new(labels, dev)?)
+}
+
+/// The loss of one batch for any task.
+pub fn batch_loss(kind: TargetKind, logits: &Tensor, ds: &Dataset, rows: &[usize], num_labels: usize) -> Result<Tensor> {
+    match kind {
+        TargetKind::Tags => token_loss(logits, ds, rows),
+        _ => {
+            let targets = ds.targets.as_ref().ok_or_else(|| crate::err!("{}: no labels", ds.source))?;
+            loss(kind, logits, &target_tensor(targets, rows, num_labels, logits.device())?)
+        }
     }
 }
 
@@ -37,6 +82,7 @@ pub fn target_tensor(targets: &Targets, rows: &[usize], num_labels: usize, dev: 
             }
             Tensor::from_vec(hot, (rows.len(), num_labels), dev)?
         }
+        Targets::Tags(_) => crate::bail!("tags are per token: use token_loss"),
     })
 }
 
@@ -53,6 +99,7 @@ pub fn loss(kind: TargetKind, logits: &Tensor, targets: &Tensor) -> Result<Tenso
         TargetKind::Classification => cross_entropy(&logits, targets),
         TargetKind::MultiLabel => bce_with_logits(&logits, targets),
         TargetKind::Regression => mse(&logits.flatten_all()?, targets),
+        TargetKind::Tags => crate::bail!("tags are per token: use token_loss"),
     }
 }
 
@@ -62,6 +109,8 @@ pub enum Predictions {
     Class(Vec<u32>),
     MultiLabel(Vec<Vec<u32>>),
     Regression(Vec<f32>),
+    /// Tag ids per (kept) word.
+    Tags(Vec<Vec<u32>>),
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +122,7 @@ pub struct Evaluation {
     pub classification: Option<Classification>,
     pub multi_label: Option<MultiLabel>,
     pub regression: Option<Regression>,
+    pub entities: Option<EntityScores>,
     pub predictions: Predictions,
 }
 
@@ -82,6 +132,9 @@ pub struct Scorer {
     kind: TargetKind,
     num_labels: usize,
     threshold: f32,
+    /// Tag names (token classification), for entity chunking.
+    tag_names: Vec<String>,
+    scheme: EntityScheme,
     loss_sum: f64,
     rows: usize,
     truth: Targets,
@@ -94,8 +147,16 @@ impl Scorer {
             TargetKind::Classification => (Targets::Class(Vec::new()), Predictions::Class(Vec::new())),
             TargetKind::MultiLabel => (Targets::MultiLabel(Vec::new()), Predictions::MultiLabel(Vec::new())),
             TargetKind::Regression => (Targets::Regression(Vec::new()), Predictions::Regression(Vec::new())),
+            TargetKind::Tags => (Targets::Tags(Vec::new()), Predictions::Tags(Vec::new())),
         };
-        Scorer { kind, num_labels, threshold, loss_sum: 0.0, rows: 0, truth, predictions }
+        Scorer { kind, num_labels, threshold, tag_names: Vec::new(), scheme: EntityScheme::Default, loss_sum: 0.0, rows: 0, truth, predictions }
+    }
+
+    /// Token classification needs the tag names and how to chunk them into entities.
+    pub fn with_tags(mut self, names: &[String], scheme: EntityScheme) -> Self {
+        self.tag_names = names.to_vec();
+        self.scheme = scheme;
+        self
     }
 
     /// Runs `model` over every row of `ds` in length-sorted batches and records the results.
@@ -104,6 +165,7 @@ impl Scorer {
         let dev = model.model.device().clone();
         let sampler = Sampler::new(ds.tokens.lengths(), batch_size, false, true, 0);
         let mut logits_rows = vec![Vec::new(); ds.len()];
+        let mut word_tags = vec![Vec::new(); ds.len()];
         for rows in sampler.epoch(0) {
             let batch = Batch::new(ds, &rows, pad_id, &dev)?;
             let logits = model
@@ -111,11 +173,31 @@ impl Scorer {
                 .logits
                 .ok_or_else(|| crate::err!("the model has no classification head"))?
                 .to_dtype(DType::F32)?;
+            if self.kind == TargetKind::Tags {
+                // The loss is a mean over tagged words; weigh each batch by its word count.
+                let starts = ds.word_starts.as_ref().expect("token data");
+                let words: usize = rows.iter().map(|&r| starts[r].len()).sum();
+                self.loss_sum += token_loss(&logits, ds, &rows)?.to_scalar::<f32>()? as f64 * words as f64;
+                self.rows += words;
+                let per_token = logits.argmax(candle_core::D::Minus1)?.to_vec2::<u32>()?;
+                for (&r, tags) in rows.iter().zip(per_token) {
+                    word_tags[r] = starts[r].iter().map(|&t| tags[t as usize]).collect();
+                }
+                continue;
+            }
             let t = target_tensor(targets, &rows, self.num_labels, &dev)?;
             self.loss_sum += loss(self.kind, &logits, &t)?.to_scalar::<f32>()? as f64 * rows.len() as f64;
             for (&r, l) in rows.iter().zip(logits.to_vec2::<f32>()?) {
                 logits_rows[r] = l;
             }
+        }
+        if let (Targets::Tags(t), Predictions::Tags(p), Targets::Tags(new)) = (&mut self.truth, &mut self.predictions, targets) {
+            // Words cut off by truncation have no prediction: score the words the model saw.
+            for (truth, pred) in new.iter().zip(word_tags) {
+                t.push(truth[..pred.len()].to_vec());
+                p.push(pred);
+            }
+            return Ok(());
         }
         self.rows += ds.len();
         let threshold = self.threshold;
@@ -152,6 +234,7 @@ impl Scorer {
             classification: None,
             multi_label: None,
             regression: None,
+            entities: None,
             predictions: self.predictions.clone(),
         };
         match (&self.truth, &self.predictions) {
@@ -184,6 +267,15 @@ impl Scorer {
                 metrics.extend(metrics::flat(&[("mse", m.mse), ("mae", m.mae), ("pearson", m.pearson), ("spearman", m.spearman)]));
                 ev.regression = Some(m);
             }
+            (Targets::Tags(truth), Predictions::Tags(pred)) => {
+                let name = |ids: &Vec<u32>| -> Vec<&str> { ids.iter().map(|&i| self.tag_names[i as usize].as_str()).collect() };
+                let t: Vec<Vec<&str>> = truth.iter().map(name).collect();
+                let p: Vec<Vec<&str>> = pred.iter().map(name).collect();
+                let m = metrics::entity_scores(&t, &p, self.scheme);
+                metrics.extend(metrics::flat(&[("precision", m.precision), ("recall", m.recall), ("f1", m.f1), ("accuracy", m.accuracy)]));
+                ev.rows = truth.len();
+                ev.entities = Some(m);
+            }
             _ => unreachable!("truth and predictions are created together"),
         }
         ev.metrics = metrics;
@@ -193,7 +285,7 @@ impl Scorer {
 
 /// Runs the model over `ds` in batches and scores it.
 pub fn evaluate(model: &ModernBert, ds: &Dataset, kind: TargetKind, batch_size: usize, pad_id: u32, threshold: f32) -> Result<Evaluation> {
-    let mut scorer = Scorer::new(kind, model.config().num_labels(), threshold);
+    let mut scorer = Scorer::new(kind, model.config().num_labels(), threshold).with_tags(&model.config().id2label, EntityScheme::Default);
     scorer.add_dataset(model, ds, batch_size, pad_id)?;
     scorer.finish()
 }
@@ -203,6 +295,7 @@ pub fn kind_of(config: &crate::model::ModernBertConfig) -> TargetKind {
     match config.problem_type.as_deref() {
         Some("regression") => TargetKind::Regression,
         Some("multi_label_classification") => TargetKind::MultiLabel,
+        _ if config.architectures.iter().any(|a| a.contains("TokenClassification")) => TargetKind::Tags,
         _ if config.num_labels() == 1 => TargetKind::Regression,
         _ => TargetKind::Classification,
     }

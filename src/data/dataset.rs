@@ -18,6 +18,12 @@ fn default_text() -> String {
 fn default_label() -> String {
     "label".into()
 }
+fn default_tokens() -> String {
+    "tokens".into()
+}
+fn default_tags() -> String {
+    "tags".into()
+}
 fn default_train_split() -> String {
     "train".into()
 }
@@ -63,6 +69,15 @@ pub struct DataConfig {
     pub text_pair_column: Option<String>,
     #[serde(default = "default_label")]
     pub label_column: String,
+    /// Token classification: the column of pre-split words (JSONL; CoNLL files need none).
+    #[serde(default = "default_tokens")]
+    pub tokens_column: String,
+    /// Token classification: the column with one tag per word.
+    #[serde(default = "default_tags")]
+    pub tags_column: String,
+    /// Embedding training: an optional hard-negative column (anchor = text_column, positive = text_pair_column).
+    #[serde(default)]
+    pub negative_column: Option<String>,
     /// Fixes the label set and its order (otherwise: sorted labels of the training split).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
@@ -89,6 +104,24 @@ impl DataConfig {
             text: self.text_column.clone(),
             text_pair: self.text_pair_column.clone(),
             label: with_labels.then(|| self.label_column.clone()),
+            words: None,
+            negative: None,
+        }
+    }
+
+    /// The columns a task reads.
+    pub fn columns_for(&self, kind: Option<TargetKind>, separate_texts: bool) -> Columns {
+        match kind {
+            Some(TargetKind::Tags) => Columns {
+                text: self.tokens_column.clone(),
+                words: Some(self.tokens_column.clone()),
+                label: Some(self.tags_column.clone()),
+                ..Default::default()
+            },
+            _ => Columns {
+                negative: if separate_texts { self.negative_column.clone() } else { None },
+                ..self.columns(kind.is_some())
+            },
         }
     }
 
@@ -206,6 +239,12 @@ pub struct Dataset {
     pub targets: Option<Targets>,
     /// Rows cut to `max_length`.
     pub truncated: usize,
+    /// Token classification: per row, the token index of each (kept) word's first subword.
+    pub word_starts: Option<Vec<Vec<u32>>>,
+    /// Embedding training: the other text columns (positive, then negative), encoded separately.
+    pub extra: Vec<TokenStore>,
+    /// Token classification: the words of each row (for predictions and reports).
+    pub words: Option<Vec<Vec<String>>>,
 }
 
 impl Dataset {
@@ -223,12 +262,44 @@ impl Dataset {
             tokens: self.tokens.select(rows),
             targets: self.targets.as_ref().map(|t| t.select(rows)),
             truncated: 0,
+            word_starts: self.word_starts.as_ref().map(|w| rows.iter().map(|&i| w[i].clone()).collect()),
+            extra: self.extra.iter().map(|s| s.select(rows)).collect(),
+            words: self.words.as_ref().map(|w| rows.iter().map(|&i| w[i].clone()).collect()),
         }
     }
 }
 
 /// Tokenizes a table (texts, with pairs when present) in parallel chunks.
 pub fn tokenize(table: &Table, encoder: &TextEncoder, name: &str, targets: Option<Targets>) -> Result<Dataset> {
+    tokenize_as(table, encoder, name, targets, false)
+}
+
+/// Like [`tokenize`]; with `separate_texts`, pair and negative columns are encoded on their own
+/// (embedding training) instead of as one `[CLS] a [SEP] b [SEP]` sequence.
+pub fn tokenize_as(table: &Table, encoder: &TextEncoder, name: &str, targets: Option<Targets>, separate_texts: bool) -> Result<Dataset> {
+    if let Some(words) = &table.words {
+        return tokenize_words(table, words, encoder, name, targets);
+    }
+    if separate_texts {
+        let encode = |texts: &[String]| -> Result<(TokenStore, usize)> {
+            let mut store = TokenStore::new();
+            let mut cut = 0;
+            for chunk in texts.chunks(4096) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                for e in encoder.encode_batch(&refs)? {
+                    cut += e.truncated as usize;
+                    store.push(&e.ids);
+                }
+            }
+            Ok((store, cut))
+        };
+        let (tokens, truncated) = encode(&table.texts)?;
+        let mut extra = Vec::new();
+        for column in [&table.pairs, &table.negatives].into_iter().flatten() {
+            extra.push(encode(column)?.0);
+        }
+        return Ok(Dataset { name: name.into(), source: table.source.clone(), tokens, targets, truncated, word_starts: None, extra, words: None });
+    }
     let mut tokens = TokenStore::new();
     let mut truncated = 0;
     const CHUNK: usize = 4096;
@@ -247,7 +318,34 @@ pub fn tokenize(table: &Table, encoder: &TextEncoder, name: &str, targets: Optio
             tokens.push(&e.ids);
         }
     }
-    Ok(Dataset { name: name.to_string(), source: table.source.clone(), tokens, targets, truncated })
+    Ok(Dataset { name: name.to_string(), source: table.source.clone(), tokens, targets, truncated, word_starts: None, extra: Vec::new(), words: None })
+}
+
+/// Token classification: encode each row's words joined by spaces (so they split into subwords as
+/// running text does) and find each word's first subword, the one that carries its tag.
+fn tokenize_words(table: &Table, words: &[Vec<String>], encoder: &TextEncoder, name: &str, targets: Option<Targets>) -> Result<Dataset> {
+    let mut tokens = TokenStore::new();
+    let mut starts = Vec::with_capacity(words.len());
+    let mut truncated = 0;
+    for (chunk_texts, chunk_words) in table.texts.chunks(4096).zip(words.chunks(4096)) {
+        let refs: Vec<&str> = chunk_texts.iter().map(String::as_str).collect();
+        for (enc, w) in encoder.encode_with_offsets(&refs)?.iter().zip(chunk_words) {
+            let firsts = crate::data::tokenize::first_subwords(w, enc);
+            truncated += (firsts.len() < w.len()) as usize;
+            tokens.push(&enc.ids);
+            starts.push(firsts);
+        }
+    }
+    Ok(Dataset {
+        name: name.to_string(),
+        source: table.source.clone(),
+        tokens,
+        targets,
+        truncated,
+        word_starts: Some(starts),
+        extra: Vec::new(),
+        words: Some(words.to_vec()),
+    })
 }
 
 /// Train / validation / test, tokenized, with the label map.
@@ -267,8 +365,13 @@ impl Splits {
 
 /// Reads, labels, splits and tokenizes the data of `config`. `kind = None` reads no labels.
 pub fn load_splits(config: &DataConfig, encoder: &TextEncoder, kind: Option<TargetKind>) -> Result<Splits> {
+    load_splits_as(config, encoder, kind, false)
+}
+
+/// [`load_splits`], with text columns encoded separately when `separate_texts` (embedding training).
+pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<TargetKind>, separate_texts: bool) -> Result<Splits> {
     let (train_files, val_files, test_files) = config.split_files()?;
-    let cols = config.columns(kind.is_some());
+    let cols = config.columns_for(kind, separate_texts);
     let train = read_split(&train_files, &cols)?;
     let labels = match (kind, &config.labels) {
         (None | Some(TargetKind::Regression), _) => None,
@@ -291,12 +394,12 @@ pub fn load_splits(config: &DataConfig, encoder: &TextEncoder, kind: Option<Targ
             Some(f) => {
                 let t = read_split(&f, &cols)?;
                 let targets = targets_of(&t)?;
-                Ok(Some(tokenize(&t, encoder, name, targets)?))
+                Ok(Some(tokenize_as(&t, encoder, name, targets, separate_texts)?))
             }
         }
     };
     let train_targets = targets_of(&train)?;
-    let mut train = tokenize(&train, encoder, "train", train_targets)?;
+    let mut train = tokenize_as(&train, encoder, "train", train_targets, separate_texts)?;
     let mut validation = read_optional(val_files, "validation")?;
     if let Some(fraction) = config.validation_fraction {
         let (keep, held) = split_rows(train.len(), fraction, config.seed, train.targets.as_ref());

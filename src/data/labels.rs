@@ -21,6 +21,8 @@ pub enum TargetKind {
     MultiLabel,
     /// A number per row (`num_labels = 1`, mean squared error).
     Regression,
+    /// One tag per word (token classification, e.g. BIO named-entity tags).
+    Tags,
 }
 
 /// Targets of a split, row-aligned.
@@ -29,6 +31,8 @@ pub enum Targets {
     Class(Vec<u32>),
     MultiLabel(Vec<Vec<u32>>),
     Regression(Vec<f32>),
+    /// Tag ids per word.
+    Tags(Vec<Vec<u32>>),
 }
 
 impl Targets {
@@ -37,6 +41,7 @@ impl Targets {
             Targets::Class(v) => v.len(),
             Targets::MultiLabel(v) => v.len(),
             Targets::Regression(v) => v.len(),
+            Targets::Tags(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -47,6 +52,7 @@ impl Targets {
             Targets::Class(v) => Targets::Class(rows.iter().map(|&i| v[i]).collect()),
             Targets::MultiLabel(v) => Targets::MultiLabel(rows.iter().map(|&i| v[i].clone()).collect()),
             Targets::Regression(v) => Targets::Regression(rows.iter().map(|&i| v[i]).collect()),
+            Targets::Tags(v) => Targets::Tags(rows.iter().map(|&i| v[i].clone()).collect()),
         }
     }
 }
@@ -137,6 +143,15 @@ impl LabelMap {
                 })
                 .collect::<Result<_>>()
                 .map(Targets::Class),
+            TargetKind::Tags => labels
+                .iter()
+                .enumerate()
+                .map(|(row, l)| match l {
+                    RawLabel::List(items) => items.iter().map(|i| self.id_of(i, table, row)).collect::<Result<Vec<_>>>(),
+                    other => crate::bail!("{}, row {}: tags must be a list, found `{}`", table.source, table.first_row + row + 1, other.name()),
+                })
+                .collect::<Result<_>>()
+                .map(Targets::Tags),
             TargetKind::MultiLabel => labels
                 .iter()
                 .enumerate()
@@ -186,7 +201,7 @@ pub fn distribution(targets: &Targets, num_labels: usize) -> BTreeMap<usize, usi
     let mut counts: BTreeMap<usize, usize> = (0..num_labels).map(|i| (i, 0)).collect();
     match targets {
         Targets::Class(v) => v.iter().for_each(|&c| *counts.entry(c as usize).or_default() += 1),
-        Targets::MultiLabel(v) => v.iter().flatten().for_each(|&c| *counts.entry(c as usize).or_default() += 1),
+        Targets::MultiLabel(v) | Targets::Tags(v) => v.iter().flatten().for_each(|&c| *counts.entry(c as usize).or_default() += 1),
         Targets::Regression(_) => {}
     }
     counts

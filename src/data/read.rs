@@ -24,6 +24,8 @@ pub enum Format {
     Csv,
     Tsv,
     Parquet,
+    /// Token-per-line NER files: `token<TAB>tag`, blank lines between sentences.
+    Conll,
 }
 
 impl Format {
@@ -37,8 +39,9 @@ impl Format {
             "csv" => Format::Csv,
             "tsv" | "tab" => Format::Tsv,
             "parquet" | "pq" => Format::Parquet,
+            "conll" | "conll2003" | "bio" | "iob" => Format::Conll,
             _ => crate::bail!(
-                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv or .parquet (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"`",
+                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv, .parquet or .conll (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"|\"conll\"`",
                 path.display()
             ),
         })
@@ -77,12 +80,16 @@ impl RawLabel {
 }
 
 /// Which columns to read.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Columns {
     pub text: String,
     pub text_pair: Option<String>,
     /// `None` when labels are not needed (embedding, prediction).
     pub label: Option<String>,
+    /// Token classification: a column of pre-split words (then `label` holds one tag per word).
+    pub words: Option<String>,
+    /// Contrastive training: a hard-negative text column.
+    pub negative: Option<String>,
 }
 
 /// The columns of one file, row-aligned.
@@ -94,6 +101,19 @@ pub struct Table {
     pub texts: Vec<String>,
     pub pairs: Option<Vec<String>>,
     pub labels: Option<Vec<RawLabel>>,
+    /// Pre-split words per row (token classification); `texts` then holds them joined by spaces.
+    pub words: Option<Vec<Vec<String>>>,
+    pub negatives: Option<Vec<String>>,
+}
+
+/// One row on its way into a table.
+#[derive(Default)]
+struct Row {
+    text: String,
+    pair: Option<String>,
+    negative: Option<String>,
+    words: Option<Vec<String>>,
+    label: Option<RawLabel>,
 }
 
 impl Table {
@@ -137,6 +157,7 @@ pub fn read_table_chunks(
         Format::Csv => read_delimited(path, b',', cols, &mut sink)?,
         Format::Tsv => read_delimited(path, b'\t', cols, &mut sink)?,
         Format::Parquet => read_parquet(path, cols, &mut sink)?,
+        Format::Conll => read_conll(path, cols, &mut sink)?,
     }
     sink.finish()
 }
@@ -159,6 +180,8 @@ impl<'a> Sink<'a> {
             texts: Vec::new(),
             pairs: cols.text_pair.as_ref().map(|_| Vec::new()),
             labels: cols.label.as_ref().map(|_| Vec::new()),
+            words: cols.words.as_ref().map(|_| Vec::new()),
+            negatives: cols.negative.as_ref().map(|_| Vec::new()),
         };
         Sink { table, chunk_rows, rows_seen: 0, label_kind: None, f }
     }
@@ -168,6 +191,11 @@ impl<'a> Sink<'a> {
     }
 
     fn push(&mut self, text: String, pair: Option<String>, label: Option<RawLabel>) -> Result<()> {
+        self.push_row(Row { text, pair, label, ..Default::default() })
+    }
+
+    fn push_row(&mut self, row: Row) -> Result<()> {
+        let Row { text, pair, negative, words, label } = row;
         if let Some(l) = &label {
             let family = label_family(l);
             match &self.label_kind {
@@ -189,6 +217,12 @@ impl<'a> Sink<'a> {
         if let (Some(l), Some(labels)) = (label, self.table.labels.as_mut()) {
             labels.push(l);
         }
+        if let (Some(w), Some(words)) = (words, self.table.words.as_mut()) {
+            words.push(w);
+        }
+        if let (Some(n), Some(negatives)) = (negative, self.table.negatives.as_mut()) {
+            negatives.push(n);
+        }
         self.rows_seen += 1;
         if self.table.len() >= self.chunk_rows {
             self.flush()?;
@@ -206,6 +240,8 @@ impl<'a> Sink<'a> {
             texts: Vec::new(),
             pairs: self.table.pairs.as_ref().map(|_| Vec::new()),
             labels: self.table.labels.as_ref().map(|_| Vec::new()),
+            words: self.table.words.as_ref().map(|_| Vec::new()),
+            negatives: self.table.negatives.as_ref().map(|_| Vec::new()),
         };
         let full = std::mem::replace(&mut self.table, next);
         (self.f)(full)
@@ -277,15 +313,89 @@ fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
                 other => crate::bail!("{source}, line {lineno}: column `{name}` must be a string, found {other}"),
             }
         };
-        let text = text_of(&cols.text)?;
-        let pair = cols.text_pair.as_deref().map(text_of).transpose()?;
         let label = match &cols.label {
             Some(name) => Some(json_label(field(name)?).with_context(|| format!("{source}, line {lineno}: column `{name}`"))?),
             None => None,
         };
-        sink.push(text, pair, label)?;
+        if let Some(name) = &cols.words {
+            let words: Vec<String> = match field(name)? {
+                Value::Array(items) => items
+                    .iter()
+                    .map(|w| w.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .with_context(|| format!("{source}, line {lineno}: column `{name}` must be a list of strings"))?,
+                other => crate::bail!("{source}, line {lineno}: column `{name}` must be a list of words, found {other}"),
+            };
+            let row = words_row(words, label, &source, &format!("line {lineno}"))?;
+            sink.push_row(row)?;
+            continue;
+        }
+        let text = text_of(&cols.text)?;
+        let pair = cols.text_pair.as_deref().map(text_of).transpose()?;
+        let negative = cols.negative.as_deref().map(text_of).transpose()?;
+        sink.push_row(Row { text, pair, negative, words: None, label })?;
     }
     Ok(())
+}
+
+/// A token-classification row: words and one tag per word.
+fn words_row(words: Vec<String>, label: Option<RawLabel>, source: &str, at: &str) -> Result<Row> {
+    if words.is_empty() {
+        crate::bail!("{source}, {at}: the row has no words");
+    }
+    if let Some(w) = words.iter().find(|w| w.trim().is_empty() || w.chars().any(char::is_whitespace)) {
+        crate::bail!("{source}, {at}: word {w:?} is empty or contains whitespace; words must be pre-split");
+    }
+    if let Some(l) = &label {
+        match l {
+            RawLabel::List(tags) if tags.len() == words.len() => {}
+            RawLabel::List(tags) => crate::bail!("{source}, {at}: {} words but {} tags; give one tag per word", words.len(), tags.len()),
+            other => crate::bail!("{source}, {at}: tags must be a list (one per word), found the {} `{}`", other.kind(), other.name()),
+        }
+    }
+    Ok(Row { text: words.join(" "), words: Some(words), label, ..Default::default() })
+}
+
+/// CoNLL: one `token ... tag` per line (tag last), a blank line between sentences, `-DOCSTART-` skipped.
+fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
+    if cols.words.is_none() {
+        crate::bail!("{source}: CoNLL files hold one token and tag per line; they are for task = \"token-classification\"");
+    }
+    let reader = open_maybe_gz(path)?;
+    let (mut words, mut tags) = (Vec::new(), Vec::new());
+    let mut start_line = 1;
+    let mut flush = |words: &mut Vec<String>, tags: &mut Vec<RawLabel>, at: usize| -> Result<()> {
+        if words.is_empty() {
+            return Ok(());
+        }
+        let label = cols.label.as_ref().map(|_| RawLabel::List(std::mem::take(tags)));
+        let row = words_row(std::mem::take(words), label, &source, &format!("sentence at line {at}"))?;
+        tags.clear();
+        sink.push_row(row)
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let lineno = i + 1;
+        let line = line.map_err(|_| crate::err!("{source}, line {lineno}: invalid UTF-8; re-encode the file as UTF-8"))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            flush(&mut words, &mut tags, start_line)?;
+            start_line = lineno + 1;
+            continue;
+        }
+        if fields[0] == "-DOCSTART-" {
+            continue;
+        }
+        if fields.len() < 2 {
+            crate::bail!("{source}, line {lineno}: expected `token tag`, found {line:?}");
+        }
+        if words.is_empty() {
+            start_line = lineno;
+        }
+        words.push(fields[0].to_string());
+        tags.push(RawLabel::Str(fields[fields.len() - 1].to_string()));
+    }
+    flush(&mut words, &mut tags, start_line)
 }
 
 fn json_label(v: &Value) -> Result<RawLabel> {
@@ -403,6 +513,9 @@ fn read_parquet(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
                 _ => None,
             };
             sink.push(text, pairs.as_mut().and_then(Iterator::next), label)?;
+            if cols.words.is_some() || cols.negative.is_some() {
+                crate::bail!("{source}: word-list and negative columns are read from JSONL (and CoNLL) files");
+            }
         }
         row0 += batch.num_rows();
     }
@@ -502,6 +615,12 @@ pub fn read_split(split: &SplitFiles, cols: &Columns) -> Result<Table> {
                     a.extend(b);
                 }
                 if let (Some(a), Some(b)) = (acc.labels.as_mut(), t.labels) {
+                    a.extend(b);
+                }
+                if let (Some(a), Some(b)) = (acc.words.as_mut(), t.words) {
+                    a.extend(b);
+                }
+                if let (Some(a), Some(b)) = (acc.negatives.as_mut(), t.negatives) {
                     a.extend(b);
                 }
             }

@@ -81,6 +81,63 @@ impl TextEncoder {
     }
 }
 
+/// An encoded text with what alignment needs: byte offsets per token and which tokens are special.
+#[derive(Clone, Debug)]
+pub struct EncodedSpans {
+    pub ids: Vec<u32>,
+    pub offsets: Vec<(usize, usize)>,
+    pub special: Vec<bool>,
+    pub truncated: bool,
+}
+
+impl TextEncoder {
+    /// Encodes texts keeping each token's byte offsets into its text.
+    pub fn encode_with_offsets(&self, texts: &[&str]) -> Result<Vec<EncodedSpans>> {
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).context("tokenization failed")?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| EncodedSpans {
+                truncated: !e.get_overflowing().is_empty(),
+                ids: e.get_ids().to_vec(),
+                offsets: e.get_offsets().to_vec(),
+                special: e.get_special_tokens_mask().iter().map(|&m| m == 1).collect(),
+            })
+            .collect())
+    }
+}
+
+/// For words joined by single spaces into one text, the index of each word's first token (words cut
+/// off by truncation are left out). Tokens map to the word whose bytes their first byte falls in.
+pub fn first_subwords(words: &[String], enc: &EncodedSpans) -> Vec<u32> {
+    let mut spans = Vec::with_capacity(words.len());
+    let mut at = 0;
+    for w in words {
+        spans.push((at, at + w.len()));
+        at += w.len() + 1;
+    }
+    let mut firsts = Vec::new();
+    let mut next_word = 0;
+    for (t, (&(start, end), &special)) in enc.offsets.iter().zip(&enc.special).enumerate() {
+        if special || end <= start {
+            continue;
+        }
+        // Skip words that got no token of their own (cannot happen with byte-level BPE, but be safe).
+        while next_word < spans.len() && spans[next_word].1 <= start {
+            next_word += 1;
+        }
+        if next_word < spans.len() && start >= spans[next_word].0 && start < spans[next_word].1 {
+            // Only the first token inside the word is labelled.
+            if firsts.len() == next_word {
+                firsts.push(t as u32);
+            } else if firsts.len() < next_word {
+                // An earlier word has no token: stop, tags and tokens no longer line up.
+                break;
+            }
+        }
+    }
+    firsts
+}
+
 /// Pads rows to the longest one: u32 `input_ids` and `attention_mask` (1 = token, 0 = pad), [rows, len].
 pub fn pad_batch(rows: &[&[u32]], pad_id: u32, dev: &Device) -> Result<(Tensor, Tensor)> {
     let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);

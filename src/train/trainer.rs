@@ -73,6 +73,17 @@ struct Run {
     ga: usize,
     total_steps: usize,
     micro_per_epoch: usize,
+    /// Set for `task = "embedding"`: contrastive training on pooled vectors.
+    embedding: Option<EmbeddingRun>,
+}
+
+struct EmbeddingRun {
+    loss: crate::embedding::EmbeddingLoss,
+    scale: f64,
+    dims: Option<Vec<usize>>,
+    pooling: Pooling,
+    /// `sts` or `retrieval`.
+    eval: String,
 }
 
 /// Starts a new run in `cfg.output.dir` (which must not exist, or be empty).
@@ -127,6 +138,9 @@ pub fn resume(dir: &Path, opts: &TrainOptions) -> Result<Summary> {
 fn target_kind(cfg: &RunConfig) -> TargetKind {
     match (cfg.task, cfg.multi_label) {
         (crate::config::Task::Regression, _) => TargetKind::Regression,
+        (crate::config::Task::TokenClassification, _) => TargetKind::Tags,
+        // Embedding runs read scores (CoSENT, STS) as regression targets.
+        (crate::config::Task::Embedding, _) => TargetKind::Regression,
         (_, true) => TargetKind::MultiLabel,
         _ => TargetKind::Classification,
     }
@@ -184,8 +198,10 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     if vocab > config.vocab_size {
         crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
     }
-    let splits = load_splits(&data_cfg, &encoder, Some(kind))?;
+    let embedding = cfg.task == crate::config::Task::Embedding;
+    let splits = if embedding { embedding_splits(cfg, &data_cfg, &encoder)? } else { load_splits(&data_cfg, &encoder, Some(kind))? };
     let names = match (&splits.labels, kind) {
+        _ if embedding => config.id2label.clone(),
         (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
         (Some(l), _) => l.names().to_vec(),
         (None, _) => crate::bail!("no labels were read"),
@@ -194,8 +210,16 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
     }
     config.set_labels(names);
-    config.problem_type = Some(task::problem_type(kind).to_string());
-    config.architectures = vec!["ModernBertForSequenceClassification".to_string()];
+    if embedding {
+        config.architectures = vec!["ModernBertModel".to_string()];
+    } else {
+        config.problem_type = task::problem_type(kind).map(str::to_string);
+        config.architectures = vec![match kind {
+            TargetKind::Tags => "ModernBertForTokenClassification",
+            _ => "ModernBertForSequenceClassification",
+        }
+        .to_string()];
+    }
     if let Some(p) = &cfg.model.pooling {
         config.classifier_pooling = Pooling::parse(p)?;
     }
@@ -209,7 +233,12 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         seed: cfg.training.seed,
         reinit_mismatched_classifier: true,
     };
-    let loaded = build(&config, weights.as_ref(), HeadKind::Sequence, &opts)
+    let head = match kind {
+        _ if embedding => HeadKind::None,
+        TargetKind::Tags => HeadKind::Token,
+        _ => HeadKind::Sequence,
+    };
+    let loaded = build(&config, weights.as_ref(), head, &opts)
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     if !loaded.initialised.is_empty() && checkpoint.is_none() {
         let all = loaded.initialised.len() == loaded.tensors.len();
@@ -231,7 +260,15 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
     let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
     let optimizer = AdamW::new(&loaded.params, adam)?;
+    let embedding = embedding.then(|| EmbeddingRun {
+        loss: t.embedding_loss,
+        scale: t.loss_scale,
+        dims: t.matryoshka_dims.clone(),
+        pooling: config.classifier_pooling,
+        eval: cfg.embedding_eval().to_string(),
+    });
     Ok(Run {
+        embedding,
         cfg: cfg.clone(),
         dir: dir.to_path_buf(),
         kind,
@@ -365,20 +402,37 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
 /// its micro-batches), the summed gradients, and the number of real tokens.
 fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, GradStore, usize)> {
     let dev = run.loaded.model.model.device().clone();
-    let targets = run.splits.train.targets.as_ref().context("training data has no labels")?;
     let mut total: Option<GradStore> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     for rows in group {
-        let batch = Batch::new(&run.splits.train, rows, run.pad_id, &dev)?;
-        let logits = run.loaded.model.forward(&batch.input_ids, Some(&batch.attention_mask), mode)?.logits.context("no head")?;
-        let t = task::target_tensor(targets, rows, run.config.num_labels(), &dev)?;
-        let loss = (task::loss(run.kind, &logits, &t)? / group.len() as f64)?;
+        let ds = &run.splits.train;
+        let loss = match &run.embedding {
+            Some(e) => {
+                // Anchors, positives (and negatives), each encoded and pooled on its own.
+                let mut columns = vec![crate::embedding::encode_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, run.pad_id, mode)?];
+                for store in &ds.extra {
+                    columns.push(crate::embedding::encode_rows(&run.loaded.model, store, rows, e.pooling, run.pad_id, mode)?);
+                }
+                tokens += rows.iter().map(|&r| ds.tokens.row_len(r) + ds.extra.iter().map(|s| s.row_len(r)).sum::<usize>()).sum::<usize>();
+                let scores: Option<Vec<f32>> = match &ds.targets {
+                    Some(crate::data::Targets::Regression(v)) => Some(rows.iter().map(|&r| v[r]).collect()),
+                    _ => None,
+                };
+                let l = crate::embedding::embedding_loss(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref())?;
+                (l / group.len() as f64)?
+            }
+            None => {
+                let batch = Batch::new(ds, rows, run.pad_id, &dev)?;
+                tokens += batch.real_tokens();
+                let logits = run.loaded.model.forward(&batch.input_ids, Some(&batch.attention_mask), mode)?.logits.context("no head")?;
+                (task::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
+            }
+        };
         let value = loss.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             crate::bail!("the training loss is {value}; lower the learning rate, or check the data for extreme targets");
         }
         loss_sum += value;
-        tokens += batch.real_tokens();
         let grads = loss.backward()?;
         total = Some(match total {
             None => grads,
@@ -428,7 +482,62 @@ fn evaluate(run: &Run) -> Result<Evaluation> {
 }
 
 fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
-    task::evaluate(&run.loaded.model, ds, run.kind, run.cfg.training.eval_batch_size, run.pad_id, 0.5)
+    if let Some(e) = &run.embedding {
+        return evaluate_embeddings(run, e, ds);
+    }
+    let mut scorer = task::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
+    scorer.add_dataset(&run.loaded.model, ds, run.cfg.training.eval_batch_size, run.pad_id)?;
+    scorer.finish()
+}
+
+/// STS or retrieval scores of the current encoder on a split of pairs.
+fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Evaluation> {
+    let bs = run.cfg.training.eval_batch_size;
+    let a = crate::embedding::encode_all(&run.loaded.model, &ds.tokens, e.pooling, run.pad_id, bs)?;
+    let b = crate::embedding::encode_all(&run.loaded.model, ds.extra.first().context("pairs need a second text column")?, e.pooling, run.pad_id, bs)?;
+    let metrics = match (e.eval.as_str(), &ds.targets) {
+        ("sts", Some(crate::data::Targets::Regression(gold))) => crate::embedding::sts(&a, &b, gold),
+        ("sts", _) => crate::bail!("{}: STS evaluation needs a score per pair (label_column)", ds.source),
+        _ => crate::embedding::retrieval(&a, &b, &(0..a.len()).map(|i| vec![i]).collect::<Vec<_>>()),
+    };
+    Ok(Evaluation {
+        loss: f64::NAN,
+        rows: ds.len(),
+        metrics,
+        classification: None,
+        multi_label: None,
+        regression: None,
+        entities: None,
+        predictions: task::Predictions::Regression(Vec::new()),
+    })
+}
+
+/// Embedding data: training pairs (scores only for CoSENT), validation pairs (scores only for STS);
+/// every text column is encoded on its own.
+fn embedding_splits(cfg: &RunConfig, data: &crate::data::DataConfig, encoder: &TextEncoder) -> Result<Splits> {
+    use crate::data::dataset::load_splits_as;
+    let scored = |yes: bool| yes.then_some(TargetKind::Regression);
+    let train_kind = scored(cfg.training.embedding_loss == crate::embedding::EmbeddingLoss::Cosent);
+    let only_train = crate::data::DataConfig { validation: None, validation_split: None, test: None, test_split: None, ..data.clone() };
+    let mut splits = load_splits_as(&only_train, encoder, train_kind, true)?;
+    let val_kind = scored(cfg.embedding_eval() == "sts");
+    if data.validation.is_some() || data.validation_split.is_some() {
+        let as_train = crate::data::DataConfig {
+            train: data.validation.clone(),
+            train_split: data.validation_split.clone().unwrap_or_default(),
+            validation: None,
+            validation_split: None,
+            test: None,
+            test_split: None,
+            validation_fraction: None,
+            negative_column: None,
+            ..data.clone()
+        };
+        let mut v = load_splits_as(&as_train, encoder, val_kind, true)?.train;
+        v.name = "validation".into();
+        splits.validation = Some(v);
+    }
+    Ok(splits)
 }
 
 fn save_checkpoint(run: &Run, state: &TrainingState) -> Result<PathBuf> {
@@ -478,8 +587,15 @@ fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary
         best = Some((run.cfg.training.metric_for_best_model.clone(), value, name.clone()));
     }
     let model_dir = run.dir.join("model");
-    checkpoint::write_folder_atomic(&model_dir, |tmp| {
-        ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)
+    checkpoint::write_folder_atomic(&model_dir, |tmp| match &run.embedding {
+        // Embedding runs export what sentence-transformers loads: the bare encoder plus modules.
+        Some(e) => {
+            let encoder: Vec<(String, Tensor)> =
+                run.loaded.tensors.iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t.clone()))).collect();
+            ModelFolder { config: &run.config, tensors: &encoder, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
+            crate::export::write_sentence_transformers_files(tmp, &run.config, e.pooling, false)
+        }
+        None => ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp),
     })?;
     let validation = run.splits.validation.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
     let test = run.splits.test.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
