@@ -47,31 +47,25 @@ def tokenizer():
 
 
 def aligned(tok, words, tags):
-    """Words joined by spaces; the first token starting inside each word carries its tag."""
+    """Words joined by spaces; each word's first token carries its tag. A token belongs to the word
+    holding its first non-space character (byte-level BPE folds the preceding space into `Ġword`,
+    whose offsets start at that space); space-only tokens belong to no word."""
     text = " ".join(words)
     spans, at = [], 0
     for w in words:
         spans.append((at, at + len(w)))
         at += len(w) + 1
     enc = tok(text, return_offsets_mapping=True)
-    labels, next_word = [], 0
+    labels, seen = [], set()
     for (start, end), tid in zip(enc["offset_mapping"], enc["input_ids"]):
-        if end <= start or tid in (tok.cls_token_id, tok.sep_token_id):
+        first = next((p for p in range(start, end) if not text[p].isspace()), None)
+        word = None if first is None else next((w for w, (s, e) in enumerate(spans) if s <= first < e), None)
+        if end <= start or tid in (tok.cls_token_id, tok.sep_token_id) or word is None or word in seen:
             labels.append(-100)
             continue
-        while next_word < len(spans) and spans[next_word][1] <= start:
-            next_word += 1
-        if next_word < len(spans) and spans[next_word][0] <= start < spans[next_word][1] and \
-                (not labels or all(l == -100 for l in labels) or labels_first_of(labels, next_word)):
-            labels.append(TAGS.index(tags[next_word]))
-        else:
-            labels.append(-100)
+        seen.add(word)
+        labels.append(TAGS.index(tags[word]))
     return enc["input_ids"], labels
-
-
-def labels_first_of(labels, word):
-    # The number of tagged tokens so far equals `word` exactly when this is the word's first token.
-    return sum(1 for l in labels if l != -100) == word
 
 
 def token_reference():

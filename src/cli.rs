@@ -40,9 +40,16 @@ pub struct EvalArgs {
     /// Run folder (its best model), checkpoint, exported folder or hub id.
     #[arg(long)]
     pub model: String,
-    /// Labelled data file(s) (.jsonl, .csv, .tsv, .parquet; optionally .gz).
-    #[arg(long, required_unless_present = "config")]
+    /// Labelled data file(s) (.jsonl, .csv, .tsv, .parquet; optionally .gz). Embedding models: pairs
+    /// (text, text_pair[, score]) scored as STS with a score column, as retrieval without.
+    #[arg(long, required_unless_present_any = ["config", "corpus"])]
     pub data: Vec<PathBuf>,
+    /// Embedding models: a JSONL corpus of {"id", "text"} to retrieve from (with --queries).
+    #[arg(long, requires = "queries")]
+    pub corpus: Option<PathBuf>,
+    /// Embedding models: JSONL queries {"text", "relevant": [corpus ids]}.
+    #[arg(long, requires = "corpus")]
+    pub queries: Option<PathBuf>,
     /// Reuse a run config's [data] section (its validation split unless --split says otherwise).
     #[arg(long)]
     pub config: Option<PathBuf>,

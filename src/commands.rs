@@ -203,7 +203,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         None => DataConfig::default(),
     };
     apply_column_flags(&mut cfg, &args.columns);
-    let (files, format) = if !args.data.is_empty() {
+    let (files, format) = if !args.data.is_empty() || args.corpus.is_some() {
         (args.data.clone(), cfg.format)
     } else {
         let (train, validation, test) = cfg.split_files()?;
@@ -215,6 +215,43 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let split = chosen.with_context(|| format!("the config has no {:?} split; pass --data FILE or --split", args.split))?;
         (split.files, split.format)
     };
+    // A model without a classification head is an embedding model: STS or retrieval.
+    let files_probe = crate::model::ModelFiles::resolve(&args.model)?;
+    let is_embedding = files_probe.sentence.is_some()
+        || !crate::model::Weights::open(&files_probe.weights)?.contains("classifier.weight");
+    if is_embedding {
+        let opts = crate::embed::EmbedOptions {
+            model: args.model.clone(),
+            pooling: None,
+            normalize: false,
+            max_length: args.max_length,
+            batch_size: args.batch_size.max(1),
+            prefix: String::new(),
+            format: crate::embed::OutputFormat::Jsonl,
+            input_format: crate::embed::InputFormat::Auto,
+            device: device.clone(),
+        };
+        let embedder = crate::embed::Embedder::load(&opts)?;
+        let ev = match (&args.corpus, &args.queries) {
+            (Some(c), Some(q)) => crate::evaluate::retrieval_files(&embedder, c, q, opts.batch_size)?,
+            _ => crate::evaluate::pair_files(&embedder, &files, format, &cfg.columns(true), opts.batch_size)?,
+        };
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        if args.json {
+            let mut v = serde_json::json!({"model": args.model, "task": "embedding", "evaluation": ev.kind, "rows": ev.rows});
+            for (k, m) in &ev.metrics {
+                v[k] = serde_json::json!(m);
+            }
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "model  {}\nevaluation  {} ({} {})\n", args.model, ev.kind, ev.rows, if ev.kind == "sts" { "pairs" } else { "queries" })?;
+            for (k, m) in &ev.metrics {
+                writeln!(out, "{k:<12} {m:.4}")?;
+            }
+        }
+        return Ok(());
+    }
     let classifier = crate::predict::Classifier::load(&args.model, args.max_length, &device)?;
     let scheme = match args.entity_scheme {
         crate::cli::SchemeArg::Default => crate::metrics::EntityScheme::Default,

@@ -463,7 +463,7 @@ mod tests {
     fn the_template_and_shipped_configs_parse() {
         let t = RunConfig::from_toml(TEMPLATE, "template.toml", &[]).unwrap();
         assert_eq!(t.training, TrainingConfig { save_total_limit: Some(2), ..TrainingConfig::default() });
-        for name in ["quickstart.toml", "imdb.toml", "sst2-small.toml"] {
+        for name in ["quickstart.toml", "imdb.toml", "sst2-small.toml", "wnut17-ner.toml", "stsb-regression.toml", "stsb-embedding.toml", "multilabel.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
             RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
         }

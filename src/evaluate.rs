@@ -42,7 +42,7 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
 /// The human-readable report.
 pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "model  {model}\ndata   {data} ({} rows or sentences)\n", ev.rows);
+    let _ = writeln!(s, "model  {model}\ndata   {data} ({} rows)\n", ev.rows);
     let _ = writeln!(s, "{:<12} {:.4}", "loss", ev.loss);
     let w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).clamp(9, 30);
     if let Some(c) = &ev.classification {
@@ -117,4 +117,94 @@ pub fn write_plot(ev: &Evaluation, labels: &[String], dir: &Path) -> Result<Opti
     let path = dir.join("confusion_matrix.svg");
     std::fs::write(&path, crate::report::confusion_matrix(&c.confusion, labels, "confusion matrix"))?;
     Ok(Some(path))
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Scores of an embedding model (a folder without a classification head).
+pub struct EmbeddingEval {
+    pub kind: &'static str,
+    pub rows: usize,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::err!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| crate::err!("{}, line {}: malformed JSON ({e})", path.display(), i + 1)))
+        .collect()
+}
+
+/// Retrieval over a corpus: MRR@10, NDCG@10, Recall@1/10.
+pub fn retrieval_files(e: &crate::embed::Embedder, corpus: &Path, queries: &Path, batch: usize) -> Result<EmbeddingEval> {
+    let docs = read_jsonl(corpus)?;
+    let mut ids = std::collections::HashMap::new();
+    let mut doc_texts = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        let text = d["text"].as_str().ok_or_else(|| crate::err!("{}, row {}: needs a string `text`", corpus.display(), i + 1))?;
+        let id = match &d["id"] {
+            Value::Null => crate::bail!("{}, row {}: needs an `id`", corpus.display(), i + 1),
+            v => v.to_string(),
+        };
+        ids.insert(id, i);
+        doc_texts.push(text.to_string());
+    }
+    let qs = read_jsonl(queries)?;
+    let mut q_texts = Vec::new();
+    let mut relevant = Vec::new();
+    for (i, q) in qs.iter().enumerate() {
+        let at = || format!("{}, row {}", queries.display(), i + 1);
+        q_texts.push(q["text"].as_str().ok_or_else(|| crate::err!("{}: needs a string `text`", at()))?.to_string());
+        let rel = q["relevant"].as_array().ok_or_else(|| crate::err!("{}: needs `relevant`: a list of corpus ids", at()))?;
+        relevant.push(
+            rel.iter()
+                .map(|r| ids.get(&r.to_string()).copied().ok_or_else(|| crate::err!("{}: relevant id {r} is not in {}", at(), corpus.display())))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    let (dv, _) = e.embed(&refs(&doc_texts), batch)?;
+    let (qv, _) = e.embed(&refs(&q_texts), batch)?;
+    Ok(EmbeddingEval { kind: "retrieval", rows: q_texts.len(), metrics: crate::embedding::retrieval(&qv, &dv, &relevant) })
+}
+
+/// Pairs: STS (Spearman/Pearson of cosine vs scores) when the score column exists, else retrieval
+/// with each pair's second text as the one relevant document.
+pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize) -> Result<EmbeddingEval> {
+    let (mut a, mut b, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scored = true;
+    for f in files {
+        let table = match crate::data::read_table(f, format, cols) {
+            Ok(t) => t,
+            // No score column: the pairs are for retrieval.
+            Err(err) if cols.label.is_some() && err.chain().contains("no column") && err.chain().contains(cols.label.as_deref().unwrap_or("")) => {
+                scored = false;
+                crate::data::read_table(f, format, &Columns { label: None, ..cols.clone() })?
+            }
+            Err(err) => return Err(err),
+        };
+        let pairs = table.pairs.clone().ok_or_else(|| crate::err!("{}: embedding evaluation needs pairs: pass --text-pair-column", f.display()))?;
+        a.extend(table.texts.clone());
+        b.extend(pairs);
+        if let Some(labels) = &table.labels {
+            for (i, l) in labels.iter().enumerate() {
+                match l {
+                    crate::data::RawLabel::Int(v) => scores.push(*v as f32),
+                    crate::data::RawLabel::Float(v) => scores.push(*v as f32),
+                    other => crate::bail!("{}, row {}: a pair score must be a number, found `{}`", f.display(), i + 1, other.name()),
+                }
+            }
+        }
+    }
+    let (av, _) = e.embed(&refs(&a), batch)?;
+    let (bv, _) = e.embed(&refs(&b), batch)?;
+    Ok(if scored {
+        EmbeddingEval { kind: "sts", rows: a.len(), metrics: crate::embedding::sts(&av, &bv, &scores) }
+    } else {
+        let relevant: Vec<Vec<usize>> = (0..a.len()).map(|i| vec![i]).collect();
+        EmbeddingEval { kind: "retrieval", rows: a.len(), metrics: crate::embedding::retrieval(&av, &bv, &relevant) }
+    })
 }

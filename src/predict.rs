@@ -32,7 +32,7 @@ impl Classifier {
         let (config, loaded) = load_pretrained(&files, head, &opts)?;
         if !loaded.initialised.is_empty() {
             crate::bail!(
-                "{} has no trained classification head (missing: {}); fine-tune it first with `modernft train`",
+                "{} has no trained classification head (missing: {}); fine-tune it first with `modernft train`, or, for an embedding model, use `modernft embed`",
                 files.origin,
                 loaded.initialised.join(", ")
             );
@@ -134,7 +134,14 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
         if sp || end <= start {
             continue;
         }
-        let new_word = words.last().is_none_or(|w| w.1 < start && text[w.1..start].chars().any(char::is_whitespace)) || words.is_empty();
+        // Byte-level BPE folds the space before a word into its first token: skip it.
+        let lead = text[start..end].len() - text[start..end].trim_start().len();
+        let start = start + lead;
+        if start >= end {
+            continue;
+        }
+        // A token starts a word when whitespace separates it from the previous token's text.
+        let new_word = words.last().is_none_or(|w| lead > 0 || text[w.1..start].chars().any(char::is_whitespace));
         if new_word {
             let p = softmax(l);
             let tag = crate::task::argmax(&p) as usize;

@@ -11,7 +11,7 @@ use common::{fixtures, stand_in_hub};
 use modernft::data::{load_splits, read_table, Columns, DataConfig, RawLabel, TargetKind, Targets, TextEncoder};
 
 fn cols() -> Columns {
-    Columns { text: "text".into(), text_pair: None, label: Some("label".into()) }
+    Columns { text: "text".into(), label: Some("label".into()), ..Default::default() }
 }
 
 fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
@@ -99,7 +99,7 @@ fn bad_input_gets_a_clear_error() {
     write_parquet(&pq, vec![("text", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef), ("label", Arc::new(Int64Array::from(vec![0, 1])) as ArrayRef)]);
     let e = err(&pq, &c);
     assert!(e.contains("`text`") && e.contains("Int64") && e.contains("string"), "{e}");
-    let e = err(&pq, &Columns { text: "body".into(), text_pair: None, label: None });
+    let e = err(&pq, &Columns { text: "body".into(), ..Default::default() });
     assert!(e.contains("no column `body`") && e.contains("text, label"), "{e}");
     let e = err(&write(d, "notpq.parquet", b"not parquet"), &c);
     assert!(e.contains("Parquet"), "{e}");

@@ -212,7 +212,7 @@ mod tests {
     use super::*;
 
     fn table(labels: Vec<RawLabel>) -> Table {
-        Table { source: "t.jsonl".into(), first_row: 0, texts: vec!["x".into(); labels.len()], pairs: None, labels: Some(labels) }
+        Table { source: "t.jsonl".into(), first_row: 0, texts: vec!["x".into(); labels.len()], pairs: None, labels: Some(labels), words: None, negatives: None }
     }
 
     #[test]

@@ -107,7 +107,9 @@ impl TextEncoder {
 }
 
 /// For words joined by single spaces into one text, the index of each word's first token (words cut
-/// off by truncation are left out). Tokens map to the word whose bytes their first byte falls in.
+/// off by truncation are left out). Byte-level BPE folds the space before a word into the word's
+/// first token (`Ġword`, offsets starting at the space), or emits it as a token of its own: a token
+/// belongs to the word holding its first non-space byte, and space-only tokens belong to none.
 pub fn first_subwords(words: &[String], enc: &EncodedSpans) -> Vec<u32> {
     let mut spans = Vec::with_capacity(words.len());
     let mut at = 0;
@@ -115,24 +117,19 @@ pub fn first_subwords(words: &[String], enc: &EncodedSpans) -> Vec<u32> {
         spans.push((at, at + w.len()));
         at += w.len() + 1;
     }
-    let mut firsts = Vec::new();
-    let mut next_word = 0;
+    let is_space = |pos: usize| spans.iter().all(|&(s, e)| pos < s || pos >= e);
+    let mut firsts: Vec<u32> = Vec::new();
     for (t, (&(start, end), &special)) in enc.offsets.iter().zip(&enc.special).enumerate() {
         if special || end <= start {
             continue;
         }
-        // Skip words that got no token of their own (cannot happen with byte-level BPE, but be safe).
-        while next_word < spans.len() && spans[next_word].1 <= start {
-            next_word += 1;
-        }
-        if next_word < spans.len() && start >= spans[next_word].0 && start < spans[next_word].1 {
-            // Only the first token inside the word is labelled.
-            if firsts.len() == next_word {
-                firsts.push(t as u32);
-            } else if firsts.len() < next_word {
-                // An earlier word has no token: stop, tags and tokens no longer line up.
-                break;
-            }
+        let Some(first) = (start..end).find(|&p| !is_space(p)) else { continue };
+        let Some(word) = spans.iter().position(|&(s, e)| first >= s && first < e) else { continue };
+        if word == firsts.len() {
+            firsts.push(t as u32);
+        } else if word > firsts.len() {
+            // A word without any token of its own: tags and tokens no longer line up.
+            break;
         }
     }
     firsts
@@ -150,4 +147,33 @@ pub fn pad_batch(rows: &[&[u32]], pad_id: u32, dev: &Device) -> Result<(Tensor, 
         mask.extend(std::iter::repeat_n(0u32, len - r.len()));
     }
     Ok((Tensor::from_vec(ids, (rows.len(), len), dev)?, Tensor::from_vec(mask, (rows.len(), len), dev)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(offsets: &[(usize, usize)]) -> EncodedSpans {
+        let n = offsets.len();
+        EncodedSpans {
+            ids: vec![0; n],
+            offsets: offsets.to_vec(),
+            special: (0..n).map(|i| i == 0 || i == n - 1).collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn first_subwords_handle_spaces_folded_into_tokens() {
+        let words: Vec<String> = ["John", "Smith", "visited"].iter().map(|s| s.to_string()).collect();
+        // ModernBERT: [CLS] John ĠSmith Ġvis ited [SEP], where ĠSmith's offsets start at the space.
+        let e = spans(&[(0, 0), (0, 4), (4, 10), (10, 14), (14, 18), (0, 0)]);
+        assert_eq!(first_subwords(&words, &e), vec![1, 2, 3]);
+        // A space emitted as its own token belongs to no word.
+        let e = spans(&[(0, 0), (0, 4), (4, 5), (5, 10), (10, 11), (11, 18), (0, 0)]);
+        assert_eq!(first_subwords(&words, &e), vec![1, 3, 5]);
+        // Truncation: only the words that still have tokens.
+        let e = spans(&[(0, 0), (0, 4), (4, 7), (0, 0)]);
+        assert_eq!(first_subwords(&words, &e), vec![1, 2]);
+    }
 }

@@ -1,0 +1,187 @@
+//! Every task's shipped config (configs/*.toml) runs end to end through the binary on tiny generated
+//! data (the real data paths and model sizes are swapped for small ones with --set), and eval,
+//! predict and save understand each task.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::run_with_stdin;
+use serde_json::Value;
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tiny_model() -> Vec<String> {
+    vec![
+        "--set".into(), "model.config=tests/fixtures/tiny-v4/config.json".into(),
+        "--set".into(), "model.tokenizer=tests/fixtures/tiny-v4/tokenizer.json".into(),
+    ]
+}
+
+fn train(config: &str, out: &Path, extra: &[String]) -> String {
+    let mut args: Vec<String> = vec!["train".into(), "--quiet".into(), "--config".into(), config.into()];
+    args.extend(tiny_model());
+    args.extend(["--set".into(), format!("output.dir={}", out.display())]);
+    args.extend(extra.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(run_with_stdin(&refs, ""))
+}
+
+fn set(kv: &str) -> [String; 2] {
+    ["--set".into(), kv.into()]
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn ner_rows(n: usize) -> String {
+    let people = [("john", "smith"), ("mary", "jones"), ("ann", "lee")];
+    let places = ["paris", "london", "rome"];
+    (0..n)
+        .map(|i| {
+            let (f, l) = people[i % 3];
+            let p = places[(i / 3) % 3];
+            let tokens = ["yesterday", f, l, "flew", "to", p];
+            let tags = ["O", "B-per", "I-per", "O", "O", "B-loc"];
+            format!("{}\n", serde_json::json!({"tokens": tokens, "tags": tags}))
+        })
+        .collect()
+}
+
+#[test]
+fn token_classification_trains_evaluates_predicts_spans_and_saves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_file = write(tmp.path(), "train.jsonl", &ner_rows(90));
+    // Validation as a CoNLL file.
+    let conll: String = (0..9).map(|i| {
+        let (f, l, p) = [("john", "smith", "rome"), ("mary", "jones", "paris"), ("ann", "lee", "london")][i % 3];
+        format!("-DOCSTART-\tO\n\nyesterday\tO\n{f}\tB-per\n{l}\tI-per\nflew\tO\nto\tO\n{p}\tB-loc\n\n")
+    }).collect();
+    let dev = write(tmp.path(), "dev.conll", &conll);
+    let run = tmp.path().join("ner");
+    train("configs/wnut17-ner.toml", &run, &[
+        set(&format!("data.train={}", train_file.display())), set(&format!("data.validation={}", dev.display())),
+        set("training.learning_rate=3e-3"), set("training.epochs=20"), set("training.batch_size=8"), set("training.warmup_ratio=0"),
+    ].concat());
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(run.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"], serde_json::json!(["ModernBertForTokenClassification"]));
+    assert!(cfg.get("problem_type").is_none(), "transformers accepts no problem_type for token classification");
+    assert_eq!(cfg["id2label"].as_object().unwrap().len(), 4);
+
+    let v: Value = serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", dev.to_str().unwrap(), "--json"], ""))).unwrap();
+    assert!(v["f1"].as_f64().unwrap() > 0.9, "a trivially learnable NER set: {v}");
+    assert!(v["per_type"]["per"]["f1"].is_number() && v["per_type"]["loc"]["support"] == 9);
+    let table = ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", dev.to_str().unwrap(), "--entity-scheme", "strict-iob2"], ""));
+    assert!(table.contains("entity") && table.contains("loc") && table.contains("per"), "{table}");
+
+    let text = "yesterday  mary jones flew to rome";
+    let line: Value = serde_json::from_str(ok(run_with_stdin(&["predict", "--model", run.to_str().unwrap(), "--all-scores"], &format!("{text}\n"))).trim()).unwrap();
+    let ents = line["entities"].as_array().unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let found: Vec<(String, String)> = ents
+        .iter()
+        .map(|e| {
+            let (s, t) = (e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize);
+            let span: String = chars[s..t].iter().collect();
+            assert_eq!(span, e["text"].as_str().unwrap(), "character offsets point at the entity");
+            (e["entity"].as_str().unwrap().to_string(), span)
+        })
+        .collect();
+    assert_eq!(found, vec![("per".to_string(), "mary jones".to_string()), ("loc".to_string(), "rome".to_string())], "{line}");
+    assert_eq!(line["words"].as_array().unwrap().len(), 6);
+
+    let out = tmp.path().join("export");
+    ok(run_with_stdin(&["save", run.to_str().unwrap(), "--out", out.to_str().unwrap()], ""));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["architectures"], cfg["architectures"]);
+    // `data` understands tags too.
+    let stats = ok(run_with_stdin(&["data", "--config", "configs/wnut17-ner.toml", "--train", train_file.to_str().unwrap(), "--validation", dev.to_str().unwrap(), "--tokenizer", "tests/fixtures/tiny-v4/tokenizer.json", "--json"], ""));
+    let first: Value = serde_json::from_str(stats.lines().next().unwrap()).unwrap();
+    assert_eq!(first["rows"], 90);
+    assert_eq!(first["labels"][0], serde_json::json!(["B-loc", 90]));
+}
+
+fn pair_rows(n: usize) -> String {
+    let words = ["good", "great", "bad", "awful", "film", "movie", "plot", "story"];
+    (0..n)
+        .map(|i| {
+            let a = format!("{} {}", words[i % 8], words[(i / 8) % 8]);
+            let b = format!("{} {}", words[(i + 1) % 8], words[(i / 8) % 8]);
+            format!("{}\n", serde_json::json!({"text_a": a, "text_b": b, "score": (i % 6) as f64 * 0.9}))
+        })
+        .collect()
+}
+
+#[test]
+fn regression_config_runs_and_reports_correlations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "pairs.jsonl", &pair_rows(48));
+    let run = tmp.path().join("reg");
+    train("configs/stsb-regression.toml", &run, &[set(&format!("data.train={}", f.display())), set(&format!("data.validation={}", f.display())), set("training.max_steps=6")].concat());
+    let v: Value = serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--config", run.join("config.toml").to_str().unwrap(), "--json"], ""))).unwrap();
+    assert!(v["spearman"].is_number() && v["pearson"].is_number() && v["mse"].is_number(), "{v}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(run.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(saved["problem_type"], "regression");
+}
+
+#[test]
+fn embedding_configs_train_sentence_transformers_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(tmp.path(), "pairs.jsonl", &pair_rows(64));
+    // CoSENT on scored pairs, evaluated as STS, Matryoshka dims from the config (capped at 32 here).
+    let run = tmp.path().join("cosent");
+    train("configs/stsb-embedding.toml", &run, &[set(&format!("data.train={}", f.display())), set(&format!("data.validation={}", f.display())), set("training.max_steps=6"), set("training.eval_strategy=steps"), set("training.eval_steps=3")].concat());
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(log.contains("eval_spearman"), "{log}");
+    assert!(run.join("model/modules.json").is_file() && run.join("model/1_Pooling/config.json").is_file(), "the model is a sentence-transformers folder");
+    let v = ok(run_with_stdin(&["embed", "--model", run.to_str().unwrap()], "good film\n"));
+    assert_eq!(serde_json::from_str::<Value>(v.trim()).unwrap()["embedding"].as_array().unwrap().len(), 32);
+    let sts: Value = serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", f.to_str().unwrap(), "--text-column", "text_a", "--text-pair-column", "text_b", "--label-column", "score", "--json"], ""))).unwrap();
+    assert_eq!(sts["evaluation"], "sts");
+    assert!(sts["spearman"].is_number());
+    // Retrieval over a corpus and queries.
+    let corpus = write(tmp.path(), "corpus.jsonl", "{\"id\": \"d1\", \"text\": \"good film\"}\n{\"id\": \"d2\", \"text\": \"awful plot\"}\n{\"id\": 3, \"text\": \"great story\"}\n");
+    let queries = write(tmp.path(), "queries.jsonl", "{\"text\": \"good movie\", \"relevant\": [\"d1\"]}\n{\"text\": \"bad plot\", \"relevant\": [\"d2\", 3]}\n");
+    let r: Value = serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--json"], ""))).unwrap();
+    for k in ["mrr@10", "ndcg@10", "recall@1", "recall@10"] {
+        assert!(r[k].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)), "{k}: {r}");
+    }
+    assert!((r["recall@10"].as_f64().unwrap() - 1.0).abs() < 1e-12, "three documents: all within the top 10");
+    // A classifier-style predict on an embedding model says what to use instead.
+    let out = run_with_stdin(&["predict", "--model", run.to_str().unwrap()], "x\n");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("modernft embed"));
+
+    // MNRL with hard negatives, evaluated by retrieval over the validation pairs.
+    let triples: String = (0..32).map(|i| format!("{}\n", serde_json::json!({"anchor": format!("review {i} good"), "positive": format!("good review {i}"), "negative": format!("bad review {}", i + 1)}))).collect();
+    let t = write(tmp.path(), "triples.jsonl", &triples);
+    let run = tmp.path().join("mnrl");
+    train("configs/stsb-embedding.toml", &run, &[
+        set(&format!("data.train={}", t.display())), set(&format!("data.validation={}", t.display())),
+        set("data.text_column=anchor"), set("data.text_pair_column=positive"), set("data.negative_column=negative"),
+        set("training.embedding_loss=mnrl"), set("training.embedding_eval=retrieval"), set("training.metric_for_best_model=mrr@10"),
+        set("training.max_steps=4"), set("training.batch_size=8"),
+    ].concat());
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(log.contains("eval_mrr@10") && log.contains("eval_ndcg@10"), "{log}");
+}
+
+#[test]
+fn multilabel_config_runs_predicts_label_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("ml");
+    let args = ["train", "--quiet", "--config", "configs/multilabel.toml", "--set", "training.max_steps=30", "--set", &format!("output.dir={}", run.display())];
+    ok(run_with_stdin(&args, ""));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(run.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(saved["problem_type"], "multi_label_classification");
+    let v: Value = serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", "examples/multilabel/dev.jsonl", "--json"], ""))).unwrap();
+    assert!(v["subset_accuracy"].is_number() && v["f1_micro"].is_number(), "{v}");
+    let p: Value = serde_json::from_str(ok(run_with_stdin(&["predict", "--model", run.to_str().unwrap(), "--all-scores"], "the music was great\n")).trim()).unwrap();
+    assert!(p["labels"].is_array() && p["scores"].as_object().unwrap().len() == 4, "{p}");
+}
