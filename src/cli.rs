@@ -33,6 +33,47 @@ pub enum Command {
     Predict(PredictArgs),
     /// Export a portable model folder for transformers or sentence-transformers.
     Save(SaveArgs),
+    /// Measure training and embedding throughput (one JSON line; the cases of ../shared/bench/hf_bench.py).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Random-init ModernBERT size (hf_bench.py's tiny, small or base).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// A model folder whose config.json to use instead (random init).
+    #[arg(long, conflicts_with = "size")]
+    pub model_dir: Option<PathBuf>,
+    /// train (forward, loss, backward, AdamW) or embed (forward + pooling).
+    #[arg(long, default_value = "train")]
+    pub mode: String,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Tokens per row [default: 128, or 512 with --data].
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Timed steps (fixed-shape mode).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Real text: a JSONL file with "text" (and "label"); one timed pass over --rows rows.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 2048)]
+    pub rows: usize,
+    /// Sort rows longest-first inside chunks of --group-mult batches (as hf_bench.py does).
+    #[arg(long)]
+    pub group_by_length: bool,
+    #[arg(long, default_value_t = 50)]
+    pub group_mult: usize,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]

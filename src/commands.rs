@@ -325,3 +325,28 @@ pub fn save(args: &SaveArgs) -> Result<()> {
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
+
+pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| crate::err!("--threads: {e}"))?;
+    }
+    if args.mode != "train" && args.mode != "embed" {
+        crate::bail!("--mode must be train or embed");
+    }
+    let opts = crate::bench::BenchOptions {
+        size: args.size.clone().unwrap_or_else(|| if args.data.is_some() { "base".into() } else { "tiny".into() }),
+        model_dir: args.model_dir.clone(),
+        train: args.mode == "train",
+        batch: args.batch.max(1),
+        seq: args.seq.unwrap_or(if args.data.is_some() { 512 } else { 128 }),
+        steps: args.steps.max(1),
+        warmup: args.warmup,
+        data: args.data.clone(),
+        tokenizer: args.tokenizer.clone(),
+        rows: args.rows,
+        group_by_length: args.group_by_length,
+        group_mult: args.group_mult,
+    };
+    println!("{}", crate::bench::run(&opts)?);
+    Ok(())
+}

@@ -25,6 +25,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => commands::eval(args),
         Command::Predict(args) => commands::predict(args),
         Command::Save(args) => commands::save(args),
+        Command::Bench(args) => commands::bench(args),
     }
 }
 
