@@ -165,8 +165,63 @@ impl LayerNorm {
     }
 }
 
-/// Softmax over the last dimension, differentiable (the max is a constant shift, so it is detached).
+/// Softmax over the last dimension as one fused CPU pass per row, with its own backward
+/// (dx = y ⊙ (dy − Σ dy ⊙ y)): candle's fused `ops::softmax_last_dim` has no backward, and the chain
+/// of primitives below keeps four intermediates of the attention size alive for the backward.
+struct SoftmaxLastDim;
+
+macro_rules! softmax_rows {
+    ($src:expr, $n:expr) => {{
+        use rayon::prelude::*;
+        let mut out = $src.to_vec();
+        out.par_chunks_mut($n).for_each(|row| {
+            let max = row.iter().copied().fold(f64::NEG_INFINITY as _, |a: _, b| if b > a { b } else { a });
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        });
+        out
+    }};
+}
+
+impl candle_core::CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage;
+        let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("softmax input must be contiguous".into()))?;
+        let n = *layout.dims().last().unwrap_or(&1);
+        let out = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows!(&v[a..b], n)),
+            CpuStorage::F64(v) => CpuStorage::F64(softmax_rows!(&v[a..b], n)),
+            _ => candle_core::bail!("fused softmax: f32 or f64 only"),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some(res.mul(&grad_res.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(x.contiguous()?.apply_op1(SoftmaxLastDim)?);
+    }
+    softmax_last_dim_primitive(x)
+}
+
+/// The same softmax from candle primitives (any device); the max is a constant shift, so it is detached.
+pub fn softmax_last_dim_primitive(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let sum = e.sum_keepdim(D::Minus1)?;
@@ -238,6 +293,22 @@ mod tests {
         let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
         let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-6);
+    }
+
+    #[test]
+    fn fused_softmax_matches_the_primitive_chain_forward_and_backward() {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::new(&[[0.3f64, -1.2, 2.0, 0.0], [5.0, 5.0, -3.0, 1.0]], &dev).unwrap();
+        let w = Tensor::new(&[[1.0f64, -2.0, 0.5, 3.0], [0.1, 0.2, 0.3, 0.4]], &dev).unwrap();
+        let fused = softmax_last_dim(x.as_tensor()).unwrap();
+        let plain = softmax_last_dim_primitive(x.as_tensor()).unwrap();
+        let d = (&fused - &plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(d < 1e-15, "{d}");
+        let g1 = (fused * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (plain * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(d < 1e-15, "{d}");
     }
 
     #[test]
