@@ -17,13 +17,15 @@ use crate::metrics::{pearson, ranks};
 use crate::model::modernbert::pool;
 use crate::model::{Mode, ModernBert, Pooling};
 
+/// Rows scaled to unit length (norms clamped at 1e-12, as torch's `normalize`).
+fn unit_rows(x: &Tensor) -> Result<Tensor> {
+    let n = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    Ok(x.broadcast_div(&n)?)
+}
+
 /// Cosine similarity of every row of `a` [n, d] with every row of `b` [m, d]: [n, m].
 pub fn cos_sim(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let norm = |x: &Tensor| -> Result<Tensor> {
-        let n = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        Ok(x.broadcast_div(&n)?)
-    };
-    Ok(norm(a)?.matmul(&norm(b)?.t()?)?)
+    Ok(unit_rows(a)?.matmul(&unit_rows(b)?.t()?)?)
 }
 
 /// MultipleNegativesRankingLoss: `anchors` [n, d]; `candidates` [k·n, d] = positives then negatives.
@@ -37,7 +39,8 @@ pub fn mnrl(anchors: &Tensor, candidates: &Tensor, scale: f64) -> Result<Tensor>
 /// CoSENTLoss over pairs (`a`[i], `b`[i]) with gold `scores`[i].
 pub fn cosent(a: &Tensor, b: &Tensor, scores: &[f32], scale: f64) -> Result<Tensor> {
     let n = a.dim(0)?;
-    let s = (cos_sim(a, b)?.to_dtype(DType::F32)? * Tensor::eye(n, DType::F32, a.device())?)?.sum(1)?;
+    // Cosine of each pair (row i of a with row i of b), not the full n × n matrix.
+    let s = (unit_rows(a)? * unit_rows(b)?)?.sum(1)?.to_dtype(DType::F32)?;
     let s = (s * scale)?;
     // diff[i][j] = s_i − s_j, kept where gold_i < gold_j, pushed to −1e12 elsewhere (exp → 0).
     let diff = s.unsqueeze(1)?.broadcast_sub(&s.unsqueeze(0)?)?;
