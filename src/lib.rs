@@ -3,6 +3,7 @@
 //! The modules follow the pipeline: `model` (config → modules → loading) → `data` (text → token ids)
 //! → `train` (optimizer) → `embed` (vectors out). `cli` turns raw arguments into validated options.
 
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod commands;
