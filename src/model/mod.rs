@@ -1,5 +1,6 @@
 //! ModernBERT: config, modules, loading.
 
+pub mod attention;
 pub mod config;
 pub mod load;
 pub mod loss;
@@ -9,6 +10,6 @@ pub mod source;
 
 pub use config::{LayerType, ModernBertConfig, Pooling};
 pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
-pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output};
+pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output, Packed};
 pub use nn::Mode;
 pub use source::ModelFiles;

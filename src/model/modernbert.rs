@@ -13,12 +13,15 @@
 //! Layers alternate global attention (every token) and local attention (|i - j| <= local_attention/2),
 //! each with its own rotary base.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::error::Result;
 use crate::model::config::{LayerType, ModernBertConfig, Pooling};
-use crate::model::nn::{apply_rope, rope_tables, softmax_last_dim, Activation, Embedding, LayerNorm, Linear, Mode};
+use crate::model::attention::VarlenAttention;
+use crate::model::nn::{apply_rope, rope_tables, rope_values, softmax_last_dim, Activation, Embedding, LayerNorm, Linear, Mode};
 
 /// Init standard deviations, as `ModernBertPreTrainedModel._init_weights` chooses them.
 struct InitStd {
@@ -54,10 +57,11 @@ impl Embeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor, mode: &Mode) -> Result<Tensor> {
+    /// `may_contain_pad`: false when the caller knows no id is the pad id (skips the pad-row rule).
+    fn forward(&self, input_ids: &Tensor, may_contain_pad: bool, mode: &Mode) -> Result<Tensor> {
         let mut e = self.tok_embeddings.forward(input_ids)?;
         // nn.Embedding(padding_idx=pad) never sends gradient to the pad row; do the same.
-        if let (Some(pad), true) = (self.pad_token_id, self.tok_embeddings.weight.track_op()) {
+        if let (Some(pad), true, true) = (self.pad_token_id, self.tok_embeddings.weight.track_op(), may_contain_pad) {
             let is_pad = input_ids.eq(pad)?.unsqueeze(D::Minus1)?.broadcast_as(e.shape())?;
             e = is_pad.where_cond(&e.detach(), &e)?;
         }
@@ -103,6 +107,12 @@ impl Attention {
         let probs = softmax_last_dim(&scores.to_dtype(work)?.broadcast_add(mask)?)?.to_dtype(x.dtype())?;
         let probs = mode.dropout(&probs, self.dropout)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        mode.dropout(&self.wo.forward(&out)?, self.dropout)
+    }
+
+    /// `x`: the concatenated real tokens [tokens, hidden]; `kernel` knows the sequences and window.
+    fn forward_packed(&self, x: &Tensor, kernel: &VarlenAttention, mode: &Mode) -> Result<Tensor> {
+        let out = kernel.apply(&self.wqkv.forward(x)?)?;
         mode.dropout(&self.wo.forward(&out)?, self.dropout)
     }
 }
@@ -164,6 +174,16 @@ impl EncoderLayer {
             None => x.clone(),
         };
         let x = (x + self.attn.forward(&normed, rope, mask, mode)?)?;
+        let y = self.mlp.forward(&self.mlp_norm.forward(&x)?, mode)?;
+        Ok((x + y)?)
+    }
+
+    fn forward_packed(&self, x: &Tensor, kernel: &VarlenAttention, mode: &Mode) -> Result<Tensor> {
+        let normed = match &self.attn_norm {
+            Some(n) => n.forward(x)?,
+            None => x.clone(),
+        };
+        let x = (x + self.attn.forward_packed(&normed, kernel, mode)?)?;
         let y = self.mlp.forward(&self.mlp_norm.forward(&x)?, mode)?;
         Ok((x + y)?)
     }
@@ -229,7 +249,7 @@ impl ModernBertModel {
         let rope_global = rope_tables(self.config.global_rope_theta, hd, seq, dtype, dev)?;
         let rope_local = rope_tables(self.config.local_rope_theta, hd, seq, dtype, dev)?;
 
-        let mut x = self.embeddings.forward(input_ids, mode)?;
+        let mut x = self.embeddings.forward(input_ids, true, mode)?;
         for layer in &self.layers {
             x = match layer.attn.layer_type {
                 LayerType::Full => layer.forward(&x, &rope_global, &global_mask, mode)?,
@@ -239,6 +259,129 @@ impl ModernBertModel {
             };
         }
         self.final_norm.forward(&x)
+    }
+
+    /// The encoder on a batch without padding: the real tokens of every sequence concatenated
+    /// ([tokens]) and where each sequence starts. Returns the last hidden state [tokens, hidden].
+    pub fn forward_packed(&self, packed: &Packed, mode: &Mode) -> Result<Tensor> {
+        let longest = packed.lengths().max().unwrap_or(0);
+        if longest > self.config.max_position_embeddings {
+            crate::bail!(
+                "sequence of {longest} tokens exceeds the model's max_position_embeddings ({}); truncate inputs",
+                self.config.max_position_embeddings
+            );
+        }
+        let hd = self.config.head_dim();
+        let kernel = |theta: f64, window: Option<usize>| {
+            let (cos, sin) = rope_values(theta, hd, longest);
+            VarlenAttention {
+                cu_seqlens: packed.cu_seqlens.clone(),
+                heads: self.config.num_attention_heads,
+                head_dim: hd,
+                window,
+                cos: Arc::new(cos),
+                sin: Arc::new(sin),
+            }
+        };
+        let global = kernel(self.config.global_rope_theta, None);
+        let local = kernel(self.config.local_rope_theta, Some(self.config.sliding_window()));
+        let mut x = self.embeddings.forward(&packed.ids, packed.has_pad, mode)?;
+        for layer in &self.layers {
+            let k = match layer.attn.layer_type {
+                LayerType::Full => &global,
+                LayerType::Sliding => &local,
+            };
+            x = layer.forward_packed(&x, k, mode)?;
+        }
+        self.final_norm.forward(&x)
+    }
+}
+
+/// A padded batch turned into its real tokens only (flash-attention's "unpadded" form).
+pub struct Packed {
+    /// u32 [tokens]: every sequence's real tokens, one after another.
+    pub ids: Tensor,
+    /// [batch + 1], from 0: sequence `b` is rows `cu_seqlens[b]..cu_seqlens[b + 1]`.
+    pub cu_seqlens: Arc<Vec<usize>>,
+    /// Whether any id is the pad id (then the embedding's pad-row rule applies).
+    has_pad: bool,
+    /// The padded length, to put outputs back into [batch, seq, ...].
+    seq: usize,
+}
+
+impl Packed {
+    /// Packs right-padded `input_ids` [batch, seq] (mask rows `1…1 0…0`). `None` when some mask row is
+    /// not of that form (left padding, holes): positions would then differ, so the padded path runs.
+    pub fn from_padded(input_ids: &Tensor, attention_mask: Option<&Tensor>, pad_token_id: Option<u32>) -> Result<Option<Self>> {
+        let (batch, seq) = input_ids.dims2()?;
+        let ids: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2()?;
+        let lengths: Vec<usize> = match attention_mask {
+            Some(m) => {
+                let rows: Vec<Vec<u32>> = m.to_dtype(DType::U32)?.to_vec2()?;
+                let mut lengths = Vec::with_capacity(batch);
+                for row in &rows {
+                    let len = row.iter().take_while(|&&v| v != 0).count();
+                    if row[len..].iter().any(|&v| v != 0) {
+                        return Ok(None);
+                    }
+                    lengths.push(len);
+                }
+                lengths
+            }
+            None => vec![seq; batch],
+        };
+        let mut flat = Vec::with_capacity(lengths.iter().sum());
+        let mut cu = vec![0];
+        for (row, &len) in ids.iter().zip(&lengths) {
+            flat.extend_from_slice(&row[..len]);
+            cu.push(flat.len());
+        }
+        let has_pad = pad_token_id.is_some_and(|p| flat.contains(&p));
+        let n = flat.len();
+        Ok(Some(Packed { ids: Tensor::from_vec(flat, n, input_ids.device())?, cu_seqlens: Arc::new(cu), has_pad, seq }))
+    }
+
+    pub fn lengths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cu_seqlens.windows(2).map(|w| w[1] - w[0])
+    }
+
+    pub fn batch(&self) -> usize {
+        self.cu_seqlens.len() - 1
+    }
+
+    /// [tokens, d] back to [batch, seq, d], zeros at padding (as transformers' unpadded path returns).
+    pub fn repad(&self, flat: &Tensor) -> Result<Tensor> {
+        let (tokens, d) = flat.dims2()?;
+        let mut index = Vec::with_capacity(self.batch() * self.seq);
+        for (b, len) in self.lengths().enumerate() {
+            index.extend((0..self.seq).map(|p| if p < len { (self.cu_seqlens[b] + p) as u32 } else { tokens as u32 }));
+        }
+        let with_zero = Tensor::cat(&[flat, &Tensor::zeros((1, d), flat.dtype(), flat.device())?], 0)?;
+        let index = Tensor::from_vec(index, self.batch() * self.seq, flat.device())?;
+        Ok(with_zero.index_select(&index, 0)?.reshape((self.batch(), self.seq, d))?)
+    }
+
+    /// Pools [tokens, hidden] per sequence to [batch, hidden]: first token, or mean of its tokens.
+    pub fn pool(&self, flat: &Tensor, pooling: Pooling) -> Result<Tensor> {
+        let dev = flat.device();
+        match pooling {
+            Pooling::Cls => {
+                let first: Vec<u32> = self.cu_seqlens[..self.batch()].iter().map(|&c| c as u32).collect();
+                Ok(flat.index_select(&Tensor::new(first, dev)?, 0)?)
+            }
+            Pooling::Mean => {
+                // A [batch, tokens] averaging matrix: one matmul, differentiable.
+                let tokens = flat.dim(0)?;
+                let mut weights = vec![0f64; self.batch() * tokens];
+                for (b, len) in self.lengths().enumerate() {
+                    for t in self.cu_seqlens[b]..self.cu_seqlens[b + 1] {
+                        weights[b * tokens + t] = 1.0 / len as f64;
+                    }
+                }
+                let w = Tensor::from_vec(weights, (self.batch(), tokens), dev)?.to_dtype(flat.dtype())?;
+                Ok(w.matmul(flat)?)
+            }
+        }
     }
 }
 
@@ -353,7 +496,43 @@ impl ModernBert {
         self.model.config()
     }
 
+    /// Runs without padding (the fused attention kernel) whenever it can: CPU, f32/f64 weights,
+    /// right-padded masks, no attention-probability dropout. Otherwise, and in `forward_padded`, the
+    /// padded reference path. Both give the same numbers (tests/unpadded.rs).
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
+        let c = self.config();
+        let kernel_ok = self.model.device().is_cpu()
+            && matches!(self.model.dtype(), DType::F32 | DType::F64)
+            && !(mode.is_train() && c.attention_dropout > 0.0);
+        if kernel_ok {
+            if let Some(packed) = Packed::from_padded(input_ids, attention_mask, c.pad_token_id)? {
+                return self.forward_packed(&packed, mode);
+            }
+        }
+        self.forward_padded(input_ids, attention_mask, mode)
+    }
+
+    /// The same as `forward` on a packed batch; `last_hidden_state` and token logits come back padded.
+    pub fn forward_packed(&self, packed: &Packed, mode: &Mode) -> Result<Output> {
+        let flat = self.model.forward_packed(packed, mode)?;
+        let logits = match (&self.head, &self.kind) {
+            (Some((head, classifier)), HeadKind::Sequence) => {
+                let pooled = packed.pool(&flat, self.config().classifier_pooling)?;
+                let x = mode.dropout(&head.forward(&pooled)?, self.config().classifier_dropout)?;
+                Some(classifier.forward(&x)?)
+            }
+            (Some((head, classifier)), HeadKind::Token) => {
+                let x = mode.dropout(&head.forward(&flat)?, self.config().classifier_dropout)?;
+                Some(packed.repad(&classifier.forward(&x)?)?)
+            }
+            _ => None,
+        };
+        Ok(Output { last_hidden_state: packed.repad(&flat)?, logits })
+    }
+
+    /// The padded path: dense [batch, heads, seq, seq] attention with additive masks, as transformers'
+    /// eager attention computes it. Hidden states at padding positions are whatever that gives.
+    pub fn forward_padded(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
         let hidden = self.model.forward(input_ids, attention_mask, mode)?;
         let logits = match (&self.head, &self.kind) {
             (Some((head, classifier)), HeadKind::Sequence) => {

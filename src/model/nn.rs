@@ -231,6 +231,14 @@ pub fn softmax_last_dim_primitive(x: &Tensor) -> Result<Tensor> {
 /// Rotary-embedding tables for one base (theta), computed as transformers computes them: inverse
 /// frequencies and angles in f32, then cos/sin cast to the model dtype.
 pub fn rope_tables(theta: f64, head_dim: usize, seq_len: usize, dtype: DType, dev: &Device) -> Result<(Tensor, Tensor)> {
+    let (cos, sin) = rope_values(theta, head_dim, seq_len);
+    let cos = Tensor::from_vec(cos, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// The values of `rope_tables` in f32, row-major [seq_len, head_dim].
+pub fn rope_values(theta: f64, head_dim: usize, seq_len: usize) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| {
@@ -250,9 +258,7 @@ pub fn rope_tables(theta: f64, head_dim: usize, seq_len: usize, dtype: DType, de
             }
         }
     }
-    let cos = Tensor::from_vec(cos, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
-    let sin = Tensor::from_vec(sin, (seq_len, head_dim), dev)?.to_dtype(dtype)?;
-    Ok((cos, sin))
+    (cos, sin)
 }
 
 /// Applies rotary embeddings to `x` of shape `[batch, heads, seq, head_dim]`:
