@@ -16,6 +16,7 @@ fn main() -> modernft::Result<()> {
         format: OutputFormat::Jsonl,
         input_format: InputFormat::Text,
         device: candle_core::Device::Cpu,
+        bf16: false,
     };
     let embedder = Embedder::load(&opts)?;
     let texts = ["a wonderful film", "a brilliant movie", "the plot was predictable and awful"];

@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub rows: usize,
     pub group_by_length: bool,
     pub group_mult: usize,
+    pub bf16: bool,
+    pub padded: bool,
 }
 
 /// hf_bench.py's random-init configurations.
@@ -70,6 +72,7 @@ fn row_order(lengths: &[usize], batch: usize, group: bool, mult: usize) -> Vec<u
 struct Step<'a> {
     model: &'a ModernBert,
     opt: Option<AdamW>,
+    padded: bool,
 }
 
 impl Step<'_> {
@@ -77,12 +80,15 @@ impl Step<'_> {
     fn run(&mut self, ids: &Tensor, mask: &Tensor, labels: &Tensor) -> Result<()> {
         match &mut self.opt {
             Some(opt) => {
-                let logits = self.model.forward(ids, Some(mask), &Mode::train(Rng::new(0)))?.logits.expect("head");
+                let mode = Mode::train(Rng::new(0));
+                let out = if self.padded { self.model.forward_padded(ids, Some(mask), &mode)? } else { self.model.forward(ids, Some(mask), &mode)? };
+                let logits = out.logits.expect("head");
                 let grads = cross_entropy(&logits, labels)?.backward()?;
                 opt.step(&grads, 1e-5)?;
             }
             None => {
-                let h = self.model.forward(ids, Some(mask), &Mode::eval())?.last_hidden_state;
+                let out = if self.padded { self.model.forward_padded(ids, Some(mask), &Mode::eval())? } else { self.model.forward(ids, Some(mask), &Mode::eval())? };
+                let h = out.last_hidden_state;
                 // Pooling, as an embedding call does; to_vec forces the computation.
                 let _ = crate::model::modernbert::pool(&h, Some(mask), crate::model::Pooling::Mean)?.to_vec2::<f32>()?;
             }
@@ -101,14 +107,18 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
     let config = ModernBertConfig::from_value(&config_json)?;
     let head = if o.train { HeadKind::Sequence } else { HeadKind::None };
     let opts = LoadOptions { trainable: o.train, ..Default::default() };
-    let loaded = build(&config, None, head, &opts)?;
+    let mut loaded = build(&config, None, head, &opts)?;
+    if o.bf16 {
+        loaded.model.use_bf16_matmuls()?;
+    }
     let params: usize = loaded.tensors.iter().map(|(_, t)| t.elem_count()).sum();
     let opt = if o.train { Some(AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() })?) } else { None };
-    let mut step = Step { model: &loaded.model, opt };
+    let mut step = Step { model: &loaded.model, opt, padded: o.padded };
     let dev = Device::Cpu;
     let mut res = json!({
         "tool": "modernft", "model": o.model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or(format!("modernbert-{}", o.size)),
-        "mode": if o.train { "train" } else { "embed" }, "batch": o.batch, "seq": o.seq, "dtype": "fp32",
+        "mode": if o.train { "train" } else { "embed" }, "batch": o.batch, "seq": o.seq, "dtype": if o.bf16 { "bf16" } else { "fp32" },
+        "layout": if o.padded { "padded" } else { "unpadded" },
         "threads": rayon::current_num_threads(), "params": params, "warmup": o.warmup,
     });
     let pad = config.pad_token_id.unwrap_or(0);

@@ -74,6 +74,12 @@ pub struct BenchArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Matrix-product precision for embed: fp32, or bf16 (hf_bench.py's names).
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    pub dtype: String,
+    /// Run the padded path (dense masked attention over padded batches) instead of the unpadded one.
+    #[arg(long)]
+    pub padded: bool,
 }
 
 #[derive(Args, Debug)]
@@ -364,6 +370,16 @@ pub struct EmbedArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the matrix products: f32, or bf16 (like PyTorch's CPU autocast: about twice as
+    /// fast on CPUs with AVX-512 BF16; vectors within cosine 0.999 of f32).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Bf16,
 }
 
 impl EmbedArgs {
@@ -396,6 +412,7 @@ impl EmbedArgs {
                 InputFormatArg::Jsonl => InputFormat::Jsonl,
             },
             device: parse_device(&self.device)?,
+            bf16: self.precision == PrecisionArg::Bf16,
         })
     }
 }

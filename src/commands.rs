@@ -230,6 +230,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             format: crate::embed::OutputFormat::Jsonl,
             input_format: crate::embed::InputFormat::Auto,
             device: device.clone(),
+            bf16: false,
         };
         let embedder = crate::embed::Embedder::load(&opts)?;
         let ev = match (&args.corpus, &args.queries) {
@@ -346,7 +347,12 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
         rows: args.rows,
         group_by_length: args.group_by_length,
         group_mult: args.group_mult,
+        bf16: args.dtype == "bf16",
+        padded: args.padded,
     };
+    if opts.bf16 && opts.train {
+        crate::bail!("--dtype bf16 is for --mode embed (bf16 products are an inference path)");
+    }
     println!("{}", crate::bench::run(&opts)?);
     Ok(())
 }

@@ -43,6 +43,8 @@ pub struct EmbedOptions {
     pub format: OutputFormat,
     pub input_format: InputFormat,
     pub device: Device,
+    /// bf16 matrix products (`ModernBert::use_bf16_matmuls`).
+    pub bf16: bool,
 }
 
 /// One input record.
@@ -107,7 +109,10 @@ impl Embedder {
     pub fn load(opts: &EmbedOptions) -> Result<Self> {
         let files = ModelFiles::resolve(&opts.model)?;
         let load = LoadOptions { dtype: DType::F32, device: opts.device.clone(), ..Default::default() };
-        let (config, loaded) = load_pretrained(&files, HeadKind::None, &load)?;
+        let (config, mut loaded) = load_pretrained(&files, HeadKind::None, &load)?;
+        if opts.bf16 {
+            loaded.model.use_bf16_matmuls()?;
+        }
         let limit = config.max_position_embeddings;
         let max_length = match opts.max_length {
             Some(n) if n > limit => {

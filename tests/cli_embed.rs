@@ -175,3 +175,34 @@ fn hub_ids_download_through_hf_hub_then_work_offline_from_the_cache() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tiny-org/absent") && stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
 }
+
+fn cpu_has_avx512_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").map(|s| s.contains("avx512_bf16")).unwrap_or(false)
+}
+
+#[test]
+fn bf16_precision_stays_within_cosine_0999_of_transformers_f32_vectors() {
+    let r = reference();
+    let model = fixtures().join("tiny-v4");
+    let out = run(&["--model", model.to_str().unwrap(), "--pooling", "mean", "--precision", "bf16"], &texts_stdin(&r), &[]);
+    if !cpu_has_avx512_bf16() {
+        // Refused with a message that says what to do instead.
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--precision f32"));
+        eprintln!("skipped the bf16 accuracy check: this CPU has no AVX-512 BF16");
+        return;
+    }
+    let got = vectors(&out);
+    let want = want(&r, "mean", false);
+    assert_eq!(got.len(), want.len());
+    let mut worst = 1.0f64;
+    for (g, w) in got.iter().zip(&want) {
+        let dot: f64 = g.iter().zip(w).map(|(a, b)| a * b).sum();
+        let cos = dot / (g.iter().map(|a| a * a).sum::<f64>().sqrt() * w.iter().map(|b| b * b).sum::<f64>().sqrt());
+        worst = worst.min(cos);
+    }
+    assert!(worst >= 0.999, "worst cosine to f32 {worst}");
+    // bf16 rounding does change the numbers: the flag is not a no-op.
+    let d = got.iter().zip(&want).flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (a - b).abs())).fold(0.0, f64::max);
+    assert!(d > 1e-6, "bf16 vectors identical to f32 ({d})");
+}

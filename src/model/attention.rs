@@ -23,56 +23,10 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::kernels::Real;
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
 const TILE: usize = 64;
-
-/// The floats the kernel runs in (the model's dtype: f32, or f64 for gradient checks).
-pub trait Real: Copy + Send + Sync + 'static + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + PartialOrd {
-    const ZERO: Self;
-    const ONE: Self;
-    const NEG_INF: Self;
-    fn from_f32(v: f32) -> Self;
-    fn from_f64(v: f64) -> Self;
-    fn exp(self) -> Self;
-    fn div(self, o: Self) -> Self;
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f32::NEG_INFINITY;
-    fn from_f32(v: f32) -> Self {
-        v
-    }
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
-    fn div(self, o: Self) -> Self {
-        self / o
-    }
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INF: Self = f64::NEG_INFINITY;
-    fn from_f32(v: f32) -> Self {
-        v as f64
-    }
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    fn div(self, o: Self) -> Self {
-        self / o
-    }
-}
 
 /// Shapes and tables shared by the forward and backward kernels of one layer.
 #[derive(Clone, Debug)]

@@ -1,7 +1,9 @@
 //! ModernBERT: config, modules, loading.
 
 pub mod attention;
+pub mod bf16;
 pub mod config;
+pub mod kernels;
 pub mod load;
 pub mod loss;
 pub mod modernbert;

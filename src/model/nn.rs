@@ -109,6 +109,8 @@ impl Mode {
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// The bf16 version of this layer (`use_bf16`), for inputs that need no gradient.
+    bf16: Option<crate::model::bf16::Bf16Linear>,
 }
 
 impl Linear {
@@ -116,10 +118,24 @@ impl Linear {
     pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, std: f64) -> Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
         let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Linear { weight, bias })
+        Ok(Linear { weight, bias, bf16: None })
+    }
+
+    /// Multiplies in bf16 from now on (f32 weights on the CPU; inputs that need no gradient).
+    pub fn use_bf16(&mut self) -> Result<()> {
+        use crate::model::bf16::{Bf16Linear, PackedWeight};
+        let (n, k) = self.weight.dims2()?;
+        let w: Vec<f32> = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
+        let weight = std::sync::Arc::new(PackedWeight::pack(&w, n, k));
+        self.bf16 = Some(Bf16Linear { weight, bias: bias.map(std::sync::Arc::new) });
+        Ok(())
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(op), DType::F32, false) = (&self.bf16, x.dtype(), x.track_op()) {
+            return Ok(x.contiguous()?.apply_op1(op.clone())?);
+        }
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
@@ -150,6 +166,18 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if crate::model::kernels::fusable(x) && self.weight.dtype() == x.dtype() {
+            let y = crate::model::kernels::layer_norm(x, &self.weight, self.eps)?;
+            return Ok(match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
+        self.forward_primitive(x)
+    }
+
+    /// The same function from candle primitives (any dtype, any device).
+    pub fn forward_primitive(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
         // Statistics in at least f32, as PyTorch does for half-precision inputs.
         let xf = if matches!(dtype, DType::F16 | DType::BF16) { x.to_dtype(DType::F32)? } else { x.clone() };

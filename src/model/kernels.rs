@@ -1,0 +1,374 @@
+//! Fused CPU kernels with their own backward, for the row-wise steps of every layer.
+//!
+//! Composed of candle primitives, a LayerNorm is six passes over memory (mean, subtract, square,
+//! mean, divide, scale), each output kept alive for the backward; the GeGLU is a split into two
+//! strided halves, an activation and a product. Here each is one pass forward and one backward, and
+//! the backward keeps only the input. Used for f32/f64 tensors on the CPU; other dtypes and devices
+//! use the primitive versions in `nn.rs`, which compute the same function (unit tests below).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::model::nn::Activation;
+
+/// The floats the kernels run in (the model's dtype: f32, or f64 for gradient checks).
+pub trait Real:
+    Copy + Send + Sync + 'static + PartialOrd + Default
+    + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self>
+    + std::ops::Div<Output = Self> + std::ops::AddAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INF: Self;
+    fn from_f32(v: f32) -> Self;
+    fn from_f64(v: f64) -> Self;
+    fn exp(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    fn erf(self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty, $erf:path) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INF: Self = <$t>::NEG_INFINITY;
+            fn from_f32(v: f32) -> Self {
+                v as $t
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+        }
+    };
+}
+real!(f32, candle_core::cpu::erf::erf_f32);
+real!(f64, candle_core::cpu::erf::erf_f64);
+
+/// Whether the fused kernels can run on this tensor.
+pub fn fusable(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
+fn slice<'a, T>(v: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+    let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused kernel: non-contiguous input".into()))?;
+    Ok(&v[a..b])
+}
+
+/// Rows handed to one rayon task: enough work to amortise the task, enough tasks for every core.
+const ROWS_PER_TASK: usize = 16;
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm without bias: y = (x − mean) / sqrt(var + eps) · w  (the bias, if any, is added outside)
+
+struct LayerNormOp {
+    eps: f64,
+}
+
+fn row_stats<T: Real>(row: &[T], eps: f64) -> (T, T) {
+    let n = T::from_f64(row.len() as f64);
+    let mut sum = T::ZERO;
+    for &v in row {
+        sum += v;
+    }
+    let mean = sum / n;
+    let mut var = T::ZERO;
+    for &v in row {
+        let c = v - mean;
+        var += c * c;
+    }
+    (mean, T::ONE / (var / n + T::from_f64(eps)).sqrt())
+}
+
+fn ln_forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let mut y = vec![T::ZERO; x.len()];
+    y.par_chunks_mut(n * ROWS_PER_TASK).zip(x.par_chunks(n * ROWS_PER_TASK)).for_each(|(ys, xs)| {
+        for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
+            let (mean, rstd) = row_stats(xr, eps);
+            for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
+                *o = (v - mean) * rstd * g;
+            }
+        }
+    });
+    y
+}
+
+/// Returns [rows + 1, n]: dx for every row, then dw.
+fn ln_backward<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let rows = x.len() / n;
+    let mut out = vec![T::ZERO; (rows + 1) * n];
+    let (dx, _) = out.split_at_mut(rows * n);
+    let nf = T::from_f64(n as f64);
+    let dw = dx
+        .par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(x.par_chunks(n * ROWS_PER_TASK).zip(dy.par_chunks(n * ROWS_PER_TASK)))
+        .map(|(dxs, (xs, dys))| {
+            let mut dw = vec![T::ZERO; n];
+            for ((dxr, xr), dyr) in dxs.chunks_mut(n).zip(xs.chunks(n)).zip(dys.chunks(n)) {
+                let (mean, rstd) = row_stats(xr, eps);
+                // g = dy ⊙ w; dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))
+                let (mut sg, mut sgx) = (T::ZERO, T::ZERO);
+                for i in 0..n {
+                    let xh = (xr[i] - mean) * rstd;
+                    let g = dyr[i] * w[i];
+                    sg += g;
+                    sgx += g * xh;
+                    dw[i] += dyr[i] * xh;
+                }
+                let (mg, mgx) = (sg / nf, sgx / nf);
+                for i in 0..n {
+                    let xh = (xr[i] - mean) * rstd;
+                    dxr[i] = rstd * (dyr[i] * w[i] - mg - xh * mgx);
+                }
+            }
+            dw
+        })
+        .reduce(|| vec![T::ZERO; n], |mut a, b| {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+            a
+        });
+    out[rows * n..].copy_from_slice(&dw);
+    out
+}
+
+impl CustomOp2 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => CpuStorage::F32(ln_forward(slice(x, l1)?, slice(w, l2)?, self.eps)),
+            (CpuStorage::F64(x), CpuStorage::F64(w)) => CpuStorage::F64(ln_forward(slice(x, l1)?, slice(w, l2)?, self.eps)),
+            _ => candle_core::bail!("fused layer norm: f32 or f64, one dtype"),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = w.elem_count();
+        let rows = x.elem_count() / n;
+        let both = x.apply_op3(w, &grad.contiguous()?, LayerNormBackward { eps: self.eps })?;
+        let dx = both.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dw = both.narrow(0, rows, 1)?.reshape(n)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+struct LayerNormBackward {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = l2.shape().elem_count();
+        let rows = l1.shape().elem_count() / n;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
+                CpuStorage::F32(ln_backward(slice(x, l1)?, slice(w, l2)?, slice(g, l3)?, self.eps))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
+                CpuStorage::F64(ln_backward(slice(x, l1)?, slice(w, l2)?, slice(g, l3)?, self.eps))
+            }
+            _ => candle_core::bail!("fused layer norm backward: f32 or f64, one dtype"),
+        };
+        Ok((out, Shape::from((rows + 1, n))))
+    }
+}
+
+/// `(x − mean) / sqrt(var + eps) · w` over the last dimension, fused; `x` and `w` f32/f64 on the CPU.
+pub fn layer_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op2(&w.contiguous()?, LayerNormOp { eps })?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gated linear unit: [.., 2m] → [.., m], act(input) · gate (ModernBERT's GeGLU MLP)
+
+#[derive(Clone, Copy)]
+struct GluOp {
+    act: Activation,
+}
+
+/// act(x) and act'(x) for the activations the fused GLU supports.
+fn act_and_grad<T: Real>(act: Activation, x: T) -> (T, T) {
+    let half = T::from_f64(0.5);
+    match act {
+        Activation::Gelu => {
+            // x·Φ(x); derivative Φ(x) + x·φ(x)
+            let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
+            let pdf = (T::ZERO - half * x * x).exp() * T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+            (x * cdf, cdf + x * pdf)
+        }
+        _ => {
+            // tanh approximation: 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³)
+            let k = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
+            let c = T::from_f64(0.044715);
+            let t = (k * (x + c * x * x * x)).tanh();
+            let du = k * (T::ONE + T::from_f64(3.0) * c * x * x);
+            (half * x * (T::ONE + t), half * (T::ONE + t) + half * x * (T::ONE - t * t) * du)
+        }
+    }
+}
+
+fn glu_forward<T: Real>(x: &[T], m: usize, act: Activation) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len() / 2];
+    y.par_chunks_mut(m * ROWS_PER_TASK).zip(x.par_chunks(2 * m * ROWS_PER_TASK)).for_each(|(ys, xs)| {
+        for (yr, xr) in ys.chunks_mut(m).zip(xs.chunks(2 * m)) {
+            let (a, g) = xr.split_at(m);
+            for i in 0..m {
+                yr[i] = act_and_grad(act, a[i]).0 * g[i];
+            }
+        }
+    });
+    y
+}
+
+fn glu_backward<T: Real>(x: &[T], dy: &[T], m: usize, act: Activation) -> Vec<T> {
+    let mut dx = vec![T::ZERO; x.len()];
+    dx.par_chunks_mut(2 * m * ROWS_PER_TASK)
+        .zip(x.par_chunks(2 * m * ROWS_PER_TASK).zip(dy.par_chunks(m * ROWS_PER_TASK)))
+        .for_each(|(dxs, (xs, dys))| {
+            for ((dxr, xr), dyr) in dxs.chunks_mut(2 * m).zip(xs.chunks(2 * m)).zip(dys.chunks(m)) {
+                let (a, g) = xr.split_at(m);
+                let (da, dg) = dxr.split_at_mut(m);
+                for i in 0..m {
+                    let (f, df) = act_and_grad(act, a[i]);
+                    da[i] = dyr[i] * g[i] * df;
+                    dg[i] = dyr[i] * f;
+                }
+            }
+        });
+    dx
+}
+
+impl CustomOp1 for GluOp {
+    fn name(&self) -> &'static str {
+        "glu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let mut dims = l.dims().to_vec();
+        let m = dims.last().copied().unwrap_or(0) / 2;
+        *dims.last_mut().unwrap() = m;
+        let y = match s {
+            CpuStorage::F32(x) => CpuStorage::F32(glu_forward(slice(x, l)?, m, self.act)),
+            CpuStorage::F64(x) => CpuStorage::F64(glu_forward(slice(x, l)?, m, self.act)),
+            _ => candle_core::bail!("fused glu: f32 or f64"),
+        };
+        Ok((y, Shape::from(dims)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2(&grad.contiguous()?, GluBackward(*self))?))
+    }
+}
+
+struct GluBackward(GluOp);
+
+impl CustomOp2 for GluBackward {
+    fn name(&self) -> &'static str {
+        "glu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let m = l1.dims().last().copied().unwrap_or(0) / 2;
+        let dx = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(glu_backward(slice(x, l1)?, slice(g, l2)?, m, self.0.act)),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(glu_backward(slice(x, l1)?, slice(g, l2)?, m, self.0.act)),
+            _ => candle_core::bail!("fused glu backward: f32 or f64, one dtype"),
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+}
+
+/// `act(x[.., :m]) · x[.., m:]` fused, for the GELU activations (`None` for others: use primitives).
+pub fn glu(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
+    if !matches!(act, Activation::Gelu | Activation::GeluTanh) || !fusable(x) {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op1(GluOp { act })?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    fn input(rows: usize, n: usize, seed: f64) -> Var {
+        let v: Vec<f64> = (0..rows * n).map(|i| (i as f64 * 0.37 + seed).sin() * 3.0).collect();
+        Var::from_tensor(&Tensor::from_vec(v, (rows, n), &Device::Cpu).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fused_layer_norm_equals_the_primitive_chain_forward_and_backward() {
+        let (x, w) = (input(37, 24, 0.1), input(1, 24, 2.0));
+        let w1 = w.as_tensor().reshape(24).unwrap();
+        let dy = input(37, 24, 5.0);
+        let fused = layer_norm(x.as_tensor(), &w1, 1e-5).unwrap();
+        let plain = crate::model::nn::LayerNorm { weight: w1.clone(), bias: None, eps: 1e-5 }.forward_primitive(x.as_tensor()).unwrap();
+        assert!(max_diff(&fused, &plain) < 1e-12);
+        let g1 = (fused * dy.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (plain * dy.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert!(max_diff(a, b) < 1e-10, "{}", max_diff(a, b));
+        }
+    }
+
+    #[test]
+    fn fused_glu_forward_equals_primitives_and_backward_equals_finite_differences() {
+        for act in [Activation::Gelu, Activation::GeluTanh] {
+            let x = input(21, 2 * 10, 0.3);
+            let dy = input(21, 10, 1.0);
+            let fused = glu(x.as_tensor(), act).unwrap().unwrap();
+            let a = x.as_tensor().narrow(D::Minus1, 0, 10).unwrap();
+            let g = x.as_tensor().narrow(D::Minus1, 10, 10).unwrap();
+            let plain = (act.forward(&a).unwrap() * g).unwrap();
+            assert!(max_diff(&fused, &plain) < 1e-12, "{act:?}");
+            // Backward against central differences of the forward (candle's own gelu_erf backward
+            // rounds 1/sqrt(2π) to 0.398942, so it is not an exact reference).
+            let grad = (fused * dy.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let grad: Vec<f64> = grad.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let base: Vec<f64> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let loss = |v: &[f64]| {
+                let t = Tensor::from_vec(v.to_vec(), (21, 20), &Device::Cpu).unwrap();
+                (glu(&t, act).unwrap().unwrap() * dy.as_tensor()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            };
+            for i in [0, 7, 15, 211, 419] {
+                let (mut up, mut down) = (base.clone(), base.clone());
+                up[i] += 1e-6;
+                down[i] -= 1e-6;
+                let numeric = (loss(&up) - loss(&down)) / 2e-6;
+                assert!((numeric - grad[i]).abs() < 1e-7 + 1e-6 * grad[i].abs(), "{act:?}[{i}]: {} vs {numeric}", grad[i]);
+            }
+        }
+    }
+}
