@@ -73,6 +73,9 @@ struct Step<'a> {
     model: &'a ModernBert,
     opt: Option<AdamW>,
     padded: bool,
+    /// Seconds spent in forward, backward and optimizer over the timed steps (hf_bench's `phase_s`).
+    phases: [f64; 3],
+    timing: bool,
 }
 
 impl Step<'_> {
@@ -80,11 +83,20 @@ impl Step<'_> {
     fn run(&mut self, ids: &Tensor, mask: &Tensor, labels: &Tensor) -> Result<()> {
         match &mut self.opt {
             Some(opt) => {
+                let t0 = Instant::now();
                 let mode = Mode::train(Rng::new(0));
                 let out = if self.padded { self.model.forward_padded(ids, Some(mask), &mode)? } else { self.model.forward(ids, Some(mask), &mode)? };
-                let logits = out.logits.expect("head");
-                let grads = cross_entropy(&logits, labels)?.backward()?;
+                let loss = cross_entropy(&out.logits.expect("head"), labels)?;
+                let t1 = Instant::now();
+                let grads = loss.backward()?;
+                let t2 = Instant::now();
                 opt.step(&grads, 1e-5)?;
+                if self.timing {
+                    let t3 = Instant::now();
+                    for (phase, d) in self.phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+                        *phase += d.as_secs_f64();
+                    }
+                }
             }
             None => {
                 let out = if self.padded { self.model.forward_padded(ids, Some(mask), &Mode::eval())? } else { self.model.forward(ids, Some(mask), &Mode::eval())? };
@@ -113,7 +125,7 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
     }
     let params: usize = loaded.tensors.iter().map(|(_, t)| t.elem_count()).sum();
     let opt = if o.train { Some(AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() })?) } else { None };
-    let mut step = Step { model: &loaded.model, opt, padded: o.padded };
+    let mut step = Step { model: &loaded.model, opt, padded: o.padded, phases: [0.0; 3], timing: false };
     let dev = Device::Cpu;
     let mut res = json!({
         "tool": "modernft", "model": o.model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or(format!("modernbert-{}", o.size)),
@@ -133,6 +145,7 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
             for _ in 0..o.warmup {
                 step.run(&ids, &mask, &labels)?;
             }
+            step.timing = true;
             let t = Instant::now();
             for _ in 0..o.steps {
                 step.run(&ids, &mask, &labels)?;
@@ -171,6 +184,7 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
                 step.run(&ids, &mask, &y)?;
             }
             let (mut real, mut padded) = (0usize, 0usize);
+            step.timing = true;
             let t = Instant::now();
             for b in &batches {
                 let (ids, mask, y, r, p) = make(b)?;
@@ -190,6 +204,10 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
             res["samples_per_s"] = json!(rows.len() as f64 / secs);
             res["real_tokens_per_s"] = json!(real as f64 / secs);
         }
+    }
+    if o.train {
+        let [fwd, bwd, opt] = step.phases;
+        res["phase_s"] = json!({"fwd": fwd, "bwd": bwd, "opt": opt});
     }
     res["peak_rss_mib"] = json!(peak_rss_mib());
     res["rss_start_mib"] = json!(rss_start);
