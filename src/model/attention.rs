@@ -123,13 +123,9 @@ impl VarlenAttention {
                 }
             }
             let max = row.iter().copied().fold(T::NEG_INF, |a, b| if b > a { b } else { a });
-            let mut sum = T::ZERO;
+            let inv = T::ONE / T::exp_shifted(row, max);
             for v in row.iter_mut() {
-                *v = (*v - max).exp();
-                sum = sum + *v;
-            }
-            for v in row.iter_mut() {
-                *v = v.div(sum);
+                *v = *v * inv;
             }
         }
     }

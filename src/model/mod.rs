@@ -1,4 +1,8 @@
 //! ModernBERT: config, modules, loading.
+//!
+//! `config` → `modernbert` (the modules, built on `nn`) → `load`/`source` (weights and where they come
+//! from). CPU kernels with their own backward: `attention` (unpadded, banded), `kernels` (LayerNorm,
+//! GeGLU); `bf16` is the AVX-512 BF16 product used for `--precision bf16` inference.
 
 pub mod attention;
 pub mod bf16;

@@ -12,6 +12,11 @@
 //! ```
 //! Layers alternate global attention (every token) and local attention (|i - j| <= local_attention/2),
 //! each with its own rotary base.
+//!
+//! Two execution paths compute the same function (tests/unpadded.rs): the **unpadded** one (CPU,
+//! f32/f64: the batch's real tokens concatenated, attention by the fused kernel in `attention.rs`,
+//! banded in local layers) that `forward` takes whenever it can, and the **padded** reference
+//! (`forward_padded`: dense masked attention over `[batch, heads, seq, seq]`, any device or dtype).
 
 use std::sync::Arc;
 
