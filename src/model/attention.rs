@@ -23,7 +23,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::Real;
+use crate::model::kernels::{slice, Real, Shared};
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
 const TILE: usize = 64;
@@ -41,12 +41,6 @@ pub struct VarlenAttention {
     pub cos: Arc<Vec<f32>>,
     pub sin: Arc<Vec<f32>>,
 }
-
-/// A raw pointer that rayon tasks may share; every task writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
 
 /// `dst[m×n] = alpha·dst + beta·(lhs[m×k] · rhs[k×n])` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
@@ -233,10 +227,6 @@ impl VarlenAttention {
     }
 }
 
-fn slice<'a, T>(v: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("attention: non-contiguous input".into()))?;
-    Ok(&v[a..b])
-}
 
 impl CustomOp1 for VarlenAttention {
     fn name(&self) -> &'static str {

@@ -80,7 +80,7 @@ impl PackedWeight {
             }
         });
         let mut c = vec![0f32; m * n];
-        let out = SharedOut(c.as_mut_ptr());
+        let out = crate::model::kernels::Shared(c.as_mut_ptr());
         self.panels.par_chunks(kp * NR).enumerate().for_each(|(p, panel)| {
             let out = out;
             let col0 = p * NR;
@@ -152,11 +152,6 @@ impl candle_core::CustomOp1 for Bf16Linear {
         Ok((candle_core::CpuStorage::F32(y), candle_core::Shape::from(dims)))
     }
 }
-
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]

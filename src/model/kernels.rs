@@ -126,10 +126,18 @@ pub fn fusable(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
 }
 
-fn slice<'a, T>(v: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+/// The elements of a contiguous CPU tensor's storage, as its layout places them.
+pub(crate) fn slice<'a, T>(v: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
     let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused kernel: non-contiguous input".into()))?;
     Ok(&v[a..b])
 }
+
+/// A raw pointer that rayon tasks may share, for kernels in which every task writes a disjoint set
+/// of elements of one output buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(pub *mut T);
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
 
 /// Rows handed to one rayon task: enough work to amortise the task, enough tasks for every core.
 const ROWS_PER_TASK: usize = 16;
