@@ -14,16 +14,16 @@
 //! No `[batch, heads, seq, seq]` tensor, mask or padding exists. The backward recomputes each tile's
 //! probabilities instead of keeping them (flash-attention's trade: one extra `q·kᵀ` per tile for
 //! O(n · window) memory) and returns the gradient for the whole `Wqkv` output, rotary included.
-//! The small matrix products run on `gemm` single-threaded, one (sequence, head) per rayon task.
+//! The small matrix products run single-threaded (`small_matmul`), one (sequence, head) per rayon task.
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::model::kernels::{slice, Real, Shared};
+use crate::model::small_matmul::{small_matmul, Strided};
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
 const TILE: usize = 64;
@@ -42,26 +42,38 @@ pub struct VarlenAttention {
     pub sin: Arc<Vec<f32>>,
 }
 
-/// `dst[m×n] = alpha·dst + beta·(lhs[m×k] · rhs[k×n])` with explicit (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul<T: Real>(
-    m: usize, n: usize, k: usize,
-    dst: *mut T, dst_rs: usize, dst_cs: usize, accumulate: bool,
-    lhs: *const T, lhs_rs: usize, lhs_cs: usize,
-    rhs: *const T, rhs_rs: usize, rhs_cs: usize,
-    beta: T,
-) {
-    if m == 0 || n == 0 {
-        return;
+/// A row-major matrix with rows `stride` apart, as an A operand.
+fn rows<T>(m: &[T], stride: usize) -> Strided<T> {
+    Strided { ptr: m.as_ptr(), rs: stride, cs: 1 }
+}
+
+/// The transpose of a row-major matrix with rows `stride` apart, as an A operand.
+fn columns<T>(m: &[T], stride: usize) -> Strided<T> {
+    Strided { ptr: m.as_ptr(), rs: 1, cs: stride }
+}
+
+/// `[rows, cols]` → `[cols, rows]`, so that the products against keys/values read contiguous rows.
+#[inline(always)]
+fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; rows * cols];
+    for (r, row) in m.chunks_exact(cols).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
     }
-    gemm::gemm(
-        m, n, k,
-        dst, dst_cs as isize, dst_rs as isize, accumulate,
-        lhs, lhs_cs as isize, lhs_rs as isize,
-        rhs, rhs_cs as isize, rhs_rs as isize,
-        if accumulate { T::ONE } else { T::ZERO }, beta,
-        false, false, false, Parallelism::None,
-    )
+    t
+}
+
+/// Whether the unit kernels run their AVX-512 build (f32 on CPUs that have it).
+fn wide_simd<T: Real>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl VarlenAttention {
@@ -82,6 +94,7 @@ impl VarlenAttention {
     }
 
     /// Gathers head `h` of part `part` (0 q, 1 k, 2 v) of a sequence into `[len, d]`, rotated for q, k.
+    #[inline(always)]
     fn gather<T: Real>(&self, qkv: &[T], start: usize, len: usize, part: usize, h: usize, out: &mut [T]) {
         let (d, half, row) = (self.head_dim, self.head_dim / 2, 3 * self.hidden());
         for i in 0..len {
@@ -92,33 +105,38 @@ impl VarlenAttention {
                 continue;
             }
             let (cos, sin) = (&self.cos[i * d..(i + 1) * d], &self.sin[i * d..(i + 1) * d]);
-            for e in 0..d {
-                // rotate_half(x) = cat(−x₂, x₁)
-                let rot = if e < half { T::ZERO - src[e + half] } else { src[e - half] };
-                dst[e] = src[e] * T::from_f32(cos[e]) + rot * T::from_f32(sin[e]);
+            // x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x₂, x₁)
+            for e in 0..half {
+                dst[e] = src[e] * T::from_f32(cos[e]) - src[e + half] * T::from_f32(sin[e]);
+            }
+            for e in half..d {
+                dst[e] = src[e] * T::from_f32(cos[e]) + src[e - half] * T::from_f32(sin[e]);
             }
         }
     }
 
     /// Scores of query tile `q0..q1` against keys `k0..k1`, turned into probabilities in place.
-    fn probs<T: Real>(&self, q: &[T], k: &[T], q0: usize, q1: usize, k0: usize, k1: usize, p: &mut [T]) {
+    /// `kt` is k transposed, `[d, len]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn probs<T: Real>(&self, q: &[T], kt: &[T], len: usize, q0: usize, q1: usize, k0: usize, k1: usize, p: &mut [T]) {
         let (d, kn) = (self.head_dim, k1 - k0);
         let scale = T::from_f64((d as f64).powf(-0.5));
         unsafe {
-            matmul(q1 - q0, kn, d, p.as_mut_ptr(), kn, 1, false, q[q0 * d..].as_ptr(), d, 1, k[k0 * d..].as_ptr(), 1, d, scale);
+            small_matmul(q1 - q0, kn, d, scale, rows(&q[q0 * d..], d), kt[k0..].as_ptr(), len, p.as_mut_ptr(), kn, false);
         }
         for (r, row) in p.chunks_mut(kn).take(q1 - q0).enumerate() {
             let i = q0 + r;
-            if let Some(w) = self.window {
-                for (c, v) in row.iter_mut().enumerate() {
-                    if i.abs_diff(k0 + c) > w {
-                        *v = T::NEG_INF;
-                    }
-                }
-            }
-            let max = row.iter().copied().fold(T::NEG_INF, |a, b| if b > a { b } else { a });
-            let inv = T::ONE / T::exp_shifted(row, max);
-            for v in row.iter_mut() {
+            // Columns this query may see: the band |i − j| <= w in local layers, else all.
+            let (lo, hi) = match self.window {
+                Some(w) => (i.saturating_sub(w).max(k0) - k0, (i + w + 1).min(k1) - k0),
+                None => (0, kn),
+            };
+            row[..lo].fill(T::ZERO);
+            row[hi..].fill(T::ZERO);
+            let seen = &mut row[lo..hi];
+            let inv = T::ONE / T::exp_shifted(seen, T::max_of(seen));
+            for v in seen.iter_mut() {
                 *v = *v * inv;
             }
         }
@@ -136,89 +154,122 @@ impl VarlenAttention {
     }
 
     fn forward_cpu<T: Real>(&self, qkv: &[T]) -> Vec<T> {
-        let (d, hidden) = (self.head_dim, self.hidden());
-        let mut out = vec![T::ZERO; self.total() * hidden];
+        let mut out = vec![T::ZERO; self.total() * self.hidden()];
         let dst = Shared(out.as_mut_ptr());
-        self.units().into_par_iter().for_each(|(start, len, h)| {
-            let dst = dst;
-            let (mut q, mut k, mut v) = (vec![T::ZERO; len * d], vec![T::ZERO; len * d], vec![T::ZERO; len * d]);
-            self.gather(qkv, start, len, 0, h, &mut q);
-            self.gather(qkv, start, len, 1, h, &mut k);
-            self.gather(qkv, start, len, 2, h, &mut v);
-            let mut p = vec![T::ZERO; TILE.min(len) * len.min(TILE + 2 * self.window.unwrap_or(len))];
-            for q0 in (0..len).step_by(TILE) {
-                let q1 = (q0 + TILE).min(len);
-                let (k0, k1) = self.keys(q0, q1, len);
-                self.probs(&q, &k, q0, q1, k0, k1, &mut p);
-                // out rows of this tile, this head's columns: P · v
-                unsafe {
-                    let o = dst.0.add((start + q0) * hidden + h * d);
-                    matmul(q1 - q0, d, k1 - k0, o, hidden, 1, false, p.as_ptr(), k1 - k0, 1, v[k0 * d..].as_ptr(), d, 1, T::ONE);
-                }
+        let wide = wide_simd::<T>();
+        self.units().into_par_iter().for_each(|unit| {
+            if wide {
+                // SAFETY: the CPU has AVX-512F (`wide_simd`); units write disjoint output rows/columns.
+                unsafe { self.forward_unit_avx512(qkv, unit, dst) }
+            } else {
+                // SAFETY: as above, units write disjoint elements.
+                unsafe { self.forward_unit(qkv, unit, dst) }
             }
         });
         out
     }
 
+    /// `forward_unit` compiled for AVX-512, so that its element-wise loops run 16 lanes wide.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+    unsafe fn forward_unit_avx512<T: Real>(&self, qkv: &[T], unit: (usize, usize, usize), dst: Shared<T>) {
+        self.forward_unit(qkv, unit, dst)
+    }
+
+    /// One (sequence, head): its output columns of its rows.
+    #[inline(always)]
+    unsafe fn forward_unit<T: Real>(&self, qkv: &[T], (start, len, h): (usize, usize, usize), dst: Shared<T>) {
+        let (d, hidden) = (self.head_dim, self.hidden());
+        let (mut q, mut k, mut v) = (vec![T::ZERO; len * d], vec![T::ZERO; len * d], vec![T::ZERO; len * d]);
+        self.gather(qkv, start, len, 0, h, &mut q);
+        self.gather(qkv, start, len, 1, h, &mut k);
+        self.gather(qkv, start, len, 2, h, &mut v);
+        let kt = transpose(&k, len, d);
+        let mut p = vec![T::ZERO; TILE.min(len) * len.min(TILE + 2 * self.window.unwrap_or(len))];
+        for q0 in (0..len).step_by(TILE) {
+            let q1 = (q0 + TILE).min(len);
+            let (k0, k1) = self.keys(q0, q1, len);
+            self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
+            // out rows of this tile, this head's columns: P · v
+            let o = dst.0.add((start + q0) * hidden + h * d);
+            small_matmul(q1 - q0, d, k1 - k0, T::ONE, rows(&p, k1 - k0), v[k0 * d..].as_ptr(), d, o, hidden, false);
+        }
+    }
+
     fn backward_cpu<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T]) -> Vec<T> {
-        let (d, hidden, half) = (self.head_dim, self.hidden(), self.head_dim / 2);
-        let scale = T::from_f64((d as f64).powf(-0.5));
-        let mut dqkv = vec![T::ZERO; self.total() * 3 * hidden];
+        let mut dqkv = vec![T::ZERO; self.total() * 3 * self.hidden()];
         let dst = Shared(dqkv.as_mut_ptr());
-        self.units().into_par_iter().for_each(|(start, len, h)| {
-            let dst = dst;
-            let buf = || vec![T::ZERO; len * d];
-            let (mut q, mut k, mut v) = (buf(), buf(), buf());
-            self.gather(qkv, start, len, 0, h, &mut q);
-            self.gather(qkv, start, len, 1, h, &mut k);
-            self.gather(qkv, start, len, 2, h, &mut v);
-            let (mut dq, mut dk, mut dv) = (buf(), buf(), buf());
-            let width = len.min(TILE + 2 * self.window.unwrap_or(len));
-            let (mut p, mut dp) = (vec![T::ZERO; TILE.min(len) * width], vec![T::ZERO; TILE.min(len) * width]);
-            let go = &grad[start * hidden + h * d..]; // dO rows, stride `hidden`
-            for q0 in (0..len).step_by(TILE) {
-                let q1 = (q0 + TILE).min(len);
-                let (k0, k1) = self.keys(q0, q1, len);
-                let (m, kn) = (q1 - q0, k1 - k0);
-                self.probs(&q, &k, q0, q1, k0, k1, &mut p);
-                unsafe {
-                    // dV[k0..k1] += Pᵀ · dO
-                    matmul(kn, d, m, dv[k0 * d..].as_mut_ptr(), d, 1, true, p.as_ptr(), 1, kn, go[q0 * hidden..].as_ptr(), hidden, 1, T::ONE);
-                    // dP = dO · Vᵀ
-                    matmul(m, kn, d, dp.as_mut_ptr(), kn, 1, false, go[q0 * hidden..].as_ptr(), hidden, 1, v[k0 * d..].as_ptr(), 1, d, T::ONE);
-                }
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), and rowsum(dP ⊙ P) = dO_i · O_i.
-                for r in 0..m {
-                    let row = (start + q0 + r) * hidden + h * d;
-                    let dot = (0..d).fold(T::ZERO, |acc, e| acc + grad[row + e] * out[row + e]);
-                    for c in 0..kn {
-                        let i = r * kn + c;
-                        dp[i] = p[i] * (dp[i] - dot);
-                    }
-                }
-                unsafe {
-                    // dQ[q0..q1] = scale · dS · K ; dK[k0..k1] += scale · dSᵀ · Q
-                    matmul(m, d, kn, dq[q0 * d..].as_mut_ptr(), d, 1, false, dp.as_ptr(), kn, 1, k[k0 * d..].as_ptr(), d, 1, scale);
-                    matmul(kn, d, m, dk[k0 * d..].as_mut_ptr(), d, 1, true, dp.as_ptr(), 1, kn, q[q0 * d..].as_ptr(), d, 1, scale);
-                }
-            }
-            // Back through the rotation: dx = dy ⊙ cos + rotate_halfᵀ(dy ⊙ sin), rotate_halfᵀ(z) = cat(z₂, −z₁).
-            for i in 0..len {
-                let (cos, sin) = (&self.cos[i * d..(i + 1) * d], &self.sin[i * d..(i + 1) * d]);
-                let row = (start + i) * 3 * hidden + h * d;
-                for (part, g) in [(0, &dq), (1, &dk)] {
-                    let g = &g[i * d..(i + 1) * d];
-                    for e in 0..d {
-                        let rot = if e < half { g[e + half] * T::from_f32(sin[e + half]) } else { T::ZERO - g[e - half] * T::from_f32(sin[e - half]) };
-                        unsafe { *dst.0.add(row + part * hidden + e) = g[e] * T::from_f32(cos[e]) + rot };
-                    }
-                }
-                for e in 0..d {
-                    unsafe { *dst.0.add(row + 2 * hidden + e) = dv[i * d + e] };
-                }
+        let wide = wide_simd::<T>();
+        self.units().into_par_iter().for_each(|unit| {
+            if wide {
+                // SAFETY: the CPU has AVX-512F (`wide_simd`); units write disjoint gradient elements.
+                unsafe { self.backward_unit_avx512(qkv, out, grad, unit, dst) }
+            } else {
+                // SAFETY: as above, units write disjoint elements.
+                unsafe { self.backward_unit(qkv, out, grad, unit, dst) }
             }
         });
         dqkv
+    }
+
+    /// `backward_unit` compiled for AVX-512.
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+    unsafe fn backward_unit_avx512<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T], unit: (usize, usize, usize), dst: Shared<T>) {
+        self.backward_unit(qkv, out, grad, unit, dst)
+    }
+
+    /// One (sequence, head): the gradient of its q, k, v columns of its rows.
+    #[inline(always)]
+    unsafe fn backward_unit<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T], (start, len, h): (usize, usize, usize), dst: Shared<T>) {
+        let (d, hidden, half) = (self.head_dim, self.hidden(), self.head_dim / 2);
+        let scale = T::from_f64((d as f64).powf(-0.5));
+        let buf = || vec![T::ZERO; len * d];
+        let (mut q, mut k, mut v) = (buf(), buf(), buf());
+        self.gather(qkv, start, len, 0, h, &mut q);
+        self.gather(qkv, start, len, 1, h, &mut k);
+        self.gather(qkv, start, len, 2, h, &mut v);
+        let (kt, vt) = (transpose(&k, len, d), transpose(&v, len, d));
+        let (mut dq, mut dk, mut dv) = (buf(), buf(), buf());
+        let width = len.min(TILE + 2 * self.window.unwrap_or(len));
+        let (mut p, mut dp) = (vec![T::ZERO; TILE.min(len) * width], vec![T::ZERO; TILE.min(len) * width]);
+        let go = &grad[start * hidden + h * d..]; // dO rows, stride `hidden`
+        for q0 in (0..len).step_by(TILE) {
+            let q1 = (q0 + TILE).min(len);
+            let (k0, k1) = self.keys(q0, q1, len);
+            let (m, kn) = (q1 - q0, k1 - k0);
+            self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
+            // dV[k0..k1] += Pᵀ · dO
+            small_matmul(kn, d, m, T::ONE, columns(&p, kn), go[q0 * hidden..].as_ptr(), hidden, dv[k0 * d..].as_mut_ptr(), d, true);
+            // dP = dO · Vᵀ
+            small_matmul(m, kn, d, T::ONE, rows(&go[q0 * hidden..], hidden), vt[k0..].as_ptr(), len, dp.as_mut_ptr(), kn, false);
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), and rowsum(dP ⊙ P) = dO_i · O_i.
+            for r in 0..m {
+                let row = (start + q0 + r) * hidden + h * d;
+                let dot = (0..d).fold(T::ZERO, |acc, e| acc + grad[row + e] * out[row + e]);
+                for c in 0..kn {
+                    let i = r * kn + c;
+                    dp[i] = p[i] * (dp[i] - dot);
+                }
+            }
+            // dQ[q0..q1] = scale · dS · K ; dK[k0..k1] += scale · dSᵀ · Q
+            small_matmul(m, d, kn, scale, rows(&dp, kn), k[k0 * d..].as_ptr(), d, dq[q0 * d..].as_mut_ptr(), d, false);
+            small_matmul(kn, d, m, scale, columns(&dp, kn), q[q0 * d..].as_ptr(), d, dk[k0 * d..].as_mut_ptr(), d, true);
+        }
+        // Back through the rotation: dx = dy ⊙ cos + rotate_halfᵀ(dy ⊙ sin), rotate_halfᵀ(z) = cat(z₂, −z₁).
+        for i in 0..len {
+            let (cos, sin) = (&self.cos[i * d..(i + 1) * d], &self.sin[i * d..(i + 1) * d]);
+            let row = (start + i) * 3 * hidden + h * d;
+            for (part, g) in [(0, &dq), (1, &dk)] {
+                let g = &g[i * d..(i + 1) * d];
+                let out = std::slice::from_raw_parts_mut(dst.0.add(row + part * hidden), d);
+                for e in 0..half {
+                    out[e] = g[e] * T::from_f32(cos[e]) + g[e + half] * T::from_f32(sin[e + half]);
+                }
+                for e in half..d {
+                    out[e] = g[e] * T::from_f32(cos[e]) - g[e - half] * T::from_f32(sin[e - half]);
+                }
+            }
+            std::slice::from_raw_parts_mut(dst.0.add(row + 2 * hidden), d).copy_from_slice(&dv[i * d..(i + 1) * d]);
+        }
     }
 
     /// Runs the kernel on `qkv` `[tokens, 3 · hidden]`; differentiable with respect to `qkv`.
