@@ -139,11 +139,20 @@ impl Linear {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
+        let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
+        let y = if crate::model::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() {
+            x2.contiguous()?.apply_op2(&self.weight, crate::model::product::Product::LINEAR)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        if dims.len() == 2 {
+            return Ok(y);
+        }
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
