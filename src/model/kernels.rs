@@ -325,33 +325,101 @@ struct LayerNormOp {
     eps: f64,
 }
 
+/// Σ f(i) for i < n in 16 interleaved partial sums: vectorisable, where one running float sum is
+/// a dependency chain the compiler may not reorder.
+#[inline(always)]
+fn sum16<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
+    let mut acc = [T::ZERO; 16];
+    let full = n / 16 * 16;
+    for base in (0..full).step_by(16) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a += f(base + j);
+        }
+    }
+    let mut s = T::ZERO;
+    for i in full..n {
+        s += f(i);
+    }
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
+#[inline(always)]
 fn row_stats<T: Real>(row: &[T], eps: f64) -> (T, T) {
     let n = T::from_f64(row.len() as f64);
-    let mut sum = T::ZERO;
-    for &v in row {
-        sum += v;
-    }
-    let mean = sum / n;
-    let mut var = T::ZERO;
-    for &v in row {
-        let c = v - mean;
-        var += c * c;
-    }
+    let mean = sum16(row.len(), |i| row[i]) / n;
+    let var = sum16(row.len(), |i| (row[i] - mean) * (row[i] - mean));
     (mean, T::ONE / (var / n + T::from_f64(eps)).sqrt())
+}
+
+/// Whether the row kernels run their AVX-512 build (f32 on CPUs that have it).
+fn wide_rows<T: Real>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline(always)]
+fn ln_forward_rows<T: Real>(ys: &mut [T], xs: &[T], w: &[T], eps: f64) {
+    let n = w.len();
+    for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
+        let (mean, rstd) = row_stats(xr, eps);
+        for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
+            *o = (v - mean) * rstd * g;
+        }
+    }
+}
+
+/// `ln_forward_rows` compiled for AVX-512.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn ln_forward_rows_wide<T: Real>(ys: &mut [T], xs: &[T], w: &[T], eps: f64) {
+    ln_forward_rows(ys, xs, w, eps)
 }
 
 fn ln_forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
     let mut y = vec![T::ZERO; x.len()];
+    let wide = wide_rows::<T>();
     y.par_chunks_mut(n * ROWS_PER_TASK).zip(x.par_chunks(n * ROWS_PER_TASK)).for_each(|(ys, xs)| {
-        for (yr, xr) in ys.chunks_mut(n).zip(xs.chunks(n)) {
-            let (mean, rstd) = row_stats(xr, eps);
-            for ((o, &v), &g) in yr.iter_mut().zip(xr).zip(w) {
-                *o = (v - mean) * rstd * g;
-            }
+        if wide {
+            // SAFETY: the CPU has AVX-512F (`wide_rows`).
+            unsafe { ln_forward_rows_wide(ys, xs, w, eps) }
+        } else {
+            ln_forward_rows(ys, xs, w, eps)
         }
     });
     y
+}
+
+/// dx of some rows, and their contribution to dw (added to `dw`).
+#[inline(always)]
+fn ln_backward_rows<T: Real>(dxs: &mut [T], xs: &[T], dys: &[T], w: &[T], eps: f64, dw: &mut [T]) {
+    let n = w.len();
+    let nf = T::from_f64(n as f64);
+    for ((dxr, xr), dyr) in dxs.chunks_mut(n).zip(xs.chunks(n)).zip(dys.chunks(n)) {
+        let (mean, rstd) = row_stats(xr, eps);
+        // g = dy ⊙ w; dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))
+        let mg = sum16(n, |i| dyr[i] * w[i]) / nf;
+        let mgx = sum16(n, |i| dyr[i] * w[i] * ((xr[i] - mean) * rstd)) / nf;
+        for i in 0..n {
+            let xh = (xr[i] - mean) * rstd;
+            dw[i] += dyr[i] * xh;
+            dxr[i] = rstd * (dyr[i] * w[i] - mg - xh * mgx);
+        }
+    }
+}
+
+/// `ln_backward_rows` compiled for AVX-512.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn ln_backward_rows_wide<T: Real>(dxs: &mut [T], xs: &[T], dys: &[T], w: &[T], eps: f64, dw: &mut [T]) {
+    ln_backward_rows(dxs, xs, dys, w, eps, dw)
 }
 
 /// Returns [rows + 1, n]: dx for every row, then dw.
@@ -360,28 +428,17 @@ fn ln_backward<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
     let rows = x.len() / n;
     let mut out = vec![T::ZERO; (rows + 1) * n];
     let (dx, _) = out.split_at_mut(rows * n);
-    let nf = T::from_f64(n as f64);
+    let wide = wide_rows::<T>();
     let dw = dx
         .par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK).zip(dy.par_chunks(n * ROWS_PER_TASK)))
         .map(|(dxs, (xs, dys))| {
             let mut dw = vec![T::ZERO; n];
-            for ((dxr, xr), dyr) in dxs.chunks_mut(n).zip(xs.chunks(n)).zip(dys.chunks(n)) {
-                let (mean, rstd) = row_stats(xr, eps);
-                // g = dy ⊙ w; dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))
-                let (mut sg, mut sgx) = (T::ZERO, T::ZERO);
-                for i in 0..n {
-                    let xh = (xr[i] - mean) * rstd;
-                    let g = dyr[i] * w[i];
-                    sg += g;
-                    sgx += g * xh;
-                    dw[i] += dyr[i] * xh;
-                }
-                let (mg, mgx) = (sg / nf, sgx / nf);
-                for i in 0..n {
-                    let xh = (xr[i] - mean) * rstd;
-                    dxr[i] = rstd * (dyr[i] * w[i] - mg - xh * mgx);
-                }
+            if wide {
+                // SAFETY: the CPU has AVX-512F (`wide_rows`).
+                unsafe { ln_backward_rows_wide(dxs, xs, dys, w, eps, &mut dw) }
+            } else {
+                ln_backward_rows(dxs, xs, dys, w, eps, &mut dw)
             }
             dw
         })
