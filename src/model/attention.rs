@@ -22,7 +22,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::{slice, Real, Shared};
+use crate::model::kernels::{slice, sum16, Real, Shared};
 use crate::model::small_matmul::{small_matmul, Strided};
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
@@ -104,13 +104,14 @@ impl VarlenAttention {
                 dst.copy_from_slice(src);
                 continue;
             }
-            let (cos, sin) = (&self.cos[i * d..(i + 1) * d], &self.sin[i * d..(i + 1) * d]);
+            let ((c1, c2), (n1, n2)) = (self.cos[i * d..(i + 1) * d].split_at(half), self.sin[i * d..(i + 1) * d].split_at(half));
+            let ((x1, x2), (o1, o2)) = (src.split_at(half), dst.split_at_mut(half));
             // x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x₂, x₁)
-            for e in 0..half {
-                dst[e] = src[e] * T::from_f32(cos[e]) - src[e + half] * T::from_f32(sin[e]);
+            for ((((o, &a), &b), &c), &s) in o1.iter_mut().zip(x1).zip(x2).zip(c1).zip(n1) {
+                *o = a * T::from_f32(c) - b * T::from_f32(s);
             }
-            for e in half..d {
-                dst[e] = src[e] * T::from_f32(cos[e]) + src[e - half] * T::from_f32(sin[e]);
+            for ((((o, &b), &a), &c), &s) in o2.iter_mut().zip(x2).zip(x1).zip(c2).zip(n2) {
+                *o = b * T::from_f32(c) + a * T::from_f32(s);
             }
         }
     }
@@ -242,12 +243,12 @@ impl VarlenAttention {
             // dP = dO · Vᵀ
             small_matmul(m, kn, d, T::ONE, rows(&go[q0 * hidden..], hidden), vt[k0..].as_ptr(), len, dp.as_mut_ptr(), kn, false);
             // dS = P ⊙ (dP − rowsum(dP ⊙ P)), and rowsum(dP ⊙ P) = dO_i · O_i.
-            for r in 0..m {
+            for (r, (dsr, pr)) in dp.chunks_mut(kn).zip(p.chunks(kn)).take(m).enumerate() {
                 let row = (start + q0 + r) * hidden + h * d;
-                let dot = (0..d).fold(T::ZERO, |acc, e| acc + grad[row + e] * out[row + e]);
-                for c in 0..kn {
-                    let i = r * kn + c;
-                    dp[i] = p[i] * (dp[i] - dot);
+                let (g, o) = (&grad[row..row + d], &out[row..row + d]);
+                let dot = sum16(d, |e| g[e] * o[e]);
+                for (x, &pv) in dsr.iter_mut().zip(pr) {
+                    *x = pv * (*x - dot);
                 }
             }
             // dQ[q0..q1] = scale · dS · K ; dK[k0..k1] += scale · dSᵀ · Q
@@ -256,16 +257,16 @@ impl VarlenAttention {
         }
         // Back through the rotation: dx = dy ⊙ cos + rotate_halfᵀ(dy ⊙ sin), rotate_halfᵀ(z) = cat(z₂, −z₁).
         for i in 0..len {
-            let (cos, sin) = (&self.cos[i * d..(i + 1) * d], &self.sin[i * d..(i + 1) * d]);
+            let ((c1, c2), (n1, n2)) = (self.cos[i * d..(i + 1) * d].split_at(half), self.sin[i * d..(i + 1) * d].split_at(half));
             let row = (start + i) * 3 * hidden + h * d;
             for (part, g) in [(0, &dq), (1, &dk)] {
-                let g = &g[i * d..(i + 1) * d];
-                let out = std::slice::from_raw_parts_mut(dst.0.add(row + part * hidden), d);
-                for e in 0..half {
-                    out[e] = g[e] * T::from_f32(cos[e]) + g[e + half] * T::from_f32(sin[e + half]);
+                let (g1, g2) = g[i * d..(i + 1) * d].split_at(half);
+                let (o1, o2) = std::slice::from_raw_parts_mut(dst.0.add(row + part * hidden), d).split_at_mut(half);
+                for ((((o, &a), &b), &c), &s) in o1.iter_mut().zip(g1).zip(g2).zip(c1).zip(n2) {
+                    *o = a * T::from_f32(c) + b * T::from_f32(s);
                 }
-                for e in half..d {
-                    out[e] = g[e] * T::from_f32(cos[e]) - g[e - half] * T::from_f32(sin[e - half]);
+                for ((((o, &b), &a), &c), &s) in o2.iter_mut().zip(g2).zip(g1).zip(c2).zip(n1) {
+                    *o = b * T::from_f32(c) - a * T::from_f32(s);
                 }
             }
             std::slice::from_raw_parts_mut(dst.0.add(row + 2 * hidden), d).copy_from_slice(&dv[i * d..(i + 1) * d]);

@@ -328,7 +328,7 @@ struct LayerNormOp {
 /// Σ f(i) for i < n in 16 interleaved partial sums: vectorisable, where one running float sum is
 /// a dependency chain the compiler may not reorder.
 #[inline(always)]
-fn sum16<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
+pub(crate) fn sum16<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
     let mut acc = [T::ZERO; 16];
     let full = n / 16 * 16;
     for base in (0..full).step_by(16) {
