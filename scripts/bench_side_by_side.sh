@@ -5,6 +5,7 @@
 #
 #   cargo build --release && bash scripts/bench_side_by_side.sh            # all cases
 #   bash scripts/bench_side_by_side.sh embed-sst2                          # one case by name
+#   ROUNDS=3 bash scripts/bench_side_by_side.sh train-base-16x128          # alternate 3 times, median
 #
 # Cases named *-e2e time `modernft embed` end to end (process start to last vector written, tokenizer
 # and weight loading included) on a random-init ModernBERT-base folder written by
@@ -17,6 +18,9 @@ HF="python ../shared/bench/hf_bench.py --threads 2"
 MF="./target/release/modernft bench --threads 2"
 SST2=../shared/data/sst2/train.jsonl
 OUT=${OUT:-bench-results.jsonl}
+# Machine speed drifts by 10-20% over minutes on shared hosts: ROUNDS=3 alternates the two tools
+# three times per case and prints every round's ratio and their median.
+ROUNDS=${ROUNDS:-1}
 
 declare -A CASES=(
   [train-base-16x128]="--size base --mode train --batch 16 --seq 128 --steps 3 --warmup 1"
@@ -71,9 +75,17 @@ for name in "${ORDER[@]}"; do
     embed-sst2-e2e-bf16) e2e "$name" "--precision bf16" "--dtype bf16"; continue ;;
   esac
   args=${CASES[$name]}
-  mf=$($MF $args | tail -n 1)
-  hf=$($HF $args | tail -n 1)
-  echo "{\"case\": \"$name\", \"modernft\": $mf, \"transformers\": $hf}" >> "$OUT"
-  a=$(metric "$mf"); b=$(metric "$hf")
-  printf '%-24s %14.1f %14.1f %8.2f %12s %12s\n' "$name" "$a" "$b" "$(python3 -c "print($a/$b)")" "$(rss "$mf")" "$(rss "$hf")"
+  ratios=()
+  for round in $(seq "$ROUNDS"); do
+    mf=$($MF $args | tail -n 1)
+    hf=$($HF $args | tail -n 1)
+    echo "{\"case\": \"$name\", \"round\": $round, \"modernft\": $mf, \"transformers\": $hf}" >> "$OUT"
+    a=$(metric "$mf"); b=$(metric "$hf")
+    ratios+=("$(python3 -c "print($a/$b)")")
+    label=$name; [ "$ROUNDS" -gt 1 ] && label="$name #$round"
+    printf '%-24s %14.1f %14.1f %8.2f %12s %12s\n' "$label" "$a" "$b" "${ratios[-1]}" "$(rss "$mf")" "$(rss "$hf")"
+  done
+  if [ "$ROUNDS" -gt 1 ]; then
+    printf '%-24s %14s %14s %8.2f\n' "$name median" "" "" "$(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}")"
+  fi
 done
