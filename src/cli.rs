@@ -45,7 +45,8 @@ pub struct BenchArgs {
     /// A model folder whose config.json to use instead (random init).
     #[arg(long, conflicts_with = "size")]
     pub model_dir: Option<PathBuf>,
-    /// train (forward, loss, backward, AdamW) or embed (forward + pooling).
+    /// train (forward, loss, backward, AdamW), embed (forward + pooling), or kernels (one base
+    /// layer's pieces timed one by one at --batch × --seq tokens, best of --steps runs each).
     #[arg(long, default_value = "train")]
     pub mode: String,
     #[arg(long, default_value_t = 16)]
@@ -53,7 +54,7 @@ pub struct BenchArgs {
     /// Tokens per row [default: 128, or 512 with --data].
     #[arg(long)]
     pub seq: Option<usize>,
-    /// Timed steps (fixed-shape mode).
+    /// Timed steps (fixed-shape mode); repetitions per kernel (kernels mode).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Untimed steps first.

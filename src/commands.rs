@@ -331,8 +331,14 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| crate::err!("--threads: {e}"))?;
     }
+    if args.mode == "kernels" {
+        for line in crate::bench_kernels::run(args.batch.max(1), args.seq.unwrap_or(128).max(1), args.steps)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     if args.mode != "train" && args.mode != "embed" {
-        crate::bail!("--mode must be train or embed");
+        crate::bail!("--mode must be train, embed or kernels");
     }
     let opts = crate::bench::BenchOptions {
         size: args.size.clone().unwrap_or_else(|| if args.data.is_some() { "base".into() } else { "tiny".into() }),

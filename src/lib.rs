@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod bench_kernels;
 pub mod cli;
 pub mod commands;
 pub mod config;
