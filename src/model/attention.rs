@@ -22,7 +22,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::{slice, sum16, Real, Shared};
+use crate::model::kernels::{slice, sum16, wide_f32, Real, Shared};
 use crate::model::small_matmul::{small_matmul, Strided};
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
@@ -62,18 +62,6 @@ fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
         }
     }
     t
-}
-
-/// Whether the unit kernels run their AVX-512 build (f32 on CPUs that have it).
-fn wide_simd<T: Real>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 impl VarlenAttention {
@@ -157,10 +145,10 @@ impl VarlenAttention {
     fn forward_cpu<T: Real>(&self, qkv: &[T]) -> Vec<T> {
         let mut out = vec![T::ZERO; self.total() * self.hidden()];
         let dst = Shared(out.as_mut_ptr());
-        let wide = wide_simd::<T>();
+        let wide = wide_f32::<T>();
         self.units().into_par_iter().for_each(|unit| {
             if wide {
-                // SAFETY: the CPU has AVX-512F (`wide_simd`); units write disjoint output rows/columns.
+                // SAFETY: the CPU has AVX-512F (`wide_f32`); units write disjoint output rows/columns.
                 unsafe { self.forward_unit_avx512(qkv, unit, dst) }
             } else {
                 // SAFETY: as above, units write disjoint elements.
@@ -199,10 +187,10 @@ impl VarlenAttention {
     fn backward_cpu<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T]) -> Vec<T> {
         let mut dqkv = vec![T::ZERO; self.total() * 3 * self.hidden()];
         let dst = Shared(dqkv.as_mut_ptr());
-        let wide = wide_simd::<T>();
+        let wide = wide_f32::<T>();
         self.units().into_par_iter().for_each(|unit| {
             if wide {
-                // SAFETY: the CPU has AVX-512F (`wide_simd`); units write disjoint gradient elements.
+                // SAFETY: the CPU has AVX-512F (`wide_f32`); units write disjoint gradient elements.
                 unsafe { self.backward_unit_avx512(qkv, out, grad, unit, dst) }
             } else {
                 // SAFETY: as above, units write disjoint elements.

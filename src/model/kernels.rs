@@ -92,7 +92,7 @@ unsafe fn max_avx512(row: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
     for chunk in row.chunks(16) {
-        let mask: __mmask16 = if chunk.len() == 16 { 0xffff } else { ((1u32 << chunk.len()) - 1) as __mmask16 };
+        let mask = simd::lanes(chunk.len());
         m = _mm512_mask_max_ps(m, mask, m, _mm512_maskz_loadu_ps(mask, chunk.as_ptr()));
     }
     _mm512_reduce_max_ps(m)
@@ -130,7 +130,7 @@ unsafe fn exp_shifted_avx512(row: &mut [f32], max: f32) -> f32 {
     let (maxv, lo) = (_mm512_set1_ps(max), _mm512_set1_ps(-87.0));
     let mut sum = _mm512_setzero_ps();
     for chunk in row.chunks_mut(16) {
-        let mask: __mmask16 = if chunk.len() == 16 { 0xffff } else { ((1u32 << chunk.len()) - 1) as __mmask16 };
+        let mask = simd::lanes(chunk.len());
         let x = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, chunk.as_ptr()), maxv);
         // exactly 0 below −87 and in the masked-off tail lanes.
         let keep = _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(mask, x, lo);
@@ -145,6 +145,12 @@ unsafe fn exp_shifted_avx512(row: &mut [f32], max: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
+
+    /// The mask of the first `n` of 16 lanes (all of them for n ≥ 16): loads and stores of a row's tail.
+    #[inline]
+    pub fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+    }
 
     /// eˣ for x ≥ −87 (`exp_shifted_poly`'s polynomial): relative error below 2e-7.
     #[inline]
@@ -218,7 +224,7 @@ mod simd {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn geglu_forward(a: &[f32], g: &[f32], y: &mut [f32]) {
         for i in (0..y.len()).step_by(16) {
-            let mask: __mmask16 = if y.len() - i >= 16 { 0xffff } else { ((1u32 << (y.len() - i)) - 1) as __mmask16 };
+            let mask = lanes(y.len() - i);
             let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
             let (cdf, _) = gelu_cdf_pdf(x);
             let out = _mm512_mul_ps(_mm512_mul_ps(x, cdf), _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i)));
@@ -230,7 +236,7 @@ mod simd {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn geglu_backward(a: &[f32], g: &[f32], dy: &[f32], da: &mut [f32], dg: &mut [f32]) {
         for i in (0..dy.len()).step_by(16) {
-            let mask: __mmask16 = if dy.len() - i >= 16 { 0xffff } else { ((1u32 << (dy.len() - i)) - 1) as __mmask16 };
+            let mask = lanes(dy.len() - i);
             let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
             let (cdf, pdf) = gelu_cdf_pdf(x);
             let d = _mm512_maskz_loadu_ps(mask, dy.as_ptr().add(i));
@@ -242,13 +248,12 @@ mod simd {
     }
 }
 
-/// The f32 exact-GELU GeGLU runs the AVX-512 row kernels where the CPU has them.
-fn simd_geglu<T: Real>(act: Activation) -> bool {
+/// Whether a kernel over `T` runs its AVX-512 build: f32 on CPUs that have AVX-512F. (f64 is the
+/// gradient-checking dtype and keeps the portable code.)
+pub(crate) fn wide_f32<T: Real>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        act == Activation::Gelu
-            && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-            && std::arch::is_x86_feature_detected!("avx512f")
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -256,7 +261,7 @@ fn simd_geglu<T: Real>(act: Activation) -> bool {
     }
 }
 
-/// Reinterprets a slice of `T` that is known to be f32 (`simd_geglu` checked the type).
+/// Reinterprets a slice of `T` that is known to be f32 (`wide_f32` checked the type).
 #[cfg(target_arch = "x86_64")]
 fn as_f32<T: Real>(v: &[T]) -> &[f32] {
     debug_assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>());
@@ -354,18 +359,6 @@ fn row_stats<T: Real>(row: &[T], eps: f64) -> (T, T) {
     (mean, T::ONE / (var / n + T::from_f64(eps)).sqrt())
 }
 
-/// Whether the row kernels run their AVX-512 build (f32 on CPUs that have it).
-fn wide_rows<T: Real>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 #[inline(always)]
 fn ln_forward_rows<T: Real>(ys: &mut [T], xs: &[T], w: &[T], eps: f64) {
     let n = w.len();
@@ -386,10 +379,10 @@ unsafe fn ln_forward_rows_wide<T: Real>(ys: &mut [T], xs: &[T], w: &[T], eps: f6
 fn ln_forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
     let mut y = vec![T::ZERO; x.len()];
-    let wide = wide_rows::<T>();
+    let wide = wide_f32::<T>();
     y.par_chunks_mut(n * ROWS_PER_TASK).zip(x.par_chunks(n * ROWS_PER_TASK)).for_each(|(ys, xs)| {
         if wide {
-            // SAFETY: the CPU has AVX-512F (`wide_rows`).
+            // SAFETY: the CPU has AVX-512F (`wide_f32`).
             unsafe { ln_forward_rows_wide(ys, xs, w, eps) }
         } else {
             ln_forward_rows(ys, xs, w, eps)
@@ -428,14 +421,14 @@ fn ln_backward<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
     let rows = x.len() / n;
     let mut out = vec![T::ZERO; (rows + 1) * n];
     let (dx, _) = out.split_at_mut(rows * n);
-    let wide = wide_rows::<T>();
+    let wide = wide_f32::<T>();
     let dw = dx
         .par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK).zip(dy.par_chunks(n * ROWS_PER_TASK)))
         .map(|(dxs, (xs, dys))| {
             let mut dw = vec![T::ZERO; n];
             if wide {
-                // SAFETY: the CPU has AVX-512F (`wide_rows`).
+                // SAFETY: the CPU has AVX-512F (`wide_f32`).
                 unsafe { ln_backward_rows_wide(dxs, xs, dys, w, eps, &mut dw) }
             } else {
                 ln_backward_rows(dxs, xs, dys, w, eps, &mut dw)
@@ -539,13 +532,13 @@ fn act_and_grad<T: Real>(act: Activation, x: T) -> (T, T) {
 
 fn glu_forward<T: Real>(x: &[T], m: usize, act: Activation) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len() / 2];
-    let simd = simd_geglu::<T>(act);
+    let simd = act == Activation::Gelu && wide_f32::<T>();
     y.par_chunks_mut(m * ROWS_PER_TASK).zip(x.par_chunks(2 * m * ROWS_PER_TASK)).for_each(|(ys, xs)| {
         for (yr, xr) in ys.chunks_mut(m).zip(xs.chunks(2 * m)) {
             let (a, g) = xr.split_at(m);
             #[cfg(target_arch = "x86_64")]
             if simd {
-                // SAFETY: AVX-512F is present and T is f32 (`simd_geglu`).
+                // SAFETY: AVX-512F is present and T is f32 (`wide_f32`).
                 unsafe { simd::geglu_forward(as_f32(a), as_f32(g), as_f32_mut(yr)) };
                 continue;
             }
@@ -559,7 +552,7 @@ fn glu_forward<T: Real>(x: &[T], m: usize, act: Activation) -> Vec<T> {
 
 fn glu_backward<T: Real>(x: &[T], dy: &[T], m: usize, act: Activation) -> Vec<T> {
     let mut dx = vec![T::ZERO; x.len()];
-    let simd = simd_geglu::<T>(act);
+    let simd = act == Activation::Gelu && wide_f32::<T>();
     dx.par_chunks_mut(2 * m * ROWS_PER_TASK)
         .zip(x.par_chunks(2 * m * ROWS_PER_TASK).zip(dy.par_chunks(m * ROWS_PER_TASK)))
         .for_each(|(dxs, (xs, dys))| {
@@ -568,7 +561,7 @@ fn glu_backward<T: Real>(x: &[T], dy: &[T], m: usize, act: Activation) -> Vec<T>
                 let (da, dg) = dxr.split_at_mut(m);
                 #[cfg(target_arch = "x86_64")]
                 if simd {
-                    // SAFETY: AVX-512F is present and T is f32 (`simd_geglu`).
+                    // SAFETY: AVX-512F is present and T is f32 (`wide_f32`).
                     unsafe { simd::geglu_backward(as_f32(a), as_f32(g), as_f32(dyr), as_f32_mut(da), as_f32_mut(dg)) };
                     continue;
                 }

@@ -36,7 +36,7 @@ pub unsafe fn small_matmul<T: Real>(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::model::kernels::wide_f32::<T>() {
             let a32 = Strided { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs };
             let alpha = *(&alpha as *const T as *const f32);
             return avx512::matmul(m, n, k, alpha, a32, b as *const f32, b_rs, c as *mut f32, c_rs, accumulate);
