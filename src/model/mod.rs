@@ -2,7 +2,8 @@
 //!
 //! `config` → `modernbert` (the modules, built on `nn`) → `load`/`source` (weights and where they come
 //! from). CPU kernels with their own backward: `attention` (unpadded, banded), `kernels` (LayerNorm,
-//! GeGLU), `small_matmul` (the attention kernel's products), `product` (the linear layers' products); `bf16` is the AVX-512 BF16 product used for `--precision bf16` inference.
+//! GeGLU), `small_matmul` (the attention kernel's products), `product` (the linear layers'
+//! products); `bf16` is the AVX-512 BF16 product used for `--precision bf16` inference.
 
 pub mod attention;
 pub mod bf16;

@@ -141,7 +141,8 @@ impl Linear {
         let rows = x.elem_count() / in_dim;
         // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
         let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
-        let y = if crate::model::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() {
+        let direct = crate::model::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() && self.weight.is_contiguous();
+        let y = if direct {
             x2.contiguous()?.apply_op2(&self.weight, crate::model::product::Product::LINEAR)?
         } else {
             x2.matmul(&self.weight.t()?)?
