@@ -106,13 +106,13 @@ pub struct EvalArgs {
     pub split: SplitArg,
     #[command(flatten)]
     pub columns: ColumnArgs,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Truncate rows to this many tokens [default: the model's positions, at most 512].
-    #[arg(long)]
+    #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     /// Multi-label decision threshold on sigmoid scores.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
     pub threshold: f32,
     /// Token classification: read entities with seqeval's default chunking, or strict IOB2.
     #[arg(long, value_enum, default_value_t = SchemeArg::Default)]
@@ -174,17 +174,17 @@ pub struct PredictArgs {
     #[arg(long)]
     pub all_scores: bool,
     /// Include the K most likely labels.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub top_k: Option<usize>,
     /// Include the raw logits.
     #[arg(long)]
     pub logits: bool,
     /// Multi-label models: labels with sigmoid score at least this are predicted.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
     pub threshold: f32,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -307,10 +307,10 @@ pub struct DataArgs {
     #[arg(long, value_enum)]
     pub task: Option<TaskArg>,
     /// Token budget per row (for the truncation count and padding figures).
-    #[arg(long)]
+    #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     /// Batch size for the padding figures.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Seed of the shuffled order used for the padding figures.
     #[arg(long, default_value_t = 42)]
@@ -360,10 +360,10 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub normalize: bool,
     /// Truncate inputs to this many tokens, special tokens included [default: the model's maximum].
-    #[arg(long)]
+    #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Text prepended to every input, e.g. "search_query: ".
     #[arg(long, default_value = "")]
@@ -415,5 +415,32 @@ impl EmbedArgs {
             device: parse_device(&self.device)?,
             bf16: self.precision == PrecisionArg::Bf16,
         })
+    }
+}
+
+/// `--batch-size`, `--top-k`: a whole number of at least 1 (0 is refused, never clamped).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// `--max-length`: room for [CLS] and [SEP] at least.
+fn max_length_arg(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(_) => Err("must be at least 2 (room for [CLS] and [SEP])".into()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// `--threshold`: a probability in [0, 1].
+fn probability(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Ok(_) => Err("must be between 0 and 1".into()),
+        Err(_) => Err(format!("`{s}` is not a number")),
     }
 }

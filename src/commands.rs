@@ -71,7 +71,7 @@ pub fn data(args: &DataArgs) -> Result<()> {
     let (mut cfg, model_from_config, task_from_config) = match &args.config {
         Some(path) => {
             let run = crate::config::RunConfig::from_file(path)?;
-            (run.data.clone(), Some(run.model.tokenizer_source()), Some(run.task.target_kind()))
+            (run.data.clone(), Some(run.model.tokenizer_source()?), Some(run.target_kind()))
         }
         None => (DataConfig::default(), None, None),
     };
@@ -90,7 +90,7 @@ pub fn data(args: &DataArgs) -> Result<()> {
     };
     let tokenizer = match (&args.tokenizer, &args.model, model_from_config) {
         (Some(t), _, _) => t.clone(),
-        (None, Some(m), _) => ModelFiles::resolve(m)?.tokenizer()?.to_path_buf(),
+        (None, Some(m), _) => ModelFiles::resolve_tokenizer(m)?,
         (None, None, Some(source)) => source.resolve()?,
         (None, None, None) => crate::bail!("say whose tokenizer to use: --model DIR|HUB_ID or --tokenizer tokenizer.json"),
     };
@@ -118,11 +118,23 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
     let summary = match (&args.resume, &args.config) {
-        (Some(dir), _) => crate::train::resume(dir, &opts)?,
+        (Some(dir), _) => {
+            if crate::train::trainer::is_complete(dir) {
+                eprintln!(
+                    "{} is complete: training finished and its model is in {}; nothing to resume (start a new run with --config)",
+                    dir.display(),
+                    dir.join("model").display()
+                );
+                return Ok(());
+            }
+            crate::train::resume(dir, &opts)?
+        }
         (None, Some(path)) => {
             let cfg = crate::config::RunConfig::from_file_with(path, &args.set)?;
-            prepare_output_dir(&cfg.output.dir, args.overwrite)?;
-            crate::train::train(&cfg, &opts)?
+            let aside = prepare_output_dir(&cfg.output.dir, args.overwrite)?;
+            let result = crate::train::train(&cfg, &opts);
+            restore_or_drop(&cfg.output.dir, aside, result.is_ok())?;
+            result?
         }
         (None, None) => crate::bail!("pass --config run.toml (or --resume RUN_DIR)"),
     };
@@ -130,23 +142,41 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A run folder is never replaced without --overwrite.
-fn prepare_output_dir(dir: &std::path::Path, overwrite: bool) -> Result<()> {
-    let occupied = dir.is_dir() && std::fs::read_dir(dir)?.next().is_some();
+/// A run folder is never replaced without --overwrite. With it, the old folder is moved aside
+/// (returned) and removed only once the new run has succeeded; a new run that fails before its
+/// first checkpoint gets the old folder back.
+fn prepare_output_dir(dir: &std::path::Path, overwrite: bool) -> Result<Option<std::path::PathBuf>> {
     if dir.exists() && !dir.is_dir() {
-        crate::bail!("output dir {} is a file", dir.display());
+        crate::bail!("output dir {} is a file; set output.dir to a folder (--set output.dir=runs/new)", dir.display());
     }
-    if occupied {
-        if !overwrite {
-            crate::bail!(
-                "output folder {} already exists; pass --overwrite to replace it, --resume {} to continue it, or set output.dir elsewhere (--set output.dir=runs/new)",
-                dir.display(),
-                dir.display()
-            );
-        }
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    let occupied = dir.is_dir() && std::fs::read_dir(dir)?.next().is_some();
+    if !occupied {
+        return Ok(None);
     }
-    Ok(())
+    if !overwrite {
+        crate::bail!(
+            "output folder {} already exists; pass --overwrite to replace it, --resume {} to continue it, or set output.dir elsewhere (--set output.dir=runs/new)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
+    let aside = dir.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+    std::fs::rename(dir, &aside).with_context(|| format!("cannot move {} aside to replace it", dir.display()))?;
+    Ok(Some(aside))
+}
+
+fn restore_or_drop(dir: &std::path::Path, aside: Option<std::path::PathBuf>, succeeded: bool) -> Result<()> {
+    let Some(old) = aside else { return Ok(()) };
+    if succeeded {
+        return std::fs::remove_dir_all(&old).with_context(|| format!("cannot remove the replaced run {}", old.display()));
+    }
+    if dir.exists() {
+        eprintln!("note: the run you asked to replace is kept in {}", old.display());
+        Ok(())
+    } else {
+        std::fs::rename(&old, dir).with_context(|| format!("cannot put {} back in place", old.display()))
+    }
 }
 
 pub fn render_summary(s: &crate::train::Summary) -> String {

@@ -48,16 +48,6 @@ fn default_task() -> Task {
     Task::Classification
 }
 
-impl Task {
-    pub fn target_kind(self) -> Option<TargetKind> {
-        Some(match self {
-            Task::Classification => TargetKind::Classification,
-            Task::Regression => TargetKind::Regression,
-            Task::TokenClassification => TargetKind::Tags,
-            Task::Embedding => return None,
-        })
-    }
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,17 +86,18 @@ impl TokenizerSource {
                 }
                 Ok(p.clone())
             }
-            TokenizerSource::Model(m) => Ok(ModelFiles::resolve(m)?.tokenizer()?.to_path_buf()),
+            TokenizerSource::Model(m) => ModelFiles::resolve_tokenizer(m),
         }
     }
 }
 
 impl ModelSection {
-    pub fn tokenizer_source(&self) -> TokenizerSource {
+    /// `tokenizer`, else the model's; never a guess (validation requires one of them).
+    pub fn tokenizer_source(&self) -> Result<TokenizerSource> {
         match (&self.tokenizer, &self.name) {
-            (Some(t), _) => TokenizerSource::File(t.clone()),
-            (None, Some(n)) => TokenizerSource::Model(n.clone()),
-            (None, None) => TokenizerSource::File(PathBuf::from("tokenizer.json")),
+            (Some(t), _) => Ok(TokenizerSource::File(t.clone())),
+            (None, Some(n)) => Ok(TokenizerSource::Model(n.clone())),
+            (None, None) => crate::bail!("[model] names no tokenizer: set `tokenizer = \"path/tokenizer.json\"` (or `name` = a model that has one)"),
         }
     }
 }
@@ -328,6 +319,105 @@ pub fn apply_overrides(value: &mut toml::Value, overrides: &[String]) -> Result<
     Ok(())
 }
 
+/// A numeric key's valid range, as the error states it.
+#[derive(Clone, Copy)]
+enum Range {
+    /// (0, ∞)
+    Positive,
+    /// [0, ∞)
+    NonNegative,
+    /// [0, 1)
+    UnitOpen,
+    /// ≥ 1 (whole numbers)
+    AtLeastOne,
+    /// ≥ 2 (whole numbers)
+    AtLeastTwo,
+}
+
+impl Range {
+    fn holds(self, v: f64) -> bool {
+        v.is_finite()
+            && match self {
+                Range::Positive => v > 0.0,
+                Range::NonNegative => v >= 0.0,
+                Range::UnitOpen => (0.0..1.0).contains(&v),
+                Range::AtLeastOne => v >= 1.0,
+                Range::AtLeastTwo => v >= 2.0,
+            }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Range::Positive => "a finite number above 0",
+            Range::NonNegative => "a finite number, 0 or more",
+            Range::UnitOpen => "at least 0 and below 1",
+            Range::AtLeastOne => "at least 1",
+            Range::AtLeastTwo => "at least 2 (room for [CLS] and [SEP])",
+        }
+    }
+}
+
+/// Every numeric key with its valid range: (key as written in the config, value if set, range).
+fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
+    let t = &c.training;
+    let n = |v: usize| Some(v as f64);
+    let on = |v: Option<usize>| v.map(|v| v as f64);
+    vec![
+        ("model.classifier_dropout", c.model.classifier_dropout, Range::UnitOpen),
+        ("data.max_length", n(c.data.max_length), Range::AtLeastTwo),
+        ("training.learning_rate", Some(t.learning_rate), Range::Positive),
+        ("training.batch_size", n(t.batch_size), Range::AtLeastOne),
+        ("training.eval_batch_size", n(t.eval_batch_size), Range::AtLeastOne),
+        ("training.gradient_accumulation_steps", n(t.gradient_accumulation_steps), Range::AtLeastOne),
+        ("training.epochs", t.max_steps.is_none().then_some(t.epochs), Range::Positive),
+        ("training.max_steps", on(t.max_steps), Range::AtLeastOne),
+        ("training.weight_decay", Some(t.weight_decay), Range::NonNegative),
+        ("training.adam_beta1", Some(t.adam_beta1), Range::UnitOpen),
+        ("training.adam_beta2", Some(t.adam_beta2), Range::UnitOpen),
+        ("training.adam_epsilon", Some(t.adam_epsilon), Range::Positive),
+        ("training.warmup_ratio", Some(t.warmup_ratio), Range::UnitOpen),
+        ("training.max_grad_norm", Some(t.max_grad_norm), Range::NonNegative),
+        ("training.eval_steps", on(t.eval_steps), Range::AtLeastOne),
+        ("training.logging_steps", n(t.logging_steps), Range::AtLeastOne),
+        ("training.early_stopping_patience", on(t.early_stopping_patience), Range::AtLeastOne),
+        ("training.early_stopping_threshold", Some(t.early_stopping_threshold), Range::NonNegative),
+        ("training.save_total_limit", on(t.save_total_limit), Range::AtLeastOne),
+        ("training.loss_scale", Some(t.loss_scale), Range::Positive),
+    ]
+}
+
+/// Every enumerated string key: (key, value if set, the valid values).
+fn enumerated_keys(c: &RunConfig) -> Vec<(&'static str, Option<&str>, &'static [&'static str])> {
+    let t = &c.training;
+    vec![
+        ("training.lr_scheduler", Some(t.lr_scheduler.as_str()), &["linear", "cosine", "constant"]),
+        ("training.eval_strategy", Some(t.eval_strategy.as_str()), &["epoch", "steps", "no"]),
+        ("training.embedding_eval", t.embedding_eval.as_deref(), &["sts", "retrieval"]),
+        ("model.pooling", c.model.pooling.as_deref(), &["cls", "mean"]),
+    ]
+}
+
+/// Checks every numeric and enumerated key against its range; the error names the key, the value
+/// and what is valid.
+fn check_ranges(c: &RunConfig) -> Result<()> {
+    for (key, value, range) in numeric_keys(c) {
+        if let Some(v) = value.filter(|&v| !range.holds(v)) {
+            crate::bail!("`{key}` = {v} is out of range: it must be {}", range.describe());
+        }
+    }
+    for (key, value, valid) in enumerated_keys(c) {
+        if let Some(v) = value.filter(|v| !valid.contains(v)) {
+            crate::bail!("`{key}` = \"{v}\" is not one of {}", valid.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "));
+        }
+    }
+    if let Some(dims) = &c.training.matryoshka_dims {
+        if dims.is_empty() || dims.contains(&0) {
+            crate::bail!("`training.matryoshka_dims` = {dims:?}: give one or more sizes, each at least 1 (and at most the model's hidden size)");
+        }
+    }
+    Ok(())
+}
+
 impl RunConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_file_with(path, &[])
@@ -362,26 +452,9 @@ impl RunConfig {
         if self.multi_label && self.task != Task::Classification {
             crate::bail!("multi_label applies to task = \"classification\" only");
         }
-        if !(t.learning_rate > 0.0) {
-            crate::bail!("[training] learning_rate must be positive");
-        }
-        if t.batch_size == 0 || t.eval_batch_size == 0 || t.gradient_accumulation_steps == 0 {
-            crate::bail!("[training] batch_size, eval_batch_size and gradient_accumulation_steps must be at least 1");
-        }
-        if !(t.epochs > 0.0) && t.max_steps.is_none() {
-            crate::bail!("[training] set epochs > 0 or max_steps");
-        }
-        if !["linear", "cosine", "constant"].contains(&t.lr_scheduler.as_str()) {
-            crate::bail!("[training] lr_scheduler must be \"linear\", \"cosine\" or \"constant\", got \"{}\"", t.lr_scheduler);
-        }
-        if !["epoch", "steps", "no"].contains(&t.eval_strategy.as_str()) {
-            crate::bail!("[training] eval_strategy must be \"epoch\", \"steps\" or \"no\", got \"{}\"", t.eval_strategy);
-        }
-        if t.eval_strategy == "steps" && t.eval_steps.unwrap_or(0) == 0 {
+        check_ranges(self)?;
+        if t.eval_strategy == "steps" && t.eval_steps.is_none() {
             crate::bail!("[training] eval_strategy = \"steps\" needs eval_steps");
-        }
-        if !(0.0..1.0).contains(&t.warmup_ratio) {
-            crate::bail!("[training] warmup_ratio must be in [0, 1)");
         }
         if t.early_stopping_patience.is_some() && t.eval_strategy == "no" {
             crate::bail!("[training] early stopping needs evaluation: set eval_strategy");
@@ -403,6 +476,18 @@ impl RunConfig {
             }
         }
         Ok(())
+    }
+
+    /// How every command reads this config's targets: one label (or, with `multi_label`, a list of
+    /// labels), a number, a tag per word; `None` for embedding runs (pairs, optional scores).
+    pub fn target_kind(&self) -> Option<TargetKind> {
+        Some(match (self.task, self.multi_label) {
+            (Task::Classification, false) => TargetKind::Classification,
+            (Task::Classification, true) => TargetKind::MultiLabel,
+            (Task::Regression, _) => TargetKind::Regression,
+            (Task::TokenClassification, _) => TargetKind::Tags,
+            (Task::Embedding, _) => return None,
+        })
     }
 
     /// Embedding runs: which evaluator validates them.
@@ -494,5 +579,74 @@ mod tests {
         assert!(e.contains("batch_size") || e.contains("invalid type"), "{e}");
         let e = RunConfig::from_toml("", "x.toml", &[]).unwrap_err().chain();
         assert!(e.contains("train"), "{e}");
+    }
+
+    /// Every numeric and enumerated key: a value out of range is refused when the config is read,
+    /// and the error names the key, the value and the valid range; values on the edge are accepted.
+    #[test]
+    fn every_numeric_and_enumerated_key_is_range_checked() {
+        let base = "[model]\nname = \"m\"\n[data]\ntrain = \"a.jsonl\"\n";
+        // (key, refused values, accepted values)
+        let table: &[(&str, &[&str], &[&str])] = &[
+            ("model.classifier_dropout", &["1", "1.5", "-0.1", "nan"], &["0", "0.99"]),
+            ("data.max_length", &["0", "1"], &["2", "8192"]),
+            ("training.learning_rate", &["0", "-1e-5", "inf", "nan"], &["1e-9"]),
+            ("training.batch_size", &["0"], &["1"]),
+            ("training.eval_batch_size", &["0"], &["1"]),
+            ("training.gradient_accumulation_steps", &["0"], &["1"]),
+            ("training.epochs", &["0", "-1", "inf"], &["0.5"]),
+            ("training.max_steps", &["0"], &["1"]),
+            ("training.weight_decay", &["-0.01", "inf"], &["0", "0.1"]),
+            ("training.adam_beta1", &["1", "1.1", "-0.1"], &["0", "0.9"]),
+            ("training.adam_beta2", &["1", "2"], &["0.999"]),
+            ("training.adam_epsilon", &["0", "-1e-8"], &["1e-8"]),
+            ("training.warmup_ratio", &["1", "-0.1"], &["0", "0.5"]),
+            ("training.max_grad_norm", &["-1", "nan"], &["0", "1"]),
+            ("training.eval_steps", &["0"], &["1"]),
+            ("training.logging_steps", &["0"], &["1"]),
+            ("training.early_stopping_patience", &["0"], &["1"]),
+            ("training.early_stopping_threshold", &["-0.1"], &["0"]),
+            ("training.save_total_limit", &["0"], &["1"]),
+            ("training.loss_scale", &["0", "-20"], &["20"]),
+            ("training.lr_scheduler", &["\"exp\"", "\"Linear\""], &["\"cosine\"", "\"constant\""]),
+            ("training.eval_strategy", &["\"epochs\""], &["\"no\""]),
+            ("training.embedding_eval", &["\"mteb\""], &["\"sts\""]),
+            ("model.pooling", &["\"max\""], &["\"mean\""]),
+            ("training.matryoshka_dims", &["[]", "[0, 64]"], &["[64, 32]"]),
+        ];
+        let probe = RunConfig::from_toml(base, "x.toml", &[]).unwrap();
+        for (key, _, _) in numeric_keys(&probe) {
+            assert!(table.iter().any(|(k, _, _)| *k == key), "{key} is range-checked but not in this test's table");
+        }
+        for (key, _, _) in enumerated_keys(&probe) {
+            assert!(table.iter().any(|(k, _, _)| *k == key), "{key} is checked but not in this test's table");
+        }
+        for (key, refused, accepted) in table {
+            // eval_steps and patience need the settings they belong with to be read at all.
+            let mut extra: Vec<String> = Vec::new();
+            if *key == "training.early_stopping_patience" {
+                extra.push("training.eval_strategy=\"epoch\"".into());
+            }
+            for v in *refused {
+                let mut sets = extra.clone();
+                sets.push(format!("{key}={v}"));
+                let e = RunConfig::from_toml(base, "x.toml", &sets).map(|_| ()).unwrap_err().chain();
+                // Numbers are shown as Rust prints them (`-1e-5` as -0.00001).
+                let shown = match v.parse::<f64>() {
+                    Ok(x) => format!("{x}").to_lowercase(),
+                    Err(_) => v.trim_matches('"').to_lowercase(),
+                };
+                assert!(e.contains(key.rsplit('.').next().unwrap()), "{key} = {v}: {e}");
+                assert!(e.to_lowercase().contains(&shown) || *key == "training.matryoshka_dims", "{key} = {v}: the value is not named: {e}");
+                assert!(e.contains("must be") || e.contains("is not one of") || e.contains("at least"), "{key} = {v}: no valid range: {e}");
+            }
+            for v in *accepted {
+                let mut sets = extra.clone();
+                sets.push(format!("{key}={v}"));
+                if let Err(e) = RunConfig::from_toml(base, "x.toml", &sets) {
+                    panic!("{key} = {v} refused: {}", e.chain());
+                }
+            }
+        }
     }
 }

@@ -122,7 +122,7 @@ impl Embedder {
             None => limit,
         };
         let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
-        let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+        let pad_id = encoder.pad_id(config.pad_token_id)?;
         // A sentence-transformers folder says how it pools and whether it normalises.
         let (st_pooling, st_normalize) = match files.sentence {
             Some(s) => (Some(s.pooling), s.normalize),

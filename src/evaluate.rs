@@ -180,7 +180,7 @@ pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<
         let table = match crate::data::read_table(f, format, cols) {
             Ok(t) => t,
             // No score column: the pairs are for retrieval.
-            Err(err) if cols.label.is_some() && err.chain().contains("no column") && err.chain().contains(cols.label.as_deref().unwrap_or("")) => {
+            Err(err) if cols.label.is_some() && err.kind() == Some(&crate::error::Kind::MissingColumn(cols.label.clone().unwrap_or_default())) => {
                 scored = false;
                 crate::data::read_table(f, format, &Columns { label: None, ..cols.clone() })?
             }

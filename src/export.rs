@@ -152,11 +152,12 @@ fn model_card(config: &ModernBertConfig, run: Option<&Path>, src: &str, opts: &S
         let t = &cfg.training;
         card.push_str("## Training\n\n");
         card.push_str(&format!(
-            "- base model: {}\n- data: {}\n- learning rate {}, batch size {} (× {} accumulation), {} epochs{}, weight decay {}, {} schedule, warm-up {} steps / ratio {}, max grad norm {}, seed {}\n- max length {} tokens\n\n",
+            "- base model: {}\n- data: {}{}\n- {}\n- learning rate {}, batch size {} (× {} accumulation), weight decay {}, {} schedule, warm-up {} steps / ratio {}, max grad norm {}, seed {}\n- max length {} tokens\n\n",
             cfg.model.name.clone().or(cfg.model.config.as_ref().map(|p| format!("from scratch ({})", p.display()))).unwrap_or_default(),
             crate::data::dataset::describe(&cfg.data),
-            t.learning_rate, t.batch_size, t.gradient_accumulation_steps, t.epochs,
-            t.max_steps.map(|m| format!(" (max {m} steps)")).unwrap_or_default(),
+            run.map(splits_line).unwrap_or_default(),
+            run.map(|r| what_ran(r, t)).unwrap_or_else(|| planned(t)),
+            t.learning_rate, t.batch_size, t.gradient_accumulation_steps,
             t.weight_decay, t.lr_scheduler, t.warmup_steps, t.warmup_ratio, t.max_grad_norm, t.seed, cfg.data.max_length
         ));
         if let Some(run) = run {
@@ -183,6 +184,52 @@ fn model_card(config: &ModernBertConfig, run: Option<&Path>, src: &str, opts: &S
     }
     card.push_str("```\n\nor with modernft: `modernft predict --model path/to/this/folder` / `modernft embed --model path/to/this/folder`.\n");
     card
+}
+
+fn trainer_state(run: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(run.join("trainer_state.json")).ok()?).ok()
+}
+
+fn planned(t: &crate::config::TrainingConfig) -> String {
+    match t.max_steps {
+        Some(m) => format!("planned: {m} optimizer steps"),
+        None => format!("planned: {} epochs", t.epochs),
+    }
+}
+
+/// What the run actually did (from its trainer_state.json), not what its config asked for.
+fn what_ran(run: &Path, t: &crate::config::TrainingConfig) -> String {
+    let Some(s) = trainer_state(run).filter(|s| s["finished"] == json!(true)) else {
+        return format!("{} (the run has not finished)", planned(t));
+    };
+    let mut line = format!(
+        "trained {} optimizer steps ({:.2} epochs)",
+        s["global_step"].as_u64().unwrap_or(0),
+        s["epochs"].as_f64().unwrap_or(f64::NAN)
+    );
+    if s["stopped_early"] == json!(true) {
+        line.push_str(&format!(", stopped early (of {} planned)", s["max_steps"].as_u64().unwrap_or(0)));
+    }
+    if let (Some(best), Some(metric)) = (s["best_model_checkpoint"].as_str(), s["metric_for_best_model"].as_str()) {
+        line.push_str(&format!("; the best {metric} was at {best}, whose weights these are"));
+    }
+    line
+}
+
+/// Row counts of the splits, and where the validation split came from.
+fn splits_line(run: &Path) -> String {
+    let Some(s) = trainer_state(run) else { return String::new() };
+    let mut line = format!("\n- rows: {} training", s["train_rows"].as_u64().unwrap_or(0));
+    if let Some(v) = s["validation_rows"].as_u64() {
+        match s["validation_fraction"].as_f64() {
+            Some(f) => line.push_str(&format!(", {v} validation (carved out of the training file: {:.0}%, stratified)", f * 100.0)),
+            None => line.push_str(&format!(", {v} validation")),
+        }
+    }
+    if let Some(t) = s["test_rows"].as_u64() {
+        line.push_str(&format!(", {t} test"));
+    }
+    line
 }
 
 /// Parses `--dtype`.

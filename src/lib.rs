@@ -3,7 +3,12 @@
 //! The modules follow the pipeline: `model` (config → modules → loading) → `data` (text → token ids)
 //! → `train` (optimizer) → `embed` (vectors out). `cli` turns raw arguments into validated options.
 
-pub mod alloc;
+// Every unsafe operation sits in its own `unsafe` block with a `SAFETY:` comment, also inside
+// `unsafe fn`s (all of them live with the kernels).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub use model::alloc;
 pub mod bench;
 pub mod bench_kernels;
 pub mod cli;

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (`modernft embed ... | head`) is not an error worth a message.
-            if e.chain().contains("Broken pipe") {
+            if e.is_broken_pipe() {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(std::io::stderr(), "error: {}", e.chain());

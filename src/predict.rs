@@ -44,7 +44,7 @@ impl Classifier {
             None => limit.min(512),
         };
         let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
-        let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+        let pad_id = encoder.pad_id(config.pad_token_id)?;
         Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder, pad_id })
     }
 
@@ -131,17 +131,19 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
     // (byte start, byte end, tag, probability) per word.
     let mut words: Vec<(usize, usize, usize, f32)> = Vec::new();
     for ((l, &(start, end)), &sp) in per_token_logits.iter().zip(offsets).zip(special) {
-        if sp || end <= start {
+        // Offsets come from the tokenizer: slice only where they are valid char boundaries of this
+        // text (a token that maps to none, or to a byte inside a character, is skipped).
+        let Some(piece) = text.get(start..end).filter(|_| !sp && end > start) else {
             continue;
-        }
+        };
         // Byte-level BPE folds the space before a word into its first token: skip it.
-        let lead = text[start..end].len() - text[start..end].trim_start().len();
+        let lead = piece.len() - piece.trim_start().len();
         let start = start + lead;
         if start >= end {
             continue;
         }
         // A token starts a word when whitespace separates it from the previous token's text.
-        let new_word = words.last().is_none_or(|w| lead > 0 || text[w.1..start].chars().any(char::is_whitespace));
+        let new_word = words.last().is_none_or(|w| lead > 0 || text.get(w.1..start).is_none_or(|gap| gap.chars().any(char::is_whitespace)));
         if new_word {
             let p = softmax(l);
             let tag = crate::task::argmax(&p) as usize;
@@ -150,7 +152,8 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
             w.1 = end;
         }
     }
-    let tags: Vec<&str> = words.iter().map(|w| names[w.2].as_str()).collect();
+    let name = |tag: usize| names.get(tag).map_or("O", String::as_str);
+    let tags: Vec<&str> = words.iter().map(|w| name(w.2)).collect();
     let chars = |byte: usize| text[..byte].chars().count();
     let spans: Vec<Value> = crate::metrics::entities(&[tags.clone()], crate::metrics::EntityScheme::Default)
         .into_iter()
@@ -162,7 +165,7 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
         .collect();
     let mut obj = json!({"entities": spans});
     if all_scores {
-        obj["words"] = json!(words.iter().map(|w| json!({"word": &text[w.0..w.1], "tag": names[w.2], "score": w.3})).collect::<Vec<_>>());
+        obj["words"] = json!(words.iter().map(|w| json!({"word": &text[w.0..w.1], "tag": name(w.2), "score": w.3})).collect::<Vec<_>>());
     }
     obj
 }

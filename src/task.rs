@@ -316,6 +316,17 @@ pub fn softmax(v: &[f32]) -> Vec<f32> {
     e.iter().map(|x| x / s).collect()
 }
 
+/// The metrics an evaluation of `kind` reports (without the `eval_` prefix), for checking
+/// `metric_for_best_model` before a run starts.
+pub fn metric_names(kind: TargetKind) -> &'static [&'static str] {
+    match kind {
+        TargetKind::Classification => &["loss", "accuracy", "f1", "f1_macro", "f1_micro", "precision", "recall", "mcc"],
+        TargetKind::MultiLabel => &["loss", "subset_accuracy", "accuracy", "f1", "f1_micro", "f1_macro"],
+        TargetKind::Regression => &["loss", "mse", "mae", "pearson", "spearman"],
+        TargetKind::Tags => &["loss", "precision", "recall", "f1", "accuracy"],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +340,26 @@ mod tests {
         let s = |v: f64| 1.0 / (1.0 + (-v).exp());
         let want = -((s(2.0)).ln() + (1.0 - s(-1.0)).ln() + (1.0 - s(0.5)).ln() + s(30.0).ln()) / 4.0;
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    /// `metric_names` (checked before a run starts) lists exactly what an evaluation reports.
+    #[test]
+    fn metric_names_are_the_reported_metrics() {
+        for kind in [TargetKind::Classification, TargetKind::MultiLabel, TargetKind::Regression, TargetKind::Tags] {
+            let mut s = Scorer::new(kind, 2, 0.5).with_tags(&["O".into(), "B-X".into()], EntityScheme::Default);
+            s.rows = 2;
+            match (&mut s.truth, &mut s.predictions) {
+                (Targets::Class(t), Predictions::Class(p)) => (t.extend([0, 1]), p.extend([0, 0])),
+                (Targets::MultiLabel(t), Predictions::MultiLabel(p)) => (t.extend([vec![0], vec![1]]), p.extend([vec![0], vec![]])),
+                (Targets::Regression(t), Predictions::Regression(p)) => (t.extend([0.0, 1.0]), p.extend([0.5, 0.7])),
+                (Targets::Tags(t), Predictions::Tags(p)) => (t.push(vec![0, 1]), p.push(vec![0, 1])),
+                _ => unreachable!(),
+            };
+            let mut reported: Vec<String> = s.finish().unwrap().metrics.into_keys().collect();
+            let mut listed: Vec<String> = metric_names(kind).iter().map(|m| m.to_string()).collect();
+            reported.sort();
+            listed.sort();
+            assert_eq!(reported, listed, "{kind:?}");
+        }
     }
 }

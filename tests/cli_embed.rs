@@ -107,10 +107,11 @@ fn jsonl_input_keeps_ids_and_file_input_works() {
     assert_eq!(lines[0]["id"], "a");
     assert_eq!(lines[1]["id"], 2);
 
-    // Same text through stdin as plain text gives the same vector.
-    let plain = vectors(&run(&["--model", model.to_str().unwrap()], "loved it\n", &[]));
-    let from_jsonl: Vec<f64> = lines[0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    assert_close(&plain, &[from_jsonl], 1e-6);
+    // The same texts through stdin as plain text (the same batch) give the same vectors.
+    let plain = vectors(&run(&["--model", model.to_str().unwrap()], "loved it\na boring film\n", &[]));
+    let from_jsonl: Vec<Vec<f64>> =
+        lines.iter().map(|l| l["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
+    assert_close(&plain, &from_jsonl, 1e-6);
 }
 
 #[test]

@@ -135,9 +135,9 @@ fn regression_config_runs_and_reports_correlations() {
 fn embedding_configs_train_sentence_transformers_models() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "pairs.jsonl", &pair_rows(64));
-    // CoSENT on scored pairs, evaluated as STS, Matryoshka dims from the config (capped at 32 here).
+    // CoSENT on scored pairs, evaluated as STS, Matryoshka dims within the tiny model's hidden size.
     let run = tmp.path().join("cosent");
-    train("configs/stsb-embedding.toml", &run, &[set(&format!("data.train={}", f.display())), set(&format!("data.validation={}", f.display())), set("training.max_steps=6"), set("training.eval_strategy=steps"), set("training.eval_steps=3")].concat());
+    train("configs/stsb-embedding.toml", &run, &[set(&format!("data.train={}", f.display())), set(&format!("data.validation={}", f.display())), set("training.max_steps=6"), set("training.eval_strategy=steps"), set("training.eval_steps=3"), set("training.matryoshka_dims=[32, 16, 8]")].concat());
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(log.contains("eval_spearman"), "{log}");
     assert!(run.join("model/modules.json").is_file() && run.join("model/1_Pooling/config.json").is_file(), "the model is a sentence-transformers folder");
@@ -166,7 +166,7 @@ fn embedding_configs_train_sentence_transformers_models() {
         set(&format!("data.train={}", t.display())), set(&format!("data.validation={}", t.display())),
         set("data.text_column=anchor"), set("data.text_pair_column=positive"), set("data.negative_column=negative"),
         set("training.embedding_loss=mnrl"), set("training.embedding_eval=retrieval"), set("training.metric_for_best_model=mrr@10"),
-        set("training.max_steps=4"), set("training.batch_size=8"),
+        set("training.max_steps=4"), set("training.batch_size=8"), set("training.matryoshka_dims=[32, 16]"),
     ].concat());
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(log.contains("eval_mrr@10") && log.contains("eval_ndcg@10"), "{log}");

@@ -263,3 +263,351 @@ fn ctrl_c_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
     ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).output().unwrap());
     assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(stopped.join("model/model.safetensors")).unwrap());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exact resume across epochs, kills, faults and threads.
+
+/// 160 quickstart rows (10 steps per epoch at batch 16), 64 validation rows, 2.5 epochs, dropout
+/// and shuffling on, checkpoints every 4 steps and at every evaluation, all of them kept.
+fn epochs_config(dir: &Path, out: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let head = |src: &str, n: usize| {
+        let text = std::fs::read_to_string(root().join(src)).unwrap();
+        text.lines().take(n).map(|l| format!("{l}\n")).collect::<String>()
+    };
+    std::fs::write(dir.join("train.jsonl"), head("examples/quickstart/train.jsonl", 160)).unwrap();
+    std::fs::write(dir.join("dev.jsonl"), head("examples/quickstart/dev.jsonl", 64)).unwrap();
+    write_config(
+        dir,
+        &format!(
+            r#"
+[model]
+config = "examples/quickstart/config.json"
+tokenizer = "examples/quickstart/tokenizer.json"
+classifier_dropout = 0.1
+[data]
+train = "{train}"
+validation = "{dev}"
+max_length = 48
+[training]
+learning_rate = 5e-4
+batch_size = 16
+epochs = 2.5
+save_steps = 4
+save_total_limit = 100
+metric_for_best_model = "accuracy"
+weight_decay = 0.01
+warmup_steps = 3
+logging_steps = 1
+[output]
+dir = "{out}"
+"#,
+            train = dir.join("train.jsonl").display(),
+            dev = dir.join("dev.jsonl").display(),
+            out = out.display()
+        ),
+    )
+}
+
+fn batch_log(path: &Path) -> Vec<(u64, u64, Vec<u64>)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let rows = v["rows"].as_array().unwrap().iter().flat_map(|b| b.as_array().unwrap().iter().map(|r| r.as_u64().unwrap())).collect();
+            (v["step"].as_u64().unwrap(), v["epoch"].as_u64().unwrap(), rows)
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The run folder as it stood right after checkpoint-`step` was written: later checkpoints, the
+/// exported model and the finished flag removed.
+fn rewind(full: &Path, to: &Path, step: usize) {
+    copy_dir(full, to);
+    for e in std::fs::read_dir(to).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let later = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s > step);
+        if later || name == "model" {
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+    }
+    std::fs::remove_file(to.join("trainer_state.json")).unwrap();
+}
+
+fn model_bytes(run: &Path) -> Vec<u8> {
+    std::fs::read(run.join("model/model.safetensors")).unwrap()
+}
+
+#[test]
+fn every_epoch_reshuffles_and_resume_from_any_epoch_is_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let cfg = epochs_config(&tmp.path().join("cfg"), &full);
+    let log = tmp.path().join("full-batches.jsonl");
+    let summary = ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log).output().unwrap());
+    assert!(summary.contains("steps              25 (2.50 epochs)"), "{summary}");
+    let steps = batch_log(&log);
+    assert_eq!(steps.len(), 25);
+    // Each full epoch is a permutation of the 160 rows, and the epochs' orders differ.
+    let epoch = |e: u64| steps.iter().filter(|s| s.1 == e).flat_map(|s| s.2.clone()).collect::<Vec<u64>>();
+    for e in 0..2 {
+        let mut rows = epoch(e);
+        rows.sort_unstable();
+        assert_eq!(rows, (0..160).collect::<Vec<u64>>(), "epoch {e} sees every row once");
+    }
+    assert_ne!(epoch(0), epoch(1), "epoch 1 replays epoch 0's order");
+    assert_ne!(epoch(1)[..80], epoch(2)[..], "epoch 2 replays an earlier order");
+    assert_ne!(epoch(0)[..80], epoch(2)[..], "epoch 2 replays an earlier order");
+    // The fractional last epoch ends with an evaluation: at steps 10, 20 and the last, 25.
+    let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    let evals: Vec<u64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "eval").map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(evals, vec![10, 20, 25]);
+    // Resumed from a checkpoint in epoch 1 (mid-epoch), at the boundary into epoch 2, and in
+    // epoch 2: the same batches from there on, and byte-identical final weights.
+    let want = model_bytes(&full);
+    for step in [12usize, 20, 24] {
+        let run = tmp.path().join(format!("from-{step}"));
+        rewind(&full, &run, step);
+        let log2 = tmp.path().join(format!("batches-{step}.jsonl"));
+        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log2).output().unwrap());
+        let resumed = batch_log(&log2);
+        assert_eq!(resumed[..], steps[step..], "resumed from checkpoint-{step}: other batches");
+        assert!(model_bytes(&run) == want, "resumed from checkpoint-{step}: other weights");
+        // A second --resume of the finished run changes nothing and says so.
+        let before = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let again = modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap();
+        let e = String::from_utf8_lossy(&again.stderr);
+        assert!(again.status.success() && e.contains("is complete") && e.contains("nothing to resume"), "{e}");
+        assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), before, "a finished run's log was changed");
+    }
+    // Two more runs of the same config with two threads: the same bytes (no reduction whose
+    // order depends on scheduling).
+    for i in 0..2 {
+        let again = tmp.path().join(format!("again-{i}"));
+        let cfg = epochs_config(&tmp.path().join(format!("cfg-{i}")), &again);
+        ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("RAYON_NUM_THREADS", "2").output().unwrap());
+        assert!(model_bytes(&again) == want, "a rerun with 2 threads ended with other weights");
+    }
+}
+
+/// Waits until `ready` holds for the run folder (or the child ends), then SIGKILLs the child.
+fn kill_when(child: &mut std::process::Child, run: &Path, ready: impl Fn(&Path) -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if ready(run) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the run never reached the kill point");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+fn has_checkpoint(run: &Path, step: usize) -> bool {
+    run.join(format!("checkpoint-{step}/training_state.json")).is_file()
+}
+
+fn writing_a_checkpoint(run: &Path) -> bool {
+    std::fs::read_dir(run).map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(".checkpoint-"))).unwrap_or(false)
+}
+
+#[test]
+fn kill_9_at_several_points_over_two_epochs_then_resume_is_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let cfg = epochs_config(&tmp.path().join("a"), &full);
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).output().unwrap());
+    let run = tmp.path().join("killed");
+    let cfg = epochs_config(&tmp.path().join("b"), &run);
+    let quiet = |mut c: Command| {
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    // Kill points: just after a checkpoint in epoch 0; while a checkpoint folder is being written
+    // (as soon as its temporary folder appears, after step 8); after a checkpoint in epoch 1; after
+    // one in epoch 2. Each resumed run is killed again at the next point.
+    let points: Vec<Box<dyn Fn(&Path) -> bool>> = vec![
+        Box::new(|r: &Path| has_checkpoint(r, 4)),
+        Box::new(|r: &Path| has_checkpoint(r, 8) && writing_a_checkpoint(r)),
+        Box::new(|r: &Path| has_checkpoint(r, 16)),
+        Box::new(|r: &Path| has_checkpoint(r, 21) || has_checkpoint(r, 24)),
+    ];
+    let mut killed = 0;
+    let mut first = true;
+    for ready in points {
+        let mut child = if first {
+            quiet(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()])).spawn().unwrap()
+        } else {
+            quiet(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()])).spawn().unwrap()
+        };
+        first = false;
+        if kill_when(&mut child, &run, ready) {
+            killed += 1;
+            assert!(!run.join("model").exists() || !modernft::train::trainer::is_complete(&run));
+        }
+    }
+    assert!(killed >= 3, "only {killed} of the kill points were reached before the run ended");
+    if !modernft::train::trainer::is_complete(&run) {
+        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap());
+    }
+    assert!(model_bytes(&run) == model_bytes(&full), "killed and resumed {killed} times: other weights");
+    // Each step was logged once, in order.
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "train").map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=25).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_failed_checkpoint_write_keeps_the_previous_one_and_damaged_checkpoints_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let cfg = epochs_config(&tmp.path().join("a"), &full);
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).output().unwrap());
+    // An I/O error injected half way through writing checkpoint-8 (after its model file).
+    let run = tmp.path().join("faulty");
+    let cfg = epochs_config(&tmp.path().join("b"), &run);
+    let res = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_FAULT_CHECKPOINT", "8").output().unwrap();
+    let e = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && e.contains("checkpoint-8") && e.contains("injected"), "{e}");
+    assert!(has_checkpoint(&run, 4) && !run.join("checkpoint-8").exists(), "the previous checkpoint must stay, the failed one must not appear");
+    let leftovers: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "half-written folders left behind: {leftovers:?}");
+    ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap());
+    assert!(model_bytes(&run) == model_bytes(&full), "resumed after a failed write: other weights");
+
+    // A truncated checkpoint is refused with its name, and the next-older one is offered.
+    let damaged = tmp.path().join("damaged");
+    rewind(&full, &damaged, 16);
+    for (file, keep) in [("model.safetensors", 100usize), ("optimizer.safetensors", 40), ("training_state.json", 10)] {
+        let target = damaged.join("checkpoint-16").join(file);
+        let good = std::fs::read(&target).unwrap();
+        std::fs::write(&target, &good[..keep]).unwrap();
+        let res = modernft(&["train", "--quiet", "--resume", damaged.to_str().unwrap()]).output().unwrap();
+        let e = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "resumed from a damaged {file}");
+        assert!(e.contains("checkpoint-16") && e.contains("damaged") && e.contains("checkpoint-12"), "{file}: {e}");
+        std::fs::write(&target, good).unwrap();
+    }
+    // The advice works: with checkpoint-16 moved aside, the run resumes from 12 to the same end.
+    std::fs::rename(damaged.join("checkpoint-16"), tmp.path().join("aside")).unwrap();
+    ok(modernft(&["train", "--quiet", "--resume", damaged.to_str().unwrap()]).output().unwrap());
+    assert!(model_bytes(&damaged) == model_bytes(&full));
+}
+
+#[test]
+fn a_run_that_fails_on_its_data_creates_nothing_and_the_fixed_rerun_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let cfg = epochs_config(&tmp.path().join("a"), &run);
+    let cfg = cfg.to_str().unwrap();
+    for (set, says) in [
+        ("data.label_column=\"sentiment\"", "no column `sentiment`"),
+        ("training.metric_for_best_model=\"accuracyy\"", "metric_for_best_model"),
+        ("training.adam_beta2=1.0", "adam_beta2"),
+    ] {
+        let res = modernft(&["train", "--quiet", "--config", cfg, "--set", set]).output().unwrap();
+        let e = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success() && e.contains(says), "{set}: {e}");
+        assert!(!run.exists(), "{set}: the failed run left {}", run.display());
+    }
+    // An invalid metric is reported at once, not after the first evaluation.
+    let res = modernft(&["train", "--quiet", "--config", cfg, "--set", "training.metric_for_best_model=\"mse\""]).output().unwrap();
+    assert!(String::from_utf8_lossy(&res.stderr).contains("accuracy, f1"), "the valid metrics are listed");
+    ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.epochs=0.2"]).output().unwrap());
+    // --overwrite with a config that fails keeps the run that was there.
+    let before = model_bytes(&run);
+    let res = modernft(&["train", "--quiet", "--config", cfg, "--overwrite", "--set", "data.label_column=\"nope\""]).output().unwrap();
+    assert!(!res.status.success());
+    assert!(model_bytes(&run) == before, "a failed --overwrite lost the previous run");
+}
+
+#[test]
+fn exported_files_respect_the_umask_and_the_card_says_what_ran() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let cfg = epochs_config(&tmp.path().join("a"), &run);
+    // A validation split carved out of the training file, a fractional number of epochs.
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    let cfg_text = cfg_text.replace(&format!("validation = \"{}\"\n", tmp.path().join("a/dev.jsonl").display()), "validation_fraction = 0.2\n");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--set", "training.epochs=1.5"]).output().unwrap());
+    // The test process's umask is the default 022 (CI and here): files are 0644.
+    for f in ["model/model.safetensors", "model/config.json", "checkpoint-4/optimizer.safetensors", "checkpoint-4/model.safetensors", "metrics.jsonl"] {
+        let mode = std::fs::metadata(run.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{f} has mode {mode:o}");
+    }
+    let out = tmp.path().join("export");
+    ok(modernft(&["save", run.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap());
+    assert_eq!(std::fs::metadata(out.join("model.safetensors")).unwrap().permissions().mode() & 0o777, 0o644);
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // 128 training rows after the carve-out: 8 steps per epoch, 1.5 epochs = 12 steps.
+    assert!(card.contains("trained 12 optimizer steps (1.50 epochs)"), "{card}");
+    assert!(card.contains("128 training") && card.contains("32 validation (carved out of the training file: 20%"), "{card}");
+    assert!(!card.contains("3 epochs") && !card.contains("2.5 epochs"), "{card}");
+}
+
+/// Impossible values are refused where the user types them, by name, before any work: flags by
+/// clap, config keys (also through --set) by the range check, and sizes against the model.
+#[test]
+fn impossible_values_are_refused_by_name_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |args: &[&str], needles: &[&str]| {
+        let res = modernft(args).output().unwrap();
+        let e = String::from_utf8_lossy(&res.stderr).to_string();
+        assert!(!res.status.success(), "{args:?} was accepted");
+        for n in needles {
+            assert!(e.contains(n), "{args:?}: {n:?} missing from: {e}");
+        }
+    };
+    let model = fixtures().join("tiny-v4");
+    let model = model.to_str().unwrap();
+    refused(&["embed", "--model", model, "--batch-size", "0"], &["--batch-size", "at least 1"]);
+    refused(&["predict", "--model", model, "--batch-size", "0"], &["--batch-size", "at least 1"]);
+    refused(&["predict", "--model", model, "--threshold", "1.5"], &["--threshold", "between 0 and 1"]);
+    refused(&["embed", "--model", model, "--max-length", "1"], &["--max-length", "at least 2"]);
+    let out = tmp.path().join("run");
+    let out_set = format!("output.dir={}", out.display());
+    for (set, needle) in [
+        ("model.classifier_dropout=1", "model.classifier_dropout"),
+        ("training.adam_beta1=1", "training.adam_beta1"),
+        ("training.adam_beta2=1.5", "training.adam_beta2"),
+        ("training.learning_rate=-1e-3", "training.learning_rate"),
+        ("training.batch_size=0", "training.batch_size"),
+        ("training.lr_scheduler=\"cosin\"", "training.lr_scheduler"),
+    ] {
+        refused(&["train", "--config", "configs/quickstart.toml", "--set", &out_set, "--set", set], &[needle]);
+        assert!(!out.exists(), "{set}: a refused run left {}", out.display());
+    }
+    // matryoshka sizes beyond the model's hidden size (128 in the quickstart model).
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "task = \"embedding\"\n[model]\nconfig = \"{root}/examples/quickstart/config.json\"\ntokenizer = \"{root}/examples/quickstart/tokenizer.json\"\n\
+             [data]\ntrain = \"{root}/examples/quickstart/train.jsonl\"\ntext_pair_column = \"text\"\n[training]\nembedding_loss = \"mnrl\"\nmatryoshka_dims = [256, 64]\n\
+             [output]\ndir = \"{out}\"\n",
+            root = root().display(),
+            out = out.display()
+        ),
+    );
+    refused(&["train", "--config", cfg.to_str().unwrap()], &["matryoshka_dims", "256", "128"]);
+    assert!(!out.exists());
+}

@@ -238,7 +238,7 @@ fn data_command_reports_rows_labels_lengths_and_padding() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["train", "64", "p50", "p99", "over 10", "labels (train)", "grouped by length"] {
+    for needle in ["train", "64", "p50", "p99", "over 10", "labels (train, share of 64 rows)", "grouped by length"] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     // JSON for scripts: label counts in label order (integers sort numerically).
@@ -277,4 +277,143 @@ fn sst2_statistics_with_the_real_tokenizer() {
     assert_eq!(lines[0]["rows"], 67349);
     assert_eq!(lines[1]["rows"], 872);
     assert_eq!(lines[0]["labels"], serde_json::json!([["negative", 29780], ["positive", 37569]]));
+}
+
+/// `modernft data --config` on every config the repository ships (read from `configs/`, so a new
+/// config is covered the day it lands): each must load its splits the way `train` would, with the
+/// task it declares (multi-label lists, token tags, pair scores). Hub ids (model and dataset) come
+/// from a stand-in hub serving ../shared's files; `template.toml` runs in a folder holding the
+/// `data/train.jsonl` it names.
+#[test]
+fn data_reads_every_shipped_config() {
+    let Some(shared) = common::shared() else { return };
+    let read = |p: PathBuf| std::fs::read(p).unwrap();
+    let hub = stand_in_hub(vec![
+        ("tokenizer.json".into(), read(shared.join("data/modernbert/tokenizer.json"))),
+        ("plain_text/train/0000.parquet".into(), read(shared.join("data/imdb/hub/plain_text/train/0000.parquet"))),
+        ("plain_text/test/0000.parquet".into(), read(shared.join("data/imdb/hub/plain_text/test/0000.parquet"))),
+    ]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut configs: Vec<PathBuf> =
+        std::fs::read_dir(root.join("configs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    configs.sort();
+    assert!(configs.len() >= 8, "{configs:?}");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rows = String::new();
+    for i in 0..40 {
+        rows.push_str(&format!("{{\"text\": \"example number {i}\", \"label\": \"{}\"}}\n", ["yes", "no"][i % 2]));
+    }
+    std::fs::create_dir_all(scratch.path().join("data")).unwrap();
+    write(&scratch.path().join("data"), "train.jsonl", rows.as_bytes());
+    for config in &configs {
+        let name = config.file_name().unwrap().to_string_lossy().to_string();
+        let home = tempfile::tempdir().unwrap();
+        let cwd = if name == "template.toml" { scratch.path() } else { root };
+        let out = std::process::Command::new(common::binary())
+            .current_dir(cwd)
+            .args(["data", "--json", "--config"])
+            .arg(config)
+            .env("HF_ENDPOINT", &hub.url)
+            .env("HF_HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "data --config {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let splits: Vec<serde_json::Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let cfg: toml::Value = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+        let has_validation = cfg["data"].get("validation").is_some() || cfg["data"].get("validation_split").is_some();
+        assert_eq!(splits.len(), 1 + has_validation as usize, "{name}: {splits:?}");
+        for s in &splits {
+            assert!(s["rows"].as_u64().unwrap() > 0 && s["tokens"].as_u64().unwrap() > 0, "{name}: {s}");
+        }
+        let train = &splits[0];
+        let labels = train["labels"].as_array().unwrap();
+        let task = cfg.get("task").and_then(|t| t.as_str()).unwrap_or("classification");
+        let multi = cfg.get("multi_label").and_then(|t| t.as_bool()).unwrap_or(false);
+        match (task, multi) {
+            ("embedding", _) | ("regression", _) => assert!(labels.is_empty(), "{name}: {train}"),
+            ("token-classification", _) => {
+                assert_eq!(train["label_unit"], "tags", "{name}: {train}");
+                let sum: u64 = labels.iter().map(|l| l[1].as_u64().unwrap()).sum();
+                assert_eq!(sum, train["label_total"].as_u64().unwrap(), "{name}: shares are of all tags");
+            }
+            (_, true) => {
+                // A row carries several labels: the counts add up to more than the rows.
+                let sum: u64 = labels.iter().map(|l| l[1].as_u64().unwrap()).sum();
+                assert!(labels.len() >= 2 && sum > train["rows"].as_u64().unwrap(), "{name}: {train}");
+            }
+            _ => {
+                let sum: u64 = labels.iter().map(|l| l[1].as_u64().unwrap()).sum();
+                assert!(labels.len() >= 2 && sum == train["rows"].as_u64().unwrap(), "{name}: {train}");
+            }
+        }
+    }
+}
+
+/// Token classification: each tag's share is of all tags, and the text report says so.
+#[test]
+fn token_classification_tag_shares_are_of_all_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let conll = "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\n\nPeter B-PER\nBlackburn I-PER\n\n";
+    let train = write(dir.path(), "train.conll", conll.as_bytes());
+    let run = |json: bool| {
+        let mut c = std::process::Command::new(common::binary());
+        c.args(["data", "--task", "token-classification", "--train"]).arg(&train).arg("--tokenizer").arg(fixtures().join("tiny-v4/tokenizer.json"));
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: serde_json::Value = serde_json::from_str(run(true).lines().next().unwrap()).unwrap();
+    assert_eq!(v["rows"], 2);
+    assert_eq!(v["label_total"], 6, "{v}");
+    let o = v["labels"].as_array().unwrap().iter().find(|l| l[0] == "O").unwrap().clone();
+    assert_eq!(o[1], 2);
+    let text = run(false);
+    // 2 of 6 tags are O: 33.3%, not 100% of the 2 sentences.
+    assert!(text.contains("33.3%") && !text.contains("100.0%"), "{text}");
+}
+
+/// Files a user did not write by hand: CRLF line ends read the same as LF, a Latin-1 file is named
+/// with its line and the command that converts it, and a damaged parquet file is an error that
+/// names it, never a panic.
+#[test]
+fn crlf_latin1_and_damaged_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let lf = "{\"text\": \"a good film\", \"label\": \"pos\"}\n{\"text\": \"bad\", \"label\": \"neg\"}\n";
+    let a = read_table(&write(dir.path(), "lf.jsonl", lf.as_bytes()), None, &cols()).unwrap();
+    let b = read_table(&write(dir.path(), "crlf.jsonl", lf.replace('\n', "\r\n").as_bytes()), None, &cols()).unwrap();
+    assert_eq!(format!("{:?}", a.texts), format!("{:?}", b.texts));
+    assert_eq!(format!("{:?}", a.labels), format!("{:?}", b.labels));
+    let csv_lf = "text,label\na good film,pos\nbad,neg\n";
+    let c = read_table(&write(dir.path(), "crlf.csv", csv_lf.replace('\n', "\r\n").as_bytes()), None, &cols()).unwrap();
+    assert_eq!(format!("{:?}", a.texts), format!("{:?}", c.texts));
+
+    // "Günther" in Latin-1 on line 3.
+    let latin1 = b"text,label\nfine,pos\nG\xfcnther,neg\n";
+    let p = write(dir.path(), "latin1.csv", latin1);
+    let e = err(&p, &cols());
+    assert!(e.contains("latin1.csv") && e.contains("line 3") && e.contains("UTF-8") && e.contains("iconv"), "{e}");
+    let p = write(dir.path(), "latin1.jsonl", b"{\"text\": \"ok\", \"label\": 1}\n{\"text\": \"\xf0 caf\xe9\", \"label\": 0}\n");
+    let e = err(&p, &cols());
+    assert!(e.contains("latin1.jsonl") && e.contains("line 2") && e.contains("byte 11") && e.contains("file offset 37") && e.contains("iconv"), "{e}");
+
+    let good = dir.path().join("good.parquet");
+    write_parquet(&good, vec![("text", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef), ("label", Arc::new(Int64Array::from(vec![1, 0, 1])) as ArrayRef)]);
+    let bytes = std::fs::read(&good).unwrap();
+    for cut in [bytes.len() / 2, bytes.len() - 9, 12] {
+        let p = write(dir.path(), "cut.parquet", &bytes[..cut]);
+        let e = err(&p, &cols());
+        assert!(e.contains("cut.parquet"), "cut at {cut}: {e}");
+    }
+    let mut flipped = bytes.clone();
+    for i in (4..bytes.len() - 8).step_by(7) {
+        flipped[i] ^= 0x5a;
+    }
+    let p = write(dir.path(), "flipped.parquet", &flipped);
+    if let Err(e) = read_table(&p, None, &cols()) {
+        assert!(e.chain().contains("flipped.parquet"), "{}", e.chain());
+    }
 }

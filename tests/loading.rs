@@ -133,3 +133,44 @@ fn from_scratch_models_initialise_everything_reproducibly() {
     assert!(weight(&a, "model.final_norm.weight").iter().all(|x| *x == 1.0));
     assert!(weight(&a, "model.final_norm.bias").iter().all(|x| *x == 0.0));
 }
+
+/// A mistyped local path is reported as a missing folder, with its neighbours, before the hub
+/// error: the user sees the typo, not a network failure.
+#[test]
+fn a_mistyped_model_path_names_the_folder_and_its_neighbours() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cwd.path().join("runs/quickstart/model")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::binary())
+        .current_dir(cwd.path())
+        .args(["embed", "--model", "runs/quickstrt"])
+        .env("HF_HOME", home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("there is no local folder runs/quickstrt") && e.contains("holds: quickstart"), "{e}");
+}
+
+/// sentence-transformers folders: a Pooling module is optional (mean pooling, said aloud), and a
+/// module without a "path" is an error naming modules.json rather than a guess.
+#[test]
+fn sentence_transformers_modules_without_pooling_or_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixtures().join("tiny-v4").join(f), dir.path().join(f)).unwrap();
+    }
+    let modules = |text: &str| std::fs::write(dir.path().join("modules.json"), text).unwrap();
+    modules(r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]"#);
+    let files = ModelFiles::from_dir(dir.path()).unwrap();
+    let st = files.sentence.as_ref().expect("read as a sentence-transformers folder");
+    assert_eq!(st.pooling, modernft::model::Pooling::Mean);
+    assert!(!st.normalize);
+    let out = std::process::Command::new(common::binary()).args(["embed", "--model"]).arg(dir.path()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lists no Pooling module; using mean pooling"));
+
+    modules(r#"[{"idx": 0, "name": "0", "type": "sentence_transformers.models.Transformer"}]"#);
+    let e = ModelFiles::from_dir(dir.path()).unwrap_err().chain();
+    assert!(e.contains("modules.json") && e.contains("Transformer module has no \"path\""), "{e}");
+}

@@ -140,7 +140,7 @@ impl DataConfig {
             }
         }
         if self.max_length < 2 {
-            crate::bail!("[data] max_length must be at least 2");
+            crate::bail!("`data.max_length` = {} is out of range: it must be at least 2 (room for [CLS] and [SEP])", self.max_length);
         }
         Ok(())
     }

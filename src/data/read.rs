@@ -272,6 +272,24 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// Bytes that are not UTF-8: the error names the file, the line, the byte (in the line and in the
+/// file) and the usual fix.
+fn not_utf8(source: &str, line: usize, line_start: Option<u64>, at: usize) -> crate::Error {
+    let file_offset = line_start.map(|s| format!(", file offset {}", s + at as u64)).unwrap_or_default();
+    crate::err!(
+        "{source}, line {line}: invalid UTF-8 at byte {} of the line{file_offset}; the file is in another encoding (latin-1?): convert it with `iconv -f latin1 -t utf8 IN > OUT`",
+        at + 1
+    )
+}
+
+/// A line's text without its line ending (LF or CRLF) and, on line 1, a UTF-8 byte-order mark.
+fn line_text<'a>(buf: &'a [u8], lineno: usize, source: &str, line_start: u64) -> Result<&'a str> {
+    let mut bytes = buf.strip_suffix(b"\n").unwrap_or(buf);
+    bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let skip = if lineno == 1 && bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    std::str::from_utf8(&bytes[skip..]).map_err(|e| not_utf8(source, lineno, Some(line_start), skip + e.valid_up_to()))
+}
+
 fn check_text(text: &str, source: &str, row: &str, column: &str) -> Result<()> {
     if text.trim().is_empty() {
         crate::bail!("{source}, {row}: column `{column}` is empty; remove the row or give it text");
@@ -284,6 +302,7 @@ fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let mut reader = open_maybe_gz(path)?;
     let mut buf = Vec::new();
     let mut lineno = 0usize;
+    let mut offset = 0u64;
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {source}"))?;
@@ -291,17 +310,18 @@ fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
             break;
         }
         lineno += 1;
-        let line = std::str::from_utf8(&buf)
-            .map_err(|e| crate::err!("{source}, line {lineno}: invalid UTF-8 at byte {}; re-encode the file as UTF-8", e.valid_up_to()))?;
+        let line = line_text(&buf, lineno, &source, offset)?;
+        offset += n as u64;
         if line.trim().is_empty() {
             continue;
         }
         let v: Value = serde_json::from_str(line).map_err(|e| crate::err!("{source}, line {lineno}: malformed JSON ({e})"))?;
         let obj = v.as_object().with_context(|| format!("{source}, line {lineno}: expected a JSON object per line"))?;
         let field = |name: &str| -> Result<&Value> {
-            obj.get(name).with_context(|| {
+            obj.get(name).ok_or_else(|| {
                 let have: Vec<&str> = obj.keys().map(String::as_str).collect();
-                format!("{source}, line {lineno}: no column `{name}` (this row has: {}); set the column names in the [data] section", have.join(", "))
+                crate::err!("{source}, line {lineno}: no column `{name}` (this row has: {}); set the column names in the [data] section", have.join(", "))
+                    .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
             })
         };
         let text_of = |name: &str| -> Result<String> {
@@ -374,9 +394,19 @@ fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
         tags.clear();
         sink.push_row(row)
     };
-    for (i, line) in reader.lines().enumerate() {
-        let lineno = i + 1;
-        let line = line.map_err(|_| crate::err!("{source}, line {lineno}: invalid UTF-8; re-encode the file as UTF-8"))?;
+    let mut reader = reader;
+    let (mut buf, mut lineno, mut offset) = (Vec::new(), 0usize, 0u64);
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {source}"))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let line = line_text(&buf, lineno, &source, offset)?;
+        offset += n as u64;
+        // A line holding only a byte-order mark (WNUT17's dev file ends with one) is blank.
+        let line = line.trim_start_matches('\u{feff}');
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             flush(&mut words, &mut tags, start_line)?;
@@ -426,8 +456,9 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -
         .clone();
     let headers: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
     let index = |name: &str| -> Result<usize> {
-        headers.iter().position(|h| h == name).with_context(|| {
-            format!("{source}: no column `{name}` (the header has: {}); set the column names in the [data] section", headers.join(", "))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            crate::err!("{source}: no column `{name}` (the header has: {}); set the column names in the [data] section", headers.join(", "))
+                .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
         })
     };
     let ti = index(&cols.text)?;
@@ -446,9 +477,13 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -
             break;
         }
         let line = record.position().map_or(0, |p| p.line());
+        let start = record.position().map(|p| p.byte());
         let cell = |i: usize| -> Result<String> {
-            String::from_utf8(record[i].to_vec())
-                .map_err(|_| crate::err!("{source}, line {line}: invalid UTF-8; re-encode the file as UTF-8"))
+            String::from_utf8(record[i].to_vec()).map_err(|e| {
+                // The bad byte's place: the cell's start in the record plus its place in the cell.
+                let before: usize = (0..i).map(|j| record[j].len() + 1).sum();
+                not_utf8(&source, line as usize, start, before + e.utf8_error().valid_up_to())
+            })
         };
         let text = cell(ti)?;
         check_text(&text, &source, &format!("line {line}"), &cols.text)?;
@@ -477,7 +512,14 @@ fn csv_label(cell: &str) -> RawLabel {
     }
 }
 
+/// The parquet crate can panic on corrupted pages (seen in its RLE decoder): such a panic is
+/// contained and reported as an error naming the file.
 fn read_parquet(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
+    crate::error::contained(&source, || read_parquet_unguarded(path, cols, sink))
+}
+
+fn read_parquet_unguarded(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
     let file = File::open(path).with_context(|| format!("cannot open {source}"))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -489,6 +531,7 @@ fn read_parquet(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
         let i = schema.index_of(name).map_err(|_| {
             let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             crate::err!("{source}: no column `{name}` (the file has: {}); set the column names in the [data] section", have.join(", "))
+                .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
         })?;
         roots.push(i);
     }

@@ -21,6 +21,9 @@ pub struct SplitStats {
     pub truncated: usize,
     /// (label, count) in label-id order; empty without labels.
     pub labels: Vec<(String, usize)>,
+    /// What each label count is a share of: rows, or (token classification) tagged words.
+    pub label_unit: String,
+    pub label_total: usize,
     /// Fraction of padding tokens per epoch at `batch_size`, shuffled, and grouped by length.
     pub padding_random: f64,
     pub padding_grouped: f64,
@@ -45,7 +48,12 @@ pub fn split_stats(ds: &Dataset, label_names: Option<&[String]>, max_length: usi
         (Some(t), Some(names)) => distribution(t, names.len()).into_iter().map(|(i, c)| (names[i].clone(), c)).collect(),
         _ => Vec::new(),
     };
+    // A tag per word: counts are shares of all tagged words, not of sentences.
+    let per_word = matches!(ds.targets, Some(crate::data::labels::Targets::Tags(_)));
+    let label_total = if per_word { labels.iter().map(|(_, c)| c).sum() } else { ds.len() };
     SplitStats {
+        label_unit: if per_word { "tags" } else { "rows" }.to_string(),
+        label_total,
         split: ds.name.clone(),
         source: ds.source.clone(),
         rows: ds.len(),
@@ -81,9 +89,9 @@ pub fn render(stats: &[SplitStats], max_length: usize, batch_size: usize) -> Str
         );
     }
     for st in stats.iter().filter(|st| !st.labels.is_empty()) {
-        let _ = writeln!(s, "\nlabels ({}):", st.split);
+        let _ = writeln!(s, "\nlabels ({}, share of {} {}):", st.split, st.label_total, st.label_unit);
         for (name, count) in &st.labels {
-            let _ = writeln!(s, "  {:<20} {:>8}  {:>5.1}%", name, count, 100.0 * *count as f64 / st.rows.max(1) as f64);
+            let _ = writeln!(s, "  {:<20} {:>8}  {:>5.1}%", name, count, 100.0 * *count as f64 / st.label_total.max(1) as f64);
         }
     }
     let _ = writeln!(s, "\npadding at batch size {batch_size} (share of tokens that are padding):");

@@ -19,6 +19,13 @@ pub struct Encoded {
     pub truncated: bool,
 }
 
+/// Reads a `tokenizer.json`. The tokenizers crate panics on some malformed files (a decoder entry
+/// of the wrong shape): that panic becomes an error naming the file.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let what = format!("tokenizer {}", path.display());
+    crate::error::contained(&what, || Tokenizer::from_file(path).with_context(|| format!("cannot load {what}")))
+}
+
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     max_length: usize,
@@ -26,8 +33,7 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path).with_context(|| format!("cannot load tokenizer {}", path.display()))?;
-        Self::new(tokenizer, max_length)
+        Self::new(load_tokenizer(path)?, max_length)
     }
 
     pub fn new(mut tokenizer: Tokenizer, max_length: usize) -> Result<Self> {
@@ -56,6 +62,17 @@ impl TextEncoder {
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
+    }
+
+    /// The id that pads batches: the model config's `pad_token_id`, else the tokenizer's `[PAD]`
+    /// token; an error when neither says (padding with an arbitrary id would be a silent guess).
+    pub fn pad_id(&self, config_pad_token_id: Option<u32>) -> Result<u32> {
+        match config_pad_token_id.or_else(|| self.token_id("[PAD]")) {
+            Some(id) => Ok(id),
+            None => crate::bail!(
+                "the model config has no `pad_token_id` and the tokenizer has no [PAD] token; add `\"pad_token_id\": N` to the model's config.json"
+            ),
+        }
     }
 
     /// Encodes texts in parallel, with special tokens, truncated to `max_length`.

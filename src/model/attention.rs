@@ -111,6 +111,8 @@ impl VarlenAttention {
     fn probs<T: Real>(&self, q: &[T], kt: &[T], len: usize, q0: usize, q1: usize, k0: usize, k1: usize, p: &mut [T]) {
         let (d, kn) = (self.head_dim, k1 - k0);
         let scale = T::from_f64((d as f64).powf(-0.5));
+        // SAFETY: q holds len rows of d, kt is [d, len] (read from column k0, kn wide), and p holds at
+        // least (q1 − q0) rows of kn; p is a separate buffer from q and kt.
         unsafe {
             small_matmul(q1 - q0, kn, d, scale, rows(&q[q0 * d..], d), kt[k0..].as_ptr(), len, p.as_mut_ptr(), kn, false);
         }
@@ -161,26 +163,32 @@ impl VarlenAttention {
     /// `forward_unit` compiled for AVX-512, so that its element-wise loops run 16 lanes wide.
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
     unsafe fn forward_unit_avx512<T: Real>(&self, qkv: &[T], unit: (usize, usize, usize), dst: Shared<T>) {
-        self.forward_unit(qkv, unit, dst)
+        // SAFETY: the caller guarantees AVX-512F and `forward_unit`'s contract, passed through unchanged.
+        unsafe {
+            self.forward_unit(qkv, unit, dst)
+        }
     }
 
     /// One (sequence, head): its output columns of its rows.
     #[inline(always)]
     unsafe fn forward_unit<T: Real>(&self, qkv: &[T], (start, len, h): (usize, usize, usize), dst: Shared<T>) {
-        let (d, hidden) = (self.head_dim, self.hidden());
-        let (mut q, mut k, mut v) = (vec![T::ZERO; len * d], vec![T::ZERO; len * d], vec![T::ZERO; len * d]);
-        self.gather(qkv, start, len, 0, h, &mut q);
-        self.gather(qkv, start, len, 1, h, &mut k);
-        self.gather(qkv, start, len, 2, h, &mut v);
-        let kt = transpose(&k, len, d);
-        let mut p = vec![T::ZERO; TILE.min(len) * len.min(TILE + 2 * self.window.unwrap_or(len))];
-        for q0 in (0..len).step_by(TILE) {
-            let q1 = (q0 + TILE).min(len);
-            let (k0, k1) = self.keys(q0, q1, len);
-            self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
-            // out rows of this tile, this head's columns: P · v
-            let o = dst.0.add((start + q0) * hidden + h * d);
-            small_matmul(q1 - q0, d, k1 - k0, T::ONE, rows(&p, k1 - k0), v[k0 * d..].as_ptr(), d, o, hidden, false);
+        // SAFETY: `dst` points at a `[tokens, hidden]` output that this (sequence, head) unit alone writes: rows start..start+len, columns h·d..(h+1)·d; `small_matmul` reads `p` and `v` slices it is handed in full and writes only that block.
+        unsafe {
+            let (d, hidden) = (self.head_dim, self.hidden());
+            let (mut q, mut k, mut v) = (vec![T::ZERO; len * d], vec![T::ZERO; len * d], vec![T::ZERO; len * d]);
+            self.gather(qkv, start, len, 0, h, &mut q);
+            self.gather(qkv, start, len, 1, h, &mut k);
+            self.gather(qkv, start, len, 2, h, &mut v);
+            let kt = transpose(&k, len, d);
+            let mut p = vec![T::ZERO; TILE.min(len) * len.min(TILE + 2 * self.window.unwrap_or(len))];
+            for q0 in (0..len).step_by(TILE) {
+                let q1 = (q0 + TILE).min(len);
+                let (k0, k1) = self.keys(q0, q1, len);
+                self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
+                // out rows of this tile, this head's columns: P · v
+                let o = dst.0.add((start + q0) * hidden + h * d);
+                small_matmul(q1 - q0, d, k1 - k0, T::ONE, rows(&p, k1 - k0), v[k0 * d..].as_ptr(), d, o, hidden, false);
+            }
         }
     }
 
@@ -203,61 +211,67 @@ impl VarlenAttention {
     /// `backward_unit` compiled for AVX-512.
     #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
     unsafe fn backward_unit_avx512<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T], unit: (usize, usize, usize), dst: Shared<T>) {
-        self.backward_unit(qkv, out, grad, unit, dst)
+        // SAFETY: the caller guarantees AVX-512F and `backward_unit`'s contract, passed through unchanged.
+        unsafe {
+            self.backward_unit(qkv, out, grad, unit, dst)
+        }
     }
 
     /// One (sequence, head): the gradient of its q, k, v columns of its rows.
     #[inline(always)]
     unsafe fn backward_unit<T: Real>(&self, qkv: &[T], out: &[T], grad: &[T], (start, len, h): (usize, usize, usize), dst: Shared<T>) {
-        let (d, hidden, half) = (self.head_dim, self.hidden(), self.head_dim / 2);
-        let scale = T::from_f64((d as f64).powf(-0.5));
-        let buf = || vec![T::ZERO; len * d];
-        let (mut q, mut k, mut v) = (buf(), buf(), buf());
-        self.gather(qkv, start, len, 0, h, &mut q);
-        self.gather(qkv, start, len, 1, h, &mut k);
-        self.gather(qkv, start, len, 2, h, &mut v);
-        let (kt, vt) = (transpose(&k, len, d), transpose(&v, len, d));
-        let (mut dq, mut dk, mut dv) = (buf(), buf(), buf());
-        let width = len.min(TILE + 2 * self.window.unwrap_or(len));
-        let (mut p, mut dp) = (vec![T::ZERO; TILE.min(len) * width], vec![T::ZERO; TILE.min(len) * width]);
-        let go = &grad[start * hidden + h * d..]; // dO rows, stride `hidden`
-        for q0 in (0..len).step_by(TILE) {
-            let q1 = (q0 + TILE).min(len);
-            let (k0, k1) = self.keys(q0, q1, len);
-            let (m, kn) = (q1 - q0, k1 - k0);
-            self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
-            // dV[k0..k1] += Pᵀ · dO
-            small_matmul(kn, d, m, T::ONE, columns(&p, kn), go[q0 * hidden..].as_ptr(), hidden, dv[k0 * d..].as_mut_ptr(), d, true);
-            // dP = dO · Vᵀ
-            small_matmul(m, kn, d, T::ONE, rows(&go[q0 * hidden..], hidden), vt[k0..].as_ptr(), len, dp.as_mut_ptr(), kn, false);
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), and rowsum(dP ⊙ P) = dO_i · O_i.
-            for (r, (dsr, pr)) in dp.chunks_mut(kn).zip(p.chunks(kn)).take(m).enumerate() {
-                let row = (start + q0 + r) * hidden + h * d;
-                let (g, o) = (&grad[row..row + d], &out[row..row + d]);
-                let dot = sum16(d, |e| g[e] * o[e]);
-                for (x, &pv) in dsr.iter_mut().zip(pr) {
-                    *x = pv * (*x - dot);
+        // SAFETY: `dst` points at a `[tokens, 3·hidden]` gradient that this unit alone writes (its rows, its head's q/k/v columns, each `d` wide and in bounds); every `small_matmul` operand is a slice of a local buffer sized for the block it addresses.
+        unsafe {
+            let (d, hidden, half) = (self.head_dim, self.hidden(), self.head_dim / 2);
+            let scale = T::from_f64((d as f64).powf(-0.5));
+            let buf = || vec![T::ZERO; len * d];
+            let (mut q, mut k, mut v) = (buf(), buf(), buf());
+            self.gather(qkv, start, len, 0, h, &mut q);
+            self.gather(qkv, start, len, 1, h, &mut k);
+            self.gather(qkv, start, len, 2, h, &mut v);
+            let (kt, vt) = (transpose(&k, len, d), transpose(&v, len, d));
+            let (mut dq, mut dk, mut dv) = (buf(), buf(), buf());
+            let width = len.min(TILE + 2 * self.window.unwrap_or(len));
+            let (mut p, mut dp) = (vec![T::ZERO; TILE.min(len) * width], vec![T::ZERO; TILE.min(len) * width]);
+            let go = &grad[start * hidden + h * d..]; // dO rows, stride `hidden`
+            for q0 in (0..len).step_by(TILE) {
+                let q1 = (q0 + TILE).min(len);
+                let (k0, k1) = self.keys(q0, q1, len);
+                let (m, kn) = (q1 - q0, k1 - k0);
+                self.probs(&q, &kt, len, q0, q1, k0, k1, &mut p);
+                // dV[k0..k1] += Pᵀ · dO
+                small_matmul(kn, d, m, T::ONE, columns(&p, kn), go[q0 * hidden..].as_ptr(), hidden, dv[k0 * d..].as_mut_ptr(), d, true);
+                // dP = dO · Vᵀ
+                small_matmul(m, kn, d, T::ONE, rows(&go[q0 * hidden..], hidden), vt[k0..].as_ptr(), len, dp.as_mut_ptr(), kn, false);
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), and rowsum(dP ⊙ P) = dO_i · O_i.
+                for (r, (dsr, pr)) in dp.chunks_mut(kn).zip(p.chunks(kn)).take(m).enumerate() {
+                    let row = (start + q0 + r) * hidden + h * d;
+                    let (g, o) = (&grad[row..row + d], &out[row..row + d]);
+                    let dot = sum16(d, |e| g[e] * o[e]);
+                    for (x, &pv) in dsr.iter_mut().zip(pr) {
+                        *x = pv * (*x - dot);
+                    }
                 }
+                // dQ[q0..q1] = scale · dS · K ; dK[k0..k1] += scale · dSᵀ · Q
+                small_matmul(m, d, kn, scale, rows(&dp, kn), k[k0 * d..].as_ptr(), d, dq[q0 * d..].as_mut_ptr(), d, false);
+                small_matmul(kn, d, m, scale, columns(&dp, kn), q[q0 * d..].as_ptr(), d, dk[k0 * d..].as_mut_ptr(), d, true);
             }
-            // dQ[q0..q1] = scale · dS · K ; dK[k0..k1] += scale · dSᵀ · Q
-            small_matmul(m, d, kn, scale, rows(&dp, kn), k[k0 * d..].as_ptr(), d, dq[q0 * d..].as_mut_ptr(), d, false);
-            small_matmul(kn, d, m, scale, columns(&dp, kn), q[q0 * d..].as_ptr(), d, dk[k0 * d..].as_mut_ptr(), d, true);
-        }
-        // Back through the rotation: dx = dy ⊙ cos + rotate_halfᵀ(dy ⊙ sin), rotate_halfᵀ(z) = cat(z₂, −z₁).
-        for i in 0..len {
-            let ((c1, c2), (n1, n2)) = (self.cos[i * d..(i + 1) * d].split_at(half), self.sin[i * d..(i + 1) * d].split_at(half));
-            let row = (start + i) * 3 * hidden + h * d;
-            for (part, g) in [(0, &dq), (1, &dk)] {
-                let (g1, g2) = g[i * d..(i + 1) * d].split_at(half);
-                let (o1, o2) = std::slice::from_raw_parts_mut(dst.0.add(row + part * hidden), d).split_at_mut(half);
-                for ((((o, &a), &b), &c), &s) in o1.iter_mut().zip(g1).zip(g2).zip(c1).zip(n2) {
-                    *o = a * T::from_f32(c) + b * T::from_f32(s);
+            // Back through the rotation: dx = dy ⊙ cos + rotate_halfᵀ(dy ⊙ sin), rotate_halfᵀ(z) = cat(z₂, −z₁).
+            for i in 0..len {
+                let ((c1, c2), (n1, n2)) = (self.cos[i * d..(i + 1) * d].split_at(half), self.sin[i * d..(i + 1) * d].split_at(half));
+                let row = (start + i) * 3 * hidden + h * d;
+                for (part, g) in [(0, &dq), (1, &dk)] {
+                    let (g1, g2) = g[i * d..(i + 1) * d].split_at(half);
+                    let (o1, o2) = std::slice::from_raw_parts_mut(dst.0.add(row + part * hidden), d).split_at_mut(half);
+                    for ((((o, &a), &b), &c), &s) in o1.iter_mut().zip(g1).zip(g2).zip(c1).zip(n2) {
+                        *o = a * T::from_f32(c) + b * T::from_f32(s);
+                    }
+                    for ((((o, &b), &a), &c), &s) in o2.iter_mut().zip(g2).zip(g1).zip(c2).zip(n1) {
+                        *o = b * T::from_f32(c) - a * T::from_f32(s);
+                    }
                 }
-                for ((((o, &b), &a), &c), &s) in o2.iter_mut().zip(g2).zip(g1).zip(c2).zip(n1) {
-                    *o = b * T::from_f32(c) - a * T::from_f32(s);
-                }
+                std::slice::from_raw_parts_mut(dst.0.add(row + 2 * hidden), d).copy_from_slice(&dv[i * d..(i + 1) * d]);
             }
-            std::slice::from_raw_parts_mut(dst.0.add(row + 2 * hidden), d).copy_from_slice(&dv[i * d..(i + 1) * d]);
         }
     }
 

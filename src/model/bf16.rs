@@ -68,8 +68,19 @@ impl PackedWeight {
     }
 
     /// `x [m, k]` (f32, row-major) times the weight transposed: `[m, n]` in f32, plus `bias`.
-    pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "bf16 matmul: input is not [m, k]");
+    ///
+    /// Safe to call on any CPU and with any input: the CPU's AVX-512 BF16 support and the operands'
+    /// sizes are checked here, so the kernel's preconditions cannot be broken from safe code.
+    pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> candle_core::Result<Vec<f32>> {
+        if !supported() {
+            candle_core::bail!("bf16 products need a CPU with AVX-512 BF16; use f32 on this machine");
+        }
+        if x.len() != m * self.k {
+            candle_core::bail!("bf16 matmul: input has {} values, expected [{m}, {}]", x.len(), self.k);
+        }
+        if bias.is_some_and(|b| b.len() != self.n) {
+            candle_core::bail!("bf16 matmul: bias has {} values, expected {}", bias.map_or(0, <[f32]>::len), self.n);
+        }
         let (k, kp, n) = (self.k, self.kp, self.n);
         // Activations to bf16, rows padded to a multiple of MR and k to kp with zeros.
         let mp = m.div_ceil(MR) * MR;
@@ -87,14 +98,16 @@ impl PackedWeight {
             let cols = NR.min(n - col0);
             for r0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - r0);
-                // SAFETY: `supported()` was checked by the caller (`Linear`); a, panel and c hold the
-                // ranges the kernel reads and writes; tasks write disjoint columns of c.
+                // SAFETY: `supported()` was checked above; `a` holds `mp` ≥ r0 + MR rows of kp
+                // values, `panel` kp × NR values, `c` m × n with rows r0..r0 + rows and columns
+                // col0..col0 + cols in range (cols ≤ n − col0), `bias` has n values (checked);
+                // tasks write disjoint columns of c.
                 unsafe {
                     kernel(a.as_ptr().add(r0 * kp), kp, panel.as_ptr(), out.0.add(r0 * n + col0), n, rows, cols, bias.map(|b| &b[col0..col0 + cols]));
                 }
             }
         });
-        c
+        Ok(c)
     }
 }
 
@@ -116,15 +129,18 @@ fn to_bf16_row(src: &[f32], dst: &mut [u16]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn to_bf16_simd(src: &[f32], dst: &mut [u16]) -> usize {
-    use std::arch::x86_64::*;
-    let chunks = src.len().min(dst.len()) / 32;
-    for c in 0..chunks {
-        let lo = _mm512_loadu_ps(src.as_ptr().add(c * 32));
-        let hi = _mm512_loadu_ps(src.as_ptr().add(c * 32 + 16));
-        let v = _mm512_cvtne2ps_pbh(hi, lo); // lanes 0..16 from lo, 16..32 from hi
-        _mm512_storeu_si512(dst.as_mut_ptr().add(c * 32) as *mut _, std::mem::transmute::<__m512bh, __m512i>(v));
+    // SAFETY: the caller guarantees AVX-512F/BF16; each 32-lane load and store covers indices c·32..c·32+32 < min(src.len(), dst.len()).
+    unsafe {
+        use std::arch::x86_64::*;
+        let chunks = src.len().min(dst.len()) / 32;
+        for c in 0..chunks {
+            let lo = _mm512_loadu_ps(src.as_ptr().add(c * 32));
+            let hi = _mm512_loadu_ps(src.as_ptr().add(c * 32 + 16));
+            let v = _mm512_cvtne2ps_pbh(hi, lo); // lanes 0..16 from lo, 16..32 from hi
+            _mm512_storeu_si512(dst.as_mut_ptr().add(c * 32) as *mut _, std::mem::transmute::<__m512bh, __m512i>(v));
+        }
+        chunks * 32
     }
-    chunks * 32
 }
 
 /// `x · Wᵀ (+ bias)` in bf16 as a candle op on f32 CPU tensors (no backward: inference only).
@@ -147,7 +163,7 @@ impl candle_core::CustomOp1 for Bf16Linear {
         if k != self.weight.k {
             candle_core::bail!("bf16 linear: input width {k}, weight expects {}", self.weight.k);
         }
-        let y = self.weight.matmul(&x[a..b], (b - a) / k.max(1), self.bias.as_deref().map(Vec::as_slice));
+        let y = self.weight.matmul(&x[a..b], (b - a) / k.max(1), self.bias.as_deref().map(Vec::as_slice))?;
         *dims.last_mut().unwrap() = self.weight.n;
         Ok((candle_core::CpuStorage::F32(y), candle_core::Shape::from(dims)))
     }
@@ -157,26 +173,29 @@ impl candle_core::CustomOp1 for Bf16Linear {
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(a: *const u16, kp: usize, b: *const u16, c: *mut f32, ldc: usize, rows: usize, cols: usize, bias: Option<&[f32]>) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for kk in 0..kp / 2 {
-        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2) as *const _));
-        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2 + 32) as *const _));
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let pair = (a.add(r * kp + 2 * kk) as *const i32).read_unaligned();
-            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
-            acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
-            acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
+    // SAFETY: the caller guarantees AVX-512 BF16 and passes a packed A panel of MR rows × kp, a packed B panel of kp × NR, and a C block of `rows` rows of `cols` ≤ NR valid elements at stride ldc.
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for kk in 0..kp / 2 {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2) as *const _));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2 + 32) as *const _));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let pair = (a.add(r * kp + 2 * kk) as *const i32).read_unaligned();
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
+            }
         }
-    }
-    let mut tile = [0f32; NR];
-    for (r, acc) in acc.iter().enumerate().take(rows) {
-        _mm512_storeu_ps(tile.as_mut_ptr(), acc[0]);
-        _mm512_storeu_ps(tile.as_mut_ptr().add(16), acc[1]);
-        let dst = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
-        match bias {
-            Some(bias) => dst.iter_mut().zip(&tile).zip(bias).for_each(|((d, &t), &b)| *d = t + b),
-            None => dst.copy_from_slice(&tile[..cols]),
+        let mut tile = [0f32; NR];
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            _mm512_storeu_ps(tile.as_mut_ptr(), acc[0]);
+            _mm512_storeu_ps(tile.as_mut_ptr().add(16), acc[1]);
+            let dst = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
+            match bias {
+                Some(bias) => dst.iter_mut().zip(&tile).zip(bias).for_each(|((d, &t), &b)| *d = t + b),
+                None => dst.copy_from_slice(&tile[..cols]),
+            }
         }
     }
 }
@@ -202,7 +221,7 @@ mod tests {
         let x: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.731).sin()).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.377).cos()).collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
-        let y = PackedWeight::pack(&w, n, k).matmul(&x, m, Some(&bias));
+        let y = PackedWeight::pack(&w, n, k).matmul(&x, m, Some(&bias)).unwrap();
         let r = |v: f32| half::bf16::from_f32(v).to_f32() as f64;
         for i in 0..m {
             for j in 0..n {

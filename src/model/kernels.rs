@@ -89,13 +89,16 @@ fn max_f32(row: &[f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn max_avx512(row: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
-    for chunk in row.chunks(16) {
-        let mask = simd::lanes(chunk.len());
-        m = _mm512_mask_max_ps(m, mask, m, _mm512_maskz_loadu_ps(mask, chunk.as_ptr()));
+    // SAFETY: the caller guarantees AVX-512F; each masked load reads only the chunk's own lanes.
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        for chunk in row.chunks(16) {
+            let mask = simd::lanes(chunk.len());
+            m = _mm512_mask_max_ps(m, mask, m, _mm512_maskz_loadu_ps(mask, chunk.as_ptr()));
+        }
+        _mm512_reduce_max_ps(m)
     }
-    _mm512_reduce_max_ps(m)
 }
 
 fn exp_shifted_exact<T: Real>(row: &mut [T], max: T) -> T {
@@ -126,19 +129,22 @@ fn exp_shifted_f32(row: &mut [f32], max: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn exp_shifted_avx512(row: &mut [f32], max: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (maxv, lo) = (_mm512_set1_ps(max), _mm512_set1_ps(-87.0));
-    let mut sum = _mm512_setzero_ps();
-    for chunk in row.chunks_mut(16) {
-        let mask = simd::lanes(chunk.len());
-        let x = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, chunk.as_ptr()), maxv);
-        // exactly 0 below −87 and in the masked-off tail lanes.
-        let keep = _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(mask, x, lo);
-        let y = _mm512_maskz_mov_ps(keep, simd::exp(x));
-        _mm512_mask_storeu_ps(chunk.as_mut_ptr(), mask, y);
-        sum = _mm512_add_ps(sum, y);
+    // SAFETY: the caller guarantees AVX-512F; each masked load and store touches only the chunk's own lanes.
+    unsafe {
+        use std::arch::x86_64::*;
+        let (maxv, lo) = (_mm512_set1_ps(max), _mm512_set1_ps(-87.0));
+        let mut sum = _mm512_setzero_ps();
+        for chunk in row.chunks_mut(16) {
+            let mask = simd::lanes(chunk.len());
+            let x = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, chunk.as_ptr()), maxv);
+            // exactly 0 below −87 and in the masked-off tail lanes.
+            let keep = _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(mask, x, lo);
+            let y = _mm512_maskz_mov_ps(keep, simd::exp(x));
+            _mm512_mask_storeu_ps(chunk.as_mut_ptr(), mask, y);
+            sum = _mm512_add_ps(sum, y);
+        }
+        _mm512_reduce_add_ps(sum)
     }
-    _mm512_reduce_add_ps(sum)
 }
 
 /// AVX-512 versions of the scalar functions the fused kernels need, 16 f32 lanes at a time.
@@ -175,22 +181,25 @@ mod simd {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn erf(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
-        let x2 = _mm512_mul_ps(x, x);
-        let mut p = _mm512_set1_ps(-2.726_142_3e-10);
-        for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
-            p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(c));
+        // SAFETY: register-only arithmetic; the caller guarantees AVX-512F.
+        unsafe {
+            let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0)), _mm512_set1_ps(-4.0));
+            let x2 = _mm512_mul_ps(x, x);
+            let mut p = _mm512_set1_ps(-2.726_142_3e-10);
+            for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
+                p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(c));
+            }
+            let mut q = _mm512_set1_ps(-1.456_607_2e-5);
+            for c in [-2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_473_9e-2] {
+                q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(c));
+            }
+            let r = _mm512_div_ps(_mm512_mul_ps(x, p), q);
+            // |erf| rounds to 1 in f32 beyond 3.85; the rational form is 7e-7 short of it near 4.
+            let sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN)));
+            let one = _mm512_or_ps(_mm512_set1_ps(1.0), sign);
+            let tail = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(3.85));
+            _mm512_mask_blend_ps(tail, r, one)
         }
-        let mut q = _mm512_set1_ps(-1.456_607_2e-5);
-        for c in [-2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_473_9e-2] {
-            q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(c));
-        }
-        let r = _mm512_div_ps(_mm512_mul_ps(x, p), q);
-        // |erf| rounds to 1 in f32 beyond 3.85; the rational form is 7e-7 short of it near 4.
-        let sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN)));
-        let one = _mm512_or_ps(_mm512_set1_ps(1.0), sign);
-        let tail = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(3.85));
-        _mm512_mask_blend_ps(tail, r, one)
     }
 
     /// Φ(x) and φ(x) of the exact (erf) GELU, x·Φ(x).
@@ -201,49 +210,58 @@ mod simd {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_cdf_pdf(x: __m512) -> (__m512, __m512) {
-        let half = _mm512_set1_ps(0.5);
-        let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-        let central = _mm512_mul_ps(half, _mm512_add_ps(_mm512_set1_ps(1.0), erf(z)));
-        let e = exp(_mm512_mul_ps(_mm512_set1_ps(-0.5), _mm512_mul_ps(x, x))); // e^(−z²)
-        let tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, _mm512_set1_ps(-1.0));
-        let cdf = if tail == 0 {
-            central
-        } else {
-            let u = _mm512_div_ps(_mm512_set1_ps(-1.0), z);
-            let mut p = _mm512_set1_ps(-1.129_978_0e-2);
-            for c in [3.725_128_2e-2, 6.376_394_9e-3, -2.226_860_4e-1, 4.840_872_6e-1, -4.662_884_4e-1, 4.064_752_4e-2, 5.592_369_3e-1, 2.583_627e-4] {
-                p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(c));
-            }
-            _mm512_mask_blend_ps(tail, central, _mm512_mul_ps(_mm512_mul_ps(half, e), p))
-        };
-        let pdf = _mm512_mul_ps(e, _mm512_set1_ps(0.398_942_3)); // 1/√(2π)
-        (cdf, pdf)
+        // SAFETY: register-only arithmetic; the caller guarantees AVX-512F.
+        unsafe {
+            let half = _mm512_set1_ps(0.5);
+            let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+            let central = _mm512_mul_ps(half, _mm512_add_ps(_mm512_set1_ps(1.0), erf(z)));
+            let e = exp(_mm512_mul_ps(_mm512_set1_ps(-0.5), _mm512_mul_ps(x, x))); // e^(−z²)
+            let tail = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, _mm512_set1_ps(-1.0));
+            let cdf = if tail == 0 {
+                central
+            } else {
+                let u = _mm512_div_ps(_mm512_set1_ps(-1.0), z);
+                let mut p = _mm512_set1_ps(-1.129_978_0e-2);
+                for c in [3.725_128_2e-2, 6.376_394_9e-3, -2.226_860_4e-1, 4.840_872_6e-1, -4.662_884_4e-1, 4.064_752_4e-2, 5.592_369_3e-1, 2.583_627e-4] {
+                    p = _mm512_fmadd_ps(p, u, _mm512_set1_ps(c));
+                }
+                _mm512_mask_blend_ps(tail, central, _mm512_mul_ps(_mm512_mul_ps(half, e), p))
+            };
+            let pdf = _mm512_mul_ps(e, _mm512_set1_ps(0.398_942_3)); // 1/√(2π)
+            (cdf, pdf)
+        }
     }
 
     /// GeGLU rows: `y = gelu(a) · g` for one row split into `a` and `g`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn geglu_forward(a: &[f32], g: &[f32], y: &mut [f32]) {
-        for i in (0..y.len()).step_by(16) {
-            let mask = lanes(y.len() - i);
-            let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
-            let (cdf, _) = gelu_cdf_pdf(x);
-            let out = _mm512_mul_ps(_mm512_mul_ps(x, cdf), _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i)));
-            _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), mask, out);
+        // SAFETY: the caller guarantees AVX-512F and a, g as long as y; loads and stores are masked to y.len() − i lanes.
+        unsafe {
+            for i in (0..y.len()).step_by(16) {
+                let mask = lanes(y.len() - i);
+                let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
+                let (cdf, _) = gelu_cdf_pdf(x);
+                let out = _mm512_mul_ps(_mm512_mul_ps(x, cdf), _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i)));
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), mask, out);
+            }
         }
     }
 
     /// GeGLU row backward: `da = dy · g · gelu'(a)`, `dg = dy · gelu(a)`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn geglu_backward(a: &[f32], g: &[f32], dy: &[f32], da: &mut [f32], dg: &mut [f32]) {
-        for i in (0..dy.len()).step_by(16) {
-            let mask = lanes(dy.len() - i);
-            let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
-            let (cdf, pdf) = gelu_cdf_pdf(x);
-            let d = _mm512_maskz_loadu_ps(mask, dy.as_ptr().add(i));
-            let gv = _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i));
-            let dgelu = _mm512_fmadd_ps(x, pdf, cdf);
-            _mm512_mask_storeu_ps(da.as_mut_ptr().add(i), mask, _mm512_mul_ps(_mm512_mul_ps(d, gv), dgelu));
-            _mm512_mask_storeu_ps(dg.as_mut_ptr().add(i), mask, _mm512_mul_ps(d, _mm512_mul_ps(x, cdf)));
+        // SAFETY: the caller guarantees AVX-512F and a, g, da, dg as long as dy; loads and stores are masked to dy.len() − i lanes.
+        unsafe {
+            for i in (0..dy.len()).step_by(16) {
+                let mask = lanes(dy.len() - i);
+                let x = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(i));
+                let (cdf, pdf) = gelu_cdf_pdf(x);
+                let d = _mm512_maskz_loadu_ps(mask, dy.as_ptr().add(i));
+                let gv = _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i));
+                let dgelu = _mm512_fmadd_ps(x, pdf, cdf);
+                _mm512_mask_storeu_ps(da.as_mut_ptr().add(i), mask, _mm512_mul_ps(_mm512_mul_ps(d, gv), dgelu));
+                _mm512_mask_storeu_ps(dg.as_mut_ptr().add(i), mask, _mm512_mul_ps(d, _mm512_mul_ps(x, cdf)));
+            }
         }
     }
 }
@@ -264,15 +282,16 @@ pub(crate) fn wide_f32<T: Real>() -> bool {
 /// Reinterprets a slice of `T` that is known to be f32 (`wide_f32` checked the type).
 #[cfg(target_arch = "x86_64")]
 fn as_f32<T: Real>(v: &[T]) -> &[f32] {
-    debug_assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>());
-    // SAFETY: T is f32 (checked by the caller through TypeId), so layout and length agree.
+    // Checked here, in every build: a wrong `T` must never reach the cast below.
+    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>(), "as_f32 on a slice that is not f32");
+    // SAFETY: T is f32 (asserted above), so element layout and length agree.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
 }
 
 #[cfg(target_arch = "x86_64")]
 fn as_f32_mut<T: Real>(v: &mut [T]) -> &mut [f32] {
-    debug_assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>());
-    // SAFETY: as for `as_f32`.
+    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f32>(), "as_f32_mut on a slice that is not f32");
+    // SAFETY: T is f32 (asserted above); the borrow is unique for the returned lifetime.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) }
 }
 
@@ -317,7 +336,10 @@ pub(crate) fn slice<'a, T>(v: &'a [T], layout: &Layout) -> candle_core::Result<&
 /// of elements of one output buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared<T>(pub *mut T);
+// SAFETY: a Shared is only a pointer; the kernels that hand it to tasks give each task a disjoint
+// set of elements to write and keep the buffer alive until every task has joined.
 unsafe impl<T> Send for Shared<T> {}
+// SAFETY: as for Send: no two tasks touch the same element through it.
 unsafe impl<T> Sync for Shared<T> {}
 
 /// Rows handed to one rayon task: enough work to amortise the task, enough tasks for every core.
@@ -422,7 +444,10 @@ fn ln_backward<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
     let mut out = vec![T::ZERO; (rows + 1) * n];
     let (dx, _) = out.split_at_mut(rows * n);
     let wide = wide_f32::<T>();
-    let dw = dx
+    // Each task's partial dw over its fixed block of ROWS_PER_TASK rows, collected in block order
+    // and summed in that order: the result does not depend on the thread count or on which thread
+    // stole which block (a tree `reduce` would, and bit-exact resume would break).
+    let partials: Vec<Vec<T>> = dx
         .par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK).zip(dy.par_chunks(n * ROWS_PER_TASK)))
         .map(|(dxs, (xs, dys))| {
@@ -435,12 +460,13 @@ fn ln_backward<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
             }
             dw
         })
-        .reduce(|| vec![T::ZERO; n], |mut a, b| {
-            for (a, b) in a.iter_mut().zip(b) {
-                *a += b;
-            }
-            a
-        });
+        .collect();
+    let mut dw = vec![T::ZERO; n];
+    for part in &partials {
+        for (a, &b) in dw.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
     out[rows * n..].copy_from_slice(&dw);
     out
 }
@@ -668,6 +694,26 @@ mod tests {
         for v in [&x, &w] {
             let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
             assert!(max_diff(a, b) < 1e-10, "{}", max_diff(a, b));
+        }
+    }
+
+    /// The LayerNorm weight gradient is a sum over rows computed by parallel tasks: it must be the
+    /// same bits with 1, 2 or 3 threads and on every repetition (a work-stealing `reduce` tree is
+    /// not, and bit-exact resume depends on it).
+    #[test]
+    fn layer_norm_weight_gradient_is_bit_identical_for_any_thread_count() {
+        let (rows, n) = (16 * 37 + 5, 48);
+        let x: Vec<f32> = (0..rows * n).map(|i| ((i as f32) * 0.731).sin() * 2.0 + 0.1).collect();
+        let dy: Vec<f32> = (0..rows * n).map(|i| ((i as f32) * 0.193).cos() * 1e3).collect();
+        let w: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 / n as f32).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| ln_backward(&x, &w, &dy, 1e-5))
+        };
+        let one = run(1);
+        for threads in [2, 3, 2, 2] {
+            let other = run(threads);
+            assert!(one.iter().zip(&other).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads differ from 1");
         }
     }
 

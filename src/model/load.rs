@@ -153,7 +153,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
                 let t = w.load(&stored, dev).map_err(|e| msg(format!("tensor `{stored}`: {}", e.chain())))?;
                 if t.shape() != &shape {
                     return Err(msg(format!(
-                        "tensor `{stored}` has shape {:?} in the checkpoint, but the model config needs {:?}",
+                        "tensor `{stored}` has shape {:?} in the weights, but config.json needs {:?}: the weights and config.json do not belong together",
                         t.dims(),
                         shape.dims()
                     )));

@@ -5,6 +5,7 @@
 //! GeGLU), `small_matmul` (the attention kernel's products), `product` (the linear layers'
 //! products); `bf16` is the AVX-512 BF16 product used for `--precision bf16` inference.
 
+pub mod alloc;
 pub mod attention;
 pub mod bf16;
 pub mod config;

@@ -31,25 +31,28 @@ pub unsafe fn small_matmul<T: Real>(
     m: usize, n: usize, k: usize, alpha: T,
     a: Strided<T>, b: *const T, b_rs: usize, c: *mut T, c_rs: usize, accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::model::kernels::wide_f32::<T>() {
-            let a32 = Strided { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs };
-            let alpha = *(&alpha as *const T as *const f32);
-            return avx512::matmul(m, n, k, alpha, a32, b as *const f32, b_rs, c as *mut f32, c_rs, accumulate);
+    // SAFETY: the caller upholds the `# Safety` contract above; the AVX-512 path is taken only when `wide_f32` confirmed the CPU feature and T = f32, so the f32 casts are identities.
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::model::kernels::wide_f32::<T>() {
+                let a32 = Strided { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs };
+                let alpha = *(&alpha as *const T as *const f32);
+                return avx512::matmul(m, n, k, alpha, a32, b as *const f32, b_rs, c as *mut f32, c_rs, accumulate);
+            }
+        }
+        gemm::gemm(
+            m, n, k,
+            c, 1, c_rs as isize, accumulate,
+            a.ptr, a.cs as isize, a.rs as isize,
+            b, 1, b_rs as isize,
+            if accumulate { T::ONE } else { T::ZERO }, alpha,
+            false, false, false, Parallelism::None,
+        )
     }
-    gemm::gemm(
-        m, n, k,
-        c, 1, c_rs as isize, accumulate,
-        a.ptr, a.cs as isize, a.rs as isize,
-        b, 1, b_rs as isize,
-        if accumulate { T::ONE } else { T::ZERO }, alpha,
-        false, false, false, Parallelism::None,
-    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -67,24 +70,27 @@ mod avx512 {
         m: usize, n: usize, k: usize, alpha: f32,
         a: Strided<f32>, b: *const f32, b_rs: usize, c: *mut f32, c_rs: usize, accumulate: bool,
     ) {
-        for j0 in (0..n).step_by(64) {
-            let width = (n - j0).min(64);
-            // One 16-lane mask per register column; columns past `width` are masked off.
-            let masks: [__mmask16; 4] =
-                std::array::from_fn(|q| if width <= q * 16 { 0 } else { ((1u32 << (width - q * 16).min(16)) - 1) as __mmask16 });
-            let regs = width.div_ceil(16);
-            for r0 in (0..m).step_by(ROWS) {
-                let rows = (m - r0).min(ROWS);
-                let blk = Block { k, alpha, a: Strided { ptr: a.ptr.add(r0 * a.rs), ..a }, b: b.add(j0), b_rs, c: c.add(r0 * c_rs + j0), c_rs, masks, accumulate };
-                macro_rules! dispatch {
-                    ($($r:literal),*) => {
-                        match (rows, regs) {
-                            $( ($r, 1) => blk.run::<$r, 1>(), ($r, 2) => blk.run::<$r, 2>(), ($r, 3) => blk.run::<$r, 3>(), ($r, _) => blk.run::<$r, 4>(), )*
-                            _ => unreachable!("rows are 1..=ROWS"),
-                        }
-                    };
+        // SAFETY: AVX-512F is enabled by the caller; every block addresses rows r0..r0+rows < m of a and c and columns j0..j0+width ≤ n of b and c, inside the caller's `small_matmul` contract.
+        unsafe {
+            for j0 in (0..n).step_by(64) {
+                let width = (n - j0).min(64);
+                // One 16-lane mask per register column; columns past `width` are masked off.
+                let masks: [__mmask16; 4] =
+                    std::array::from_fn(|q| if width <= q * 16 { 0 } else { ((1u32 << (width - q * 16).min(16)) - 1) as __mmask16 });
+                let regs = width.div_ceil(16);
+                for r0 in (0..m).step_by(ROWS) {
+                    let rows = (m - r0).min(ROWS);
+                    let blk = Block { k, alpha, a: Strided { ptr: a.ptr.add(r0 * a.rs), ..a }, b: b.add(j0), b_rs, c: c.add(r0 * c_rs + j0), c_rs, masks, accumulate };
+                    macro_rules! dispatch {
+                        ($($r:literal),*) => {
+                            match (rows, regs) {
+                                $( ($r, 1) => blk.run::<$r, 1>(), ($r, 2) => blk.run::<$r, 2>(), ($r, 3) => blk.run::<$r, 3>(), ($r, _) => blk.run::<$r, 4>(), )*
+                                _ => unreachable!("rows are 1..=ROWS"),
+                            }
+                        };
+                    }
+                    dispatch!(1, 2, 3, 4, 5, 6);
                 }
-                dispatch!(1, 2, 3, 4, 5, 6);
             }
         }
     }
@@ -106,27 +112,30 @@ mod avx512 {
         #[inline]
         #[target_feature(enable = "avx512f")]
         unsafe fn run<const R: usize, const Q: usize>(&self) {
-            let mut acc = [[_mm512_setzero_ps(); Q]; R];
-            for t in 0..self.k {
-                let brow = self.b.add(t * self.b_rs);
-                let bv: [__m512; Q] = std::array::from_fn(|q| _mm512_maskz_loadu_ps(self.masks[q], brow.add(16 * q)));
-                let arow = self.a.ptr.add(t * self.a.cs);
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*arow.add(r * self.a.rs));
-                    for q in 0..Q {
-                        acc_r[q] = _mm512_fmadd_ps(av, bv[q], acc_r[q]);
+            // SAFETY: the block was built by `matmul` inside the caller's bounds: rows < R of a and c, k rows of b, and lanes past the block width are masked off on every load and store.
+            unsafe {
+                let mut acc = [[_mm512_setzero_ps(); Q]; R];
+                for t in 0..self.k {
+                    let brow = self.b.add(t * self.b_rs);
+                    let bv: [__m512; Q] = std::array::from_fn(|q| _mm512_maskz_loadu_ps(self.masks[q], brow.add(16 * q)));
+                    let arow = self.a.ptr.add(t * self.a.cs);
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*arow.add(r * self.a.rs));
+                        for q in 0..Q {
+                            acc_r[q] = _mm512_fmadd_ps(av, bv[q], acc_r[q]);
+                        }
                     }
                 }
-            }
-            let alpha = _mm512_set1_ps(self.alpha);
-            for (r, acc_r) in acc.iter().enumerate() {
-                let crow = self.c.add(r * self.c_rs);
-                for q in 0..Q {
-                    let mut v = _mm512_mul_ps(acc_r[q], alpha);
-                    if self.accumulate {
-                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(self.masks[q], crow.add(16 * q)));
+                let alpha = _mm512_set1_ps(self.alpha);
+                for (r, acc_r) in acc.iter().enumerate() {
+                    let crow = self.c.add(r * self.c_rs);
+                    for q in 0..Q {
+                        let mut v = _mm512_mul_ps(acc_r[q], alpha);
+                        if self.accumulate {
+                            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(self.masks[q], crow.add(16 * q)));
+                        }
+                        _mm512_mask_storeu_ps(crow.add(16 * q), self.masks[q], v);
                     }
-                    _mm512_mask_storeu_ps(crow.add(16 * q), self.masks[q], v);
                 }
             }
         }
@@ -158,6 +167,8 @@ mod tests {
                         (a.clone(), (k, 1))
                     };
                     let alpha = 0.125f32;
+                    // SAFETY: `stored` holds m·k elements read through `strided`, b holds k rows of b_rs ≥ n,
+                    // c holds m rows of c_rs ≥ n, and c is its own buffer.
                     unsafe {
                         small_matmul(m, n, k, alpha, Strided { ptr: stored.as_ptr(), rs: strided.0, cs: strided.1 }, b.as_ptr(), b_rs, c.as_mut_ptr(), c_rs, accumulate);
                     }

@@ -43,7 +43,10 @@ impl ModelFiles {
             crate::bail!("no model folder at {spec}: pass a folder with config.json and model.safetensors, or a hub id like answerdotai/ModernBERT-base");
         }
         Self::from_hub(spec).with_context(|| {
-            format!("{spec} is not a local folder, and fetching it from the Hugging Face hub failed (set HF_HUB_OFFLINE=1 to use only the local cache, HF_ENDPOINT for a mirror)")
+            format!(
+                "there is no local folder {spec}{}; tried as a Hugging Face hub id, it could not be fetched (set HF_HUB_OFFLINE=1 to use only the local cache, HF_ENDPOINT for a mirror)",
+                near_folders(path)
+            )
         })
     }
 
@@ -68,22 +71,31 @@ impl ModelFiles {
 
     fn from_sentence_transformers(dir: &Path) -> Result<Self> {
         let modules_path = dir.join("modules.json");
-        let text = std::fs::read_to_string(&modules_path)?;
+        let text = std::fs::read_to_string(&modules_path).with_context(|| format!("cannot read {}", modules_path.display()))?;
         let modules: Vec<Value> = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", modules_path.display()))?;
         // Module types are `sentence_transformers.models.Pooling` (v2–v5) or
         // `sentence_transformers.….pooling.Pooling` (v6): match the class name.
-        let path_of = |class: &str| {
-            modules
-                .iter()
-                .find(|m| m["type"].as_str().is_some_and(|t| t.rsplit('.').next() == Some(class)))
-                .map(|m| dir.join(m["path"].as_str().unwrap_or("")))
+        // A module's folder is its `path` ("" is the folder itself, as sentence-transformers writes
+        // the Transformer module); a module without one is an error, not a guess.
+        let path_of = |class: &str| -> Result<Option<PathBuf>> {
+            let Some(m) = modules.iter().find(|m| m["type"].as_str().is_some_and(|t| t.rsplit('.').next() == Some(class))) else {
+                return Ok(None);
+            };
+            match m["path"].as_str() {
+                Some(p) => Ok(Some(dir.join(p))),
+                None => crate::bail!("{}: the {class} module has no \"path\"; add \"path\": \"\" (this folder) or its subfolder's name", modules_path.display()),
+            }
         };
-        let transformer = path_of("Transformer")
+        let transformer = path_of("Transformer")?
             .with_context(|| format!("{} lists no sentence_transformers.models.Transformer module", modules_path.display()))?;
-        let mut files = Self::from_hf_dir(&transformer)?;
-        let pooling = match path_of("Pooling") {
+        let mut files = Self::from_hf_dir(&transformer)
+            .with_context(|| format!("{}: the Transformer module's folder {} is not a model", modules_path.display(), transformer.display()))?;
+        let pooling = match path_of("Pooling")? {
             Some(p) => {
-                let cfg: Value = serde_json::from_str(&std::fs::read_to_string(p.join("config.json")).with_context(|| format!("cannot read {}/config.json", p.display()))?)?;
+                let pooling_cfg = p.join("config.json");
+                let named = || format!("{} names the Pooling module's folder {}", modules_path.display(), p.display());
+                let text = std::fs::read_to_string(&pooling_cfg).with_context(|| format!("cannot read {} ({})", pooling_cfg.display(), named()))?;
+                let cfg: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON ({})", pooling_cfg.display(), named()))?;
                 let mode = cfg["pooling_mode"].as_str();
                 if mode == Some("cls") || cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
                     crate::model::Pooling::Cls
@@ -93,9 +105,13 @@ impl ModelFiles {
                     crate::bail!("{}: only cls and mean pooling are supported", p.display())
                 }
             }
-            None => crate::model::Pooling::Mean,
+            None => {
+                // What sentence-transformers itself builds around a plain transformer.
+                eprintln!("note: {} lists no Pooling module; using mean pooling", modules_path.display());
+                crate::model::Pooling::Mean
+            }
         };
-        files.sentence = Some(SentenceSettings { pooling, normalize: path_of("Normalize").is_some() });
+        files.sentence = Some(SentenceSettings { pooling, normalize: path_of("Normalize")?.is_some() });
         files.origin = dir.display().to_string();
         Ok(files)
     }
@@ -140,6 +156,20 @@ impl ModelFiles {
         Ok(ModelFiles { origin: spec.to_string(), config, weights, tokenizer, sentence: None })
     }
 
+    /// Just the tokenizer of `spec` (a folder or a hub id): for commands that only tokenize, a hub
+    /// model's weights are not downloaded.
+    pub fn resolve_tokenizer(spec: &str) -> Result<PathBuf> {
+        let path = Path::new(spec);
+        if path.exists() || !looks_like_hub_id(spec) {
+            return Ok(Self::resolve(spec)?.tokenizer()?.to_path_buf());
+        }
+        let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+        let fetch = hub_fetcher(Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string()))?;
+        fetch("tokenizer.json").with_context(|| {
+            format!("there is no local folder {spec}{}; tried as a Hugging Face hub id, its tokenizer.json could not be fetched", near_folders(path))
+        })
+    }
+
     pub fn tokenizer(&self) -> Result<&Path> {
         self.tokenizer.as_deref().with_context(|| {
             format!("model {} has no tokenizer.json; copy the base model's tokenizer.json next to its config.json", self.origin)
@@ -157,6 +187,23 @@ fn run_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
         }
     }
     Ok(crate::train::checkpoint::list_checkpoints(dir)?.pop().map(|(_, p)| p))
+}
+
+/// ", but {parent} has: a, b, c" when the path's parent folder exists: the likely typo's neighbours.
+fn near_folders(path: &Path) -> String {
+    let parent = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return String::new(),
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else { return String::new() };
+    let mut names: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| !n.starts_with('.')).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    names.sort();
+    names.truncate(8);
+    format!(" (the folder {} exists and holds: {})", parent.display(), names.join(", "))
 }
 
 fn looks_like_hub_id(spec: &str) -> bool {

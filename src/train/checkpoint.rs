@@ -44,7 +44,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The mode a new file gets here (0666 less the process's umask): what `std::fs::write` gives.
+#[cfg(unix)]
+fn default_file_mode(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = dir.join(format!(".mode-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).ok()?;
+    let mode = std::fs::metadata(&probe).ok()?.permissions().mode() & 0o777;
+    let _ = std::fs::remove_file(&probe);
+    Some(mode)
+}
+
 /// Saves tensors as safetensors with transformers' `{"format": "pt"}` metadata, cast to `dtype`.
+/// The file gets the same permissions as every other file written (the safetensors crate writes
+/// through a private 0600 temporary file).
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], dtype: Option<DType>) -> Result<()> {
     let cast: Vec<(String, Tensor)> = tensors
         .iter()
@@ -59,13 +72,20 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], dtype: Option
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(cast.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(mode) = default_file_mode(path.parent().unwrap_or(Path::new("."))) {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
 /// Special-token settings transformers' `AutoTokenizer` needs next to `tokenizer.json`.
 fn tokenizer_side_files(tokenizer: &Path, max_length: usize) -> Result<(Value, Value)> {
-    let tok = tokenizers::Tokenizer::from_file(tokenizer)
-        .map_err(|e| crate::err!("cannot read tokenizer {}: {e}", tokenizer.display()))?;
+    let tok = crate::data::load_tokenizer(tokenizer)?;
     let mut special = serde_json::Map::new();
     for (key, token) in [
         ("cls_token", "[CLS]"),
@@ -130,7 +150,11 @@ pub fn write_folder_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    fill(&tmp).with_context(|| format!("cannot write {}", dir.display()))?;
+    if let Err(e) = fill(&tmp) {
+        // Nothing half-written stays behind; an existing `dir` was never touched.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.wrap(format!("cannot write {}", dir.display())));
+    }
     if dir.exists() {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(dir, &old)?;
@@ -138,6 +162,24 @@ pub fn write_folder_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -
         std::fs::remove_dir_all(&old)?;
     } else {
         std::fs::rename(&tmp, dir)?;
+    }
+    Ok(())
+}
+
+/// Removes what a killed process can leave in a run folder: `.name.tmp-PID` / `.name.old-PID`
+/// folders of an unfinished atomic write and `name.tmp-PID` files. Complete folders are never
+/// touched.
+pub fn remove_partial_writes(run_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let partial = |marker: &str| name.rsplit_once(marker).is_some_and(|(_, pid)| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()));
+        let path = entry.path();
+        if name.starts_with('.') && (partial(".tmp-") || partial(".old-")) && path.is_dir() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove the partial write {}", path.display()))?;
+        } else if partial(".tmp-") && path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove the partial write {}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -86,13 +86,20 @@ struct EmbeddingRun {
     eval: String,
 }
 
-/// Starts a new run in `cfg.output.dir` (which must not exist, or be empty).
+/// Starts a new run in `cfg.output.dir` (which must not exist, or be empty). Everything that can be
+/// checked (files, columns, labels, the model, the best-model metric) is checked before the folder
+/// is created; a run that fails before its first checkpoint removes the folder it created, so the
+/// corrected rerun is not refused.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
     let dir = cfg.output.dir.clone();
+    let existed = dir.exists();
+    let mut run = prepare(cfg, &dir, None, &opts.device)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
-    checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
-    std::fs::write(dir.join("metrics.jsonl"), b"")?;
-    let run = prepare(cfg, &dir, None, &opts.device)?;
+    let started = (|| -> Result<()> {
+        checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+        checkpoint::write_atomic(&dir.join("metrics.jsonl"), b"")?;
+        install_tokenizer(&mut run)
+    })();
     let state = TrainingState {
         step: 0,
         sampler: SamplerState::default(),
@@ -103,51 +110,125 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
         tokens_seen: 0,
         train_seconds: 0.0,
     };
-    run_loop(run, state, opts)
+    let result = started.and_then(|()| run_loop(run, state, opts));
+    match result {
+        Err(e) if !existed && list_checkpoints(&dir).map(|c| c.is_empty()).unwrap_or(false) => {
+            // Nothing was saved: leave no folder that would block the rerun.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e.wrap(format!("run {} stopped before its first checkpoint (its folder was removed)", dir.display())))
+        }
+        other => other,
+    }
+}
+
+/// Whether the run in `dir` finished (its model exported, its final evaluation logged).
+pub fn is_complete(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("trainer_state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v["finished"] == json!(true))
+        && dir.join("model").join("model.safetensors").is_file()
 }
 
 /// Continues the run in `dir` from its latest checkpoint, with the config it was started with.
+/// A checkpoint that cannot be read is refused with its name, and the next-older one is named.
 pub fn resume(dir: &Path, opts: &TrainOptions) -> Result<Summary> {
     let cfg = RunConfig::from_file(&dir.join("config.toml"))
         .with_context(|| format!("{} is not a modernft run folder", dir.display()))?;
-    let (_, latest) = list_checkpoints(dir)?
+    checkpoint::remove_partial_writes(dir)?;
+    let mut all = list_checkpoints(dir)?;
+    let (_, latest) = all
         .pop()
         .with_context(|| format!("{} has no checkpoint to resume from (checkpoints are written at each evaluation and every save_steps)", dir.display()))?;
-    let state = read_state(&latest)?;
-    let mut run = prepare(&cfg, dir, Some(&latest), &opts.device)?;
-    let moments = candle_core::safetensors::load(latest.join(checkpoint::OPTIMIZER_STATE), &opts.device)?;
+    let older = all.pop().map(|(_, p)| p);
+    let refuse = |e: crate::Error| {
+        let hint = match &older {
+            Some(p) => format!("; the next-older checkpoint is {}: move {} aside (or delete it) and resume again", p.display(), latest.display()),
+            None => format!("; there is no older checkpoint: start the run again with --overwrite"),
+        };
+        e.wrap(format!("checkpoint {} is damaged and cannot be resumed from{hint}", latest.display()))
+    };
+    let state = read_state(&latest).map_err(refuse)?;
+    let mut run = prepare(&cfg, dir, Some(&latest), &opts.device).map_err(refuse)?;
+    let moments = candle_core::safetensors::load(latest.join(checkpoint::OPTIMIZER_STATE), &opts.device)
+        .with_context(|| format!("cannot read {}", latest.join(checkpoint::OPTIMIZER_STATE).display()))
+        .map_err(refuse)?;
     for p in &mut run.optimizer.params {
-        p.moments = moments
+        let m = moments
             .get(&p.name)
-            .with_context(|| format!("{}: no optimizer state for {}", latest.display(), p.name))?
-            .contiguous()?;
+            .with_context(|| format!("{}: no optimizer state for {}", latest.display(), p.name))
+            .map_err(refuse)?;
+        if m.dims() != p.moments.dims() || m.dtype() != p.moments.dtype() {
+            return Err(refuse(crate::err!("optimizer state for {} is {:?} {:?}, expected {:?} {:?}", p.name, m.dtype(), m.dims(), p.moments.dtype(), p.moments.dims())));
+        }
+        p.moments = m.contiguous()?;
     }
     run.optimizer.step = state.step as u64;
-    // Metrics logged after the checkpoint are replayed by the resumed run.
-    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    install_tokenizer(&mut run)?;
+    // Metrics logged after the checkpoint are replayed by the resumed run; lines the log cannot
+    // parse are kept as they are (never silently dropped).
+    let path = dir.join("metrics.jsonl");
+    let log = match std::fs::read_to_string(&path) {
+        Ok(log) => log,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(crate::Error::from(e).wrap(format!("cannot read {}; fix or move it aside, then resume again", path.display()))),
+    };
     let kept: String = log
         .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= state.step))
+        .filter(|l| match serde_json::from_str::<Value>(l).ok().map(|v| v["step"].as_u64()) {
+            Some(Some(s)) => s as usize <= state.step,
+            _ => !l.trim().is_empty(),
+        })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(dir.join("metrics.jsonl"), kept)?;
+    checkpoint::write_atomic(&path, kept.as_bytes())?;
     eprintln!("resuming {} from {} (step {})", dir.display(), latest.display(), state.step);
     run_loop(run, state, opts)
 }
 
-fn target_kind(cfg: &RunConfig) -> TargetKind {
-    match (cfg.task, cfg.multi_label) {
-        (crate::config::Task::Regression, _) => TargetKind::Regression,
-        (crate::config::Task::TokenClassification, _) => TargetKind::Tags,
-        // Embedding runs read scores (CoSENT, STS) as regression targets.
-        (crate::config::Task::Embedding, _) => TargetKind::Regression,
-        (_, true) => TargetKind::MultiLabel,
-        _ => TargetKind::Classification,
+/// The run keeps its own copy of the tokenizer (checkpoints come and go, the run folder stays);
+/// from here on the run's files name that copy.
+fn install_tokenizer(run: &mut Run) -> Result<()> {
+    let copy = run.dir.join("tokenizer").join("tokenizer.json");
+    if !copy.is_file() {
+        let source = run.tokenizer.clone();
+        let src_dir = source.parent().unwrap_or(Path::new(".")).to_path_buf();
+        checkpoint::write_folder_atomic(&run.dir.join("tokenizer"), |tmp| {
+            std::fs::copy(&source, tmp.join("tokenizer.json")).with_context(|| format!("cannot copy {}", source.display()))?;
+            for side in ["tokenizer_config.json", "special_tokens_map.json"] {
+                if src_dir.join(side).is_file() {
+                    std::fs::copy(src_dir.join(side), tmp.join(side))?;
+                }
+            }
+            Ok(())
+        })?;
     }
+    run.tokenizer = copy;
+    Ok(())
 }
 
+/// `metric_for_best_model` names a metric this task's evaluation reports (checked before any
+/// work, not at the first evaluation).
+fn check_best_metric(cfg: &RunConfig, kind: TargetKind, embedding: bool, splits: &Splits) -> Result<()> {
+    if splits.validation.is_none() || cfg.training.eval_strategy == "no" {
+        return Ok(());
+    }
+    let available: &[&str] = match (embedding, cfg.embedding_eval()) {
+        (true, "sts") => &["spearman", "pearson"],
+        (true, _) => &["mrr@10", "ndcg@10", "recall@1", "recall@10"],
+        (false, _) => task::metric_names(kind),
+    };
+    let metric = cfg.training.metric_for_best_model.trim_start_matches("eval_");
+    if !available.contains(&metric) {
+        crate::bail!("[training] metric_for_best_model = \"{metric}\" is not computed for this task; use one of: {}", available.join(", "));
+    }
+    Ok(())
+}
+
+/// Loads and checks everything a run needs; writes nothing.
 fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
-    let kind = target_kind(cfg);
+    // Embedding runs read scores (CoSENT, STS) as regression targets.
+    let kind = cfg.target_kind().unwrap_or(TargetKind::Regression);
     // Model config, weights and tokenizer: from the checkpoint when resuming, else from [model].
     let (mut config, weights, tokenizer) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
         (Some(ck), _, _) => {
@@ -155,7 +236,7 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
             (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf())
         }
         (None, Some(path), _) => {
-            let tok = cfg.model.tokenizer_source().resolve()?;
+            let tok = cfg.model.tokenizer_source()?.resolve()?;
             (ModernBertConfig::from_file(path)?, None, tok)
         }
         (None, None, Some(name)) => {
@@ -178,21 +259,6 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         }
         data_cfg.max_length = config.max_position_embeddings;
     }
-    // The run keeps its own copy of the tokenizer: checkpoints come and go, the run folder stays.
-    let run_tokenizer = dir.join("tokenizer").join("tokenizer.json");
-    if checkpoint.is_none() || !run_tokenizer.is_file() {
-        let src_dir = tokenizer.parent().unwrap_or(Path::new("."));
-        checkpoint::write_folder_atomic(&dir.join("tokenizer"), |tmp| {
-            std::fs::copy(&tokenizer, tmp.join("tokenizer.json"))?;
-            for side in ["tokenizer_config.json", "special_tokens_map.json"] {
-                if src_dir.join(side).is_file() {
-                    std::fs::copy(src_dir.join(side), tmp.join(side))?;
-                }
-            }
-            Ok(())
-        })?;
-    }
-    let tokenizer = run_tokenizer;
     let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?;
     let vocab = encoder.tokenizer().get_vocab_size(true);
     if vocab > config.vocab_size {
@@ -250,7 +316,13 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
             eprintln!("note: {why}: {}", loaded.initialised.join(", "));
         }
     }
-    let pad_id = config.pad_token_id.or_else(|| encoder.token_id("[PAD]")).unwrap_or(0);
+    let pad_id = encoder.pad_id(config.pad_token_id)?;
+    check_best_metric(cfg, kind, embedding, &splits)?;
+    if let (Some(dims), true) = (&cfg.training.matryoshka_dims, embedding) {
+        if let Some(d) = dims.iter().find(|&&d| d == 0 || d > config.hidden_size) {
+            crate::bail!("[training] matryoshka_dims: {d} is not between 1 and the model's hidden size {}", config.hidden_size);
+        }
+    }
     let t = &cfg.training;
     let sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
     let ga = t.gradient_accumulation_steps;
@@ -286,116 +358,140 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     })
 }
 
+/// The loop: one optimizer step per pass, then what that step calls for (log, evaluate, checkpoint,
+/// stop). Each epoch's batch order is `sampler.epoch(e)`, so a resumed run sees the same batches as
+/// an uninterrupted one, in every epoch.
 fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Result<Summary> {
-    let t = run.cfg.training.clone();
     let bar = progress_bar(run.total_steps, state.step, opts.progress);
     let mode = Mode::train(Rng::from_state(state.rng));
-    let started = Instant::now();
-    let seconds_before = state.train_seconds;
-    let (mut log_loss, mut log_steps) = (0f64, 0usize);
+    let clock = (Instant::now(), state.train_seconds);
+    let mut window = (0f64, 0usize); // training loss summed since the last log line, and its steps
+    let mut order = (state.sampler.epoch, run.sampler.epoch(state.sampler.epoch));
     let mut stopped_early = false;
-    let greater = run.cfg.greater_is_better();
-    let metric = run.cfg.training.metric_for_best_model.trim_start_matches("eval_").to_string();
-
-    'training: while state.step < run.total_steps {
-        let batches = run.sampler.epoch(state.sampler.epoch);
-        while state.sampler.batch < batches.len() && state.step < run.total_steps {
-            // One optimizer step over `ga` micro-batches (fewer at the end of an epoch).
-            let group = &batches[state.sampler.batch..(state.sampler.batch + run.ga).min(batches.len())];
-            let (loss, mut grads, tokens) = accumulate(&run, group, &mode).map_err(|e| {
-                e.wrap(format!(
-                    "training stopped at step {}{}",
-                    state.step + 1,
-                    last_checkpoint_hint(&run.dir)
-                ))
-            })?;
-            state.sampler.batch += group.len();
-            let grad_norm = clip_grad_norm(&run.loaded, &mut grads, t.max_grad_norm)?;
-            let lr = run.schedule.lr(state.step);
-            run.optimizer.step(&grads, lr)?;
-            state.step += 1;
-            state.tokens_seen += tokens as u64;
-            log_loss += loss;
-            log_steps += 1;
-
-            let epoch_done = state.sampler.batch >= batches.len();
-            if epoch_done {
-                state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
-            }
-            let epoch = state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64;
-            state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            let tps = state.tokens_seen as f64 / state.train_seconds.max(1e-9);
-            bar.set_position(state.step as u64);
-            bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
-
-            if state.step % t.logging_steps.max(1) == 0 || state.step == run.total_steps {
-                let mean = log_loss / log_steps as f64;
-                append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
-                if !opts.progress {
-                    eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
-                }
-                (log_loss, log_steps) = (0.0, 0);
-            }
-
-            let evaluate_now = match t.eval_strategy.as_str() {
-                "epoch" => epoch_done,
-                "steps" => state.step % t.eval_steps.unwrap_or(usize::MAX) == 0,
-                _ => false,
-            } && run.splits.validation.is_some();
-            let mut save_now = t.save_steps.is_some_and(|n| n > 0 && state.step % n == 0)
-                || (epoch_done && t.eval_strategy == "no");
-            if evaluate_now {
-                let ev = evaluate(&run)?;
-                let mut line = json!({"type": "eval", "step": state.step, "epoch": epoch});
-                for (k, v) in &ev.metrics {
-                    line[format!("eval_{k}")] = json!(v);
-                }
-                append_metrics(&run.dir, line)?;
-                bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
-                let value = *ev.metrics.get(&metric).with_context(|| {
-                    format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
-                })?;
-                let better = |a: f64, b: f64| if greater { a > b } else { a < b };
-                match state.best_metric {
-                    Some(best) if !(better(value, best) && (value - best).abs() > t.early_stopping_threshold) => {
-                        state.evals_without_improvement += 1
-                    }
-                    _ => state.evals_without_improvement = 0,
-                }
-                if state.best_metric.is_none_or(|best| better(value, best)) {
-                    state.best_metric = Some(value);
-                    state.best_checkpoint = Some(format!("checkpoint-{}", state.step));
-                }
-                save_now = true;
-                if t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                    stopped_early = true;
-                }
-            }
-            state.rng = mode.rng_state();
-            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-            if save_now || interrupted || stopped_early || state.step == run.total_steps {
-                save_checkpoint(&run, &state)?;
-            }
-            if interrupted {
-                bar.abandon();
-                crate::bail!(
-                    "interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`",
-                    state.step,
-                    run.dir.join(format!("checkpoint-{}", state.step)).display(),
-                    run.dir.display()
-                );
-            }
-            if stopped_early {
-                bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
-                break 'training;
-            }
+    // Debugging aid (documented in configs/README.md): the training rows of every step, as JSONL.
+    let batch_log = std::env::var_os("MODERNFT_BATCH_LOG").map(PathBuf::from);
+    while state.step < run.total_steps && !stopped_early {
+        if order.0 != state.sampler.epoch {
+            order = (state.sampler.epoch, run.sampler.epoch(state.sampler.epoch));
         }
+        let batches = &order.1;
         if state.sampler.batch >= batches.len() {
             state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
+            continue;
+        }
+        // One optimizer step over `ga` micro-batches (fewer at the end of an epoch).
+        let group = batches[state.sampler.batch..(state.sampler.batch + run.ga).min(batches.len())].to_vec();
+        if let Some(path) = &batch_log {
+            let line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group});
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("MODERNFT_BATCH_LOG: cannot open {}", path.display()))?;
+            writeln!(f, "{line}")?;
+        }
+        let (loss, grad_norm, lr, tokens) = step(&mut run, &group, &mode, state.step)?;
+        state.step += 1;
+        state.tokens_seen += tokens as u64;
+        state.sampler.batch += group.len();
+        let epoch_done = state.sampler.batch >= batches.len();
+        if epoch_done {
+            state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
+        }
+        state.train_seconds = clock.1 + clock.0.elapsed().as_secs_f64();
+        window = (window.0 + loss, window.1 + 1);
+        let last = state.step == run.total_steps;
+        log_step(&run, &state, &bar, opts, &mut window, (loss, grad_norm, lr), last)?;
+        let evaluate_now = run.splits.validation.is_some()
+            && match run.cfg.training.eval_strategy.as_str() {
+                // The end of training is always an evaluation point (as in transformers' Trainer).
+                "epoch" => epoch_done || last,
+                "steps" => state.step % run.cfg.training.eval_steps.unwrap_or(usize::MAX) == 0 || last,
+                _ => false,
+            };
+        let t = &run.cfg.training;
+        let mut save_now = t.save_steps.is_some_and(|n| n > 0 && state.step % n == 0) || (epoch_done && t.eval_strategy == "no") || last;
+        if evaluate_now {
+            stopped_early = evaluate_and_track(&run, &mut state, &bar)?;
+            save_now = true;
+        }
+        state.rng = mode.rng_state();
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        if save_now || interrupted || stopped_early {
+            save_checkpoint(&run, &state)?;
+        }
+        if interrupted {
+            bar.abandon();
+            crate::bail!(
+                "interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`",
+                state.step,
+                run.dir.join(format!("checkpoint-{}", state.step)).display(),
+                run.dir.display()
+            );
         }
     }
     bar.finish_and_clear();
     finish(run, state, stopped_early)
+}
+
+/// One optimizer step: forward and backward over the micro-batches, clip, AdamW at the scheduled
+/// rate. Returns (loss, gradient norm before clipping, learning rate, real tokens).
+fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize) -> Result<(f64, f64, f64, usize)> {
+    let (loss, mut grads, tokens) = accumulate(run, group, mode)
+        .map_err(|e| e.wrap(format!("training stopped at step {}{}", done + 1, last_checkpoint_hint(&run.dir))))?;
+    let grad_norm = clip_grad_norm(&run.loaded, &mut grads, run.cfg.training.max_grad_norm)?;
+    let lr = run.schedule.lr(done);
+    run.optimizer.step(&grads, lr)?;
+    Ok((loss, grad_norm, lr, tokens))
+}
+
+fn epoch_of(run: &Run, state: &TrainingState) -> f64 {
+    state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64
+}
+
+/// The progress bar every step; a `train` line in metrics.jsonl every `logging_steps` and at the end.
+fn log_step(run: &Run, state: &TrainingState, bar: &ProgressBar, opts: &TrainOptions, window: &mut (f64, usize), (loss, grad_norm, lr): (f64, f64, f64), last: bool) -> Result<()> {
+    let epoch = epoch_of(run, state);
+    let tps = state.tokens_seen as f64 / state.train_seconds.max(1e-9);
+    bar.set_position(state.step as u64);
+    bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
+    if state.step % run.cfg.training.logging_steps.max(1) == 0 || last {
+        let mean = window.0 / window.1.max(1) as f64;
+        append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
+        if !opts.progress {
+            eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
+        }
+        *window = (0.0, 0);
+    }
+    Ok(())
+}
+
+/// Evaluates on the validation split, logs it, tracks the best checkpoint; returns whether early
+/// stopping ends the run.
+fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &ProgressBar) -> Result<bool> {
+    let t = &run.cfg.training;
+    let metric = t.metric_for_best_model.trim_start_matches("eval_");
+    let ev = evaluate(run)?;
+    let mut line = json!({"type": "eval", "step": state.step, "epoch": epoch_of(run, state)});
+    for (k, v) in &ev.metrics {
+        line[format!("eval_{k}")] = json!(v);
+    }
+    append_metrics(&run.dir, line)?;
+    bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+    let value = *ev.metrics.get(metric).with_context(|| {
+        format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
+    })?;
+    let greater = run.cfg.greater_is_better();
+    let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+    match state.best_metric {
+        Some(best) if !(better(value, best) && (value - best).abs() > t.early_stopping_threshold) => state.evals_without_improvement += 1,
+        _ => state.evals_without_improvement = 0,
+    }
+    if state.best_metric.is_none_or(|best| better(value, best)) {
+        state.best_metric = Some(value);
+        state.best_checkpoint = Some(format!("checkpoint-{}", state.step));
+    }
+    let stop = t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
+    if stop {
+        bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
+    }
+    Ok(stop)
 }
 
 /// Forward and backward over the micro-batches of one step; returns the step's loss (the mean over
@@ -544,6 +640,10 @@ fn save_checkpoint(run: &Run, state: &TrainingState) -> Result<PathBuf> {
     let dir = run.dir.join(format!("checkpoint-{}", state.step));
     checkpoint::write_folder_atomic(&dir, |tmp| {
         ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
+        // Test hook: an I/O error half way through writing checkpoint-N.
+        if std::env::var("MODERNFT_FAULT_CHECKPOINT").ok().and_then(|v| v.parse::<usize>().ok()) == Some(state.step) {
+            return Err(std::io::Error::other("injected I/O fault (MODERNFT_FAULT_CHECKPOINT)").into());
+        }
         let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.clone())).collect();
         checkpoint::save_safetensors(&tmp.join(checkpoint::OPTIMIZER_STATE), &moments, None)?;
         std::fs::write(tmp.join(checkpoint::TRAINING_STATE), serde_json::to_string_pretty(state)?)?;
@@ -609,10 +709,28 @@ fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary
         }
     }
     write_plots(&run, validation.as_ref())?;
+    // Last: what actually happened, for `is_complete`, `--resume` and the model card.
+    let epochs = epoch_of(&run, &state);
+    let trainer_state = json!({
+        "finished": true,
+        "global_step": state.step,
+        "max_steps": run.total_steps,
+        "epochs": epochs,
+        "stopped_early": stopped_early,
+        "best_metric": state.best_metric,
+        "best_model_checkpoint": state.best_checkpoint,
+        "last_checkpoint": format!("checkpoint-{}", state.step),
+        "metric_for_best_model": run.cfg.training.metric_for_best_model,
+        "train_rows": run.splits.train.len(),
+        "validation_rows": run.splits.validation.as_ref().map(Dataset::len),
+        "validation_fraction": run.cfg.data.validation_fraction,
+        "test_rows": run.splits.test.as_ref().map(Dataset::len),
+    });
+    checkpoint::write_atomic(&run.dir.join("trainer_state.json"), serde_json::to_string_pretty(&trainer_state)?.as_bytes())?;
     Ok(Summary {
         model_dir,
         steps: state.step,
-        epochs: state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64,
+        epochs,
         train_seconds: state.train_seconds,
         tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
         best,
