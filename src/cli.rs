@@ -224,7 +224,8 @@ pub struct TrainArgs {
     /// The run config (TOML). Every key is documented in configs/README.md.
     #[arg(long, required_unless_present = "resume")]
     pub config: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
+    /// Continue the run in this folder from its latest checkpoint, or from one checkpoint of a run
+    /// (`--resume runs/x/checkpoint-120`; later checkpoints are moved into `runs/x/superseded/`).
     #[arg(long, conflicts_with_all = ["config", "set", "overwrite"])]
     pub resume: Option<PathBuf>,
     /// Override a config key, e.g. --set training.learning_rate=3e-5 (repeatable).

@@ -118,8 +118,17 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
     let summary = match (&args.resume, &args.config) {
-        (Some(dir), _) => {
-            if crate::train::trainer::is_complete(dir) {
+        (Some(target), _) => {
+            let (dir, from) = crate::train::trainer::resume_target(target)?;
+            if crate::train::trainer::is_complete(&dir) {
+                if from.is_some() {
+                    crate::bail!(
+                        "{} is complete (its model is in {}); training again from {} would replace that model: copy the run folder and resume the copy",
+                        dir.display(),
+                        dir.join("model").display(),
+                        target.display()
+                    );
+                }
                 eprintln!(
                     "{} is complete: training finished and its model is in {}; nothing to resume (start a new run with --config)",
                     dir.display(),
@@ -127,7 +136,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
                 return Ok(());
             }
-            crate::train::resume(dir, &opts)?
+            crate::train::resume(&dir, from, &opts)?
         }
         (None, Some(path)) => {
             let cfg = crate::config::RunConfig::from_file_with(path, &args.set)?;

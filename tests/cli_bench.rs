@@ -2,10 +2,12 @@
 
 mod common;
 
+use common::Timed;
+
 use serde_json::Value;
 
 fn lines(args: &[&str]) -> Vec<Value> {
-    let out = std::process::Command::new(common::binary()).arg("bench").args(args).output().unwrap();
+    let out = std::process::Command::new(common::binary()).arg("bench").args(args).timed_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -33,7 +35,7 @@ fn train_and_kernel_modes_print_one_json_line_per_case() {
         assert!(k["forward_ms"].as_f64().unwrap() > 0.0 && k["backward_ms"].as_f64().unwrap() > 0.0, "{k}");
         assert_eq!(k["gflops"].is_number(), k["kernel"].as_str().unwrap().starts_with("linear"), "{k}");
     }
-    let bad = std::process::Command::new(common::binary()).args(["bench", "--mode", "fly"]).output().unwrap();
+    let bad = std::process::Command::new(common::binary()).args(["bench", "--mode", "fly"]).timed_output();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mode must be train, embed or kernels"));
 }

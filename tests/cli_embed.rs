@@ -3,22 +3,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{binary, fixtures, read_npy, stand_in_hub};
+use common::{binary, fixtures, read_npy, stand_in_hub, Timed};
 use serde_json::Value;
 
 fn run(args: &[&str], stdin: &str, envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());
-    cmd.arg("embed").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("embed").args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    // The child may exit before reading (an expected error): a broken pipe here is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    cmd.timed_output_with_stdin(stdin.as_bytes())
 }
 
 fn reference() -> Value {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{binary, fixtures};
+use common::{binary, fixtures, Timed};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -66,7 +66,7 @@ fn sigkill_then_resume_ends_with_bit_identical_weights() {
     let full = tmp.path().join("full");
     let killed = tmp.path().join("killed");
     let cfg_full = resumable_config(&tmp.path().join("."), &full);
-    ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap()]).timed_output());
 
     let sub = tmp.path().join("k");
     std::fs::create_dir_all(&sub).unwrap();
@@ -87,7 +87,7 @@ fn sigkill_then_resume_ends_with_bit_identical_weights() {
     child.wait().unwrap();
     assert!(!killed.join("model").exists(), "the run was killed before finishing");
 
-    let out = ok(modernft(&["train", "--quiet", "--resume", killed.to_str().unwrap()]).output().unwrap());
+    let out = ok(modernft(&["train", "--quiet", "--resume", killed.to_str().unwrap()]).timed_output());
     assert!(out.contains("steps              40"), "{out}");
     let a = std::fs::read(full.join("model/model.safetensors")).unwrap();
     let b = std::fs::read(killed.join("model/model.safetensors")).unwrap();
@@ -109,14 +109,14 @@ fn existing_runs_are_not_overwritten_without_the_flag() {
     let out = tmp.path().join("run");
     let cfg = resumable_config(tmp.path(), &out);
     let cfg = cfg.to_str().unwrap();
-    ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=2"]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=2"]).timed_output());
     let before = std::fs::read(out.join("model/model.safetensors")).unwrap();
-    let refused = modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=3"]).output().unwrap();
+    let refused = modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=3"]).timed_output();
     assert!(!refused.status.success());
     let e = String::from_utf8_lossy(&refused.stderr);
     assert!(e.contains("already exists") && e.contains("--overwrite") && e.contains("--resume"), "{e}");
     assert_eq!(std::fs::read(out.join("model/model.safetensors")).unwrap(), before, "nothing was touched");
-    let replaced = ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=3", "--overwrite"]).output().unwrap());
+    let replaced = ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.max_steps=3", "--overwrite"]).timed_output());
     assert!(replaced.contains("steps              3"), "{replaced}");
 }
 
@@ -130,8 +130,7 @@ fn a_diverging_loss_stops_the_run_and_keeps_the_last_checkpoint() {
         "--set", "training.learning_rate=1e30", "--set", "training.lr_scheduler=constant",
         "--set", "training.warmup_steps=0", "--set", "training.max_grad_norm=0", "--set", "training.save_steps=1",
     ])
-    .output()
-    .unwrap();
+    .timed_output();
     assert!(!res.status.success());
     let e = String::from_utf8_lossy(&res.stderr);
     assert!(e.contains("training loss is") && e.contains("lower the learning rate"), "{e}");
@@ -175,7 +174,7 @@ dir = "{out}"
             out = out.display()
         ),
     );
-    let summary = ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).output().unwrap());
+    let summary = ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).timed_output());
     // 5 steps per epoch; accuracy on a plateau: best at the first evaluation, stop after two more.
     assert!(summary.contains("steps              15") && summary.contains("stopped early"), "{summary}");
     assert!(summary.contains("checkpoint-5, restored"), "{summary}");
@@ -199,16 +198,16 @@ dir = "{out}"
 fn config_errors_and_init() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "[model]\nname = \"x\"\n[data]\ntrain = \"a.jsonl\"\n[training]\nbatch_sise = 8\n");
-    let res = modernft(&["train", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let res = modernft(&["train", "--config", cfg.to_str().unwrap()]).timed_output();
     let e = String::from_utf8_lossy(&res.stderr);
     assert!(!res.status.success() && e.contains("training.batch_sise") && e.contains("did you mean `batch_size`"), "{e}");
-    let res = modernft(&["train", "--config", cfg.to_str().unwrap(), "--set", "training.batch_sise=1"]).output().unwrap();
+    let res = modernft(&["train", "--config", cfg.to_str().unwrap(), "--set", "training.batch_sise=1"]).timed_output();
     assert!(!res.status.success());
 
     let template = tmp.path().join("new.toml");
-    ok(modernft(&["init", template.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["init", template.to_str().unwrap()]).timed_output());
     assert!(std::fs::read_to_string(&template).unwrap().contains("[training]"));
-    let again = modernft(&["init", template.to_str().unwrap()]).output().unwrap();
+    let again = modernft(&["init", template.to_str().unwrap()]).timed_output();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--overwrite"));
 }
 
@@ -221,8 +220,7 @@ fn quickstart_config_runs_offline() {
         "--set", "training.eval_strategy=steps", "--set", "training.eval_steps=6",
         "--set", &format!("output.dir={}", out.display()),
     ])
-    .output()
-    .unwrap());
+    .timed_output());
     assert!(summary.contains("validation") && summary.contains("accuracy"), "{summary}");
     assert!(out.join("loss.svg").is_file() && out.join("confusion_matrix.svg").is_file());
 }
@@ -239,7 +237,7 @@ fn ctrl_c_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
     // No periodic checkpoints: the only one before the end is the Ctrl-C one.
     let set = ["--set", "training.save_steps=0"];
     let cfg_full = resumable_config(&a, &full);
-    ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap(), set[0], set[1]]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap(), set[0], set[1]]).timed_output());
     let cfg = resumable_config(&b, &stopped);
     let child = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), set[0], set[1]])
         .stdout(std::process::Stdio::piped())
@@ -254,13 +252,13 @@ fn ctrl_c_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
     }
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = common::wait_child_timed(child, "train after SIGINT");
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("interrupted at step") && e.contains("--resume"), "{e}");
     assert!(!stopped.join("model").exists());
     let cks: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("checkpoint-")).collect();
     assert_eq!(cks.len(), 1, "{cks:?}");
-    ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).timed_output());
     assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(stopped.join("model/model.safetensors")).unwrap());
 }
 
@@ -358,7 +356,7 @@ fn every_epoch_reshuffles_and_resume_from_any_epoch_is_byte_exact() {
     let full = tmp.path().join("full");
     let cfg = epochs_config(&tmp.path().join("cfg"), &full);
     let log = tmp.path().join("full-batches.jsonl");
-    let summary = ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log).output().unwrap());
+    let summary = ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log).timed_output());
     assert!(summary.contains("steps              25 (2.50 epochs)"), "{summary}");
     let steps = batch_log(&log);
     assert_eq!(steps.len(), 25);
@@ -383,23 +381,35 @@ fn every_epoch_reshuffles_and_resume_from_any_epoch_is_byte_exact() {
         let run = tmp.path().join(format!("from-{step}"));
         rewind(&full, &run, step);
         let log2 = tmp.path().join(format!("batches-{step}.jsonl"));
-        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log2).output().unwrap());
+        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).env("MODERNFT_BATCH_LOG", &log2).timed_output());
         let resumed = batch_log(&log2);
         assert_eq!(resumed[..], steps[step..], "resumed from checkpoint-{step}: other batches");
         assert!(model_bytes(&run) == want, "resumed from checkpoint-{step}: other weights");
         // A second --resume of the finished run changes nothing and says so.
         let before = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-        let again = modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap();
+        let again = modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).timed_output();
         let e = String::from_utf8_lossy(&again.stderr);
         assert!(again.status.success() && e.contains("is complete") && e.contains("nothing to resume"), "{e}");
         assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), before, "a finished run's log was changed");
     }
+    // Grouped by length, each epoch's groups and their order change too.
+    let grouped = tmp.path().join("grouped");
+    let cfg_g = epochs_config(&tmp.path().join("cfg-g"), &grouped);
+    let log_g = tmp.path().join("grouped-batches.jsonl");
+    let args = ["train", "--quiet", "--config", cfg_g.to_str().unwrap(), "--set", "training.group_by_length=true", "--set", "training.max_steps=20"];
+    ok(modernft(&args).env("MODERNFT_BATCH_LOG", &log_g).timed_output());
+    let g = batch_log(&log_g);
+    let epoch_g = |e: u64| g.iter().filter(|s| s.1 == e).flat_map(|s| s.2.clone()).collect::<Vec<u64>>();
+    let mut rows = epoch_g(1);
+    rows.sort_unstable();
+    assert_eq!(rows, (0..160).collect::<Vec<u64>>(), "grouped epoch 1 sees every row once");
+    assert_ne!(epoch_g(0), epoch_g(1), "grouped by length, epoch 1 replays epoch 0's order");
     // Two more runs of the same config with two threads: the same bytes (no reduction whose
     // order depends on scheduling).
     for i in 0..2 {
         let again = tmp.path().join(format!("again-{i}"));
         let cfg = epochs_config(&tmp.path().join(format!("cfg-{i}")), &again);
-        ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("RAYON_NUM_THREADS", "2").output().unwrap());
+        ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("RAYON_NUM_THREADS", "2").timed_output());
         assert!(model_bytes(&again) == want, "a rerun with 2 threads ended with other weights");
     }
 }
@@ -434,7 +444,7 @@ fn kill_9_at_several_points_over_two_epochs_then_resume_is_byte_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
     let cfg = epochs_config(&tmp.path().join("a"), &full);
-    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).timed_output());
     let run = tmp.path().join("killed");
     let cfg = epochs_config(&tmp.path().join("b"), &run);
     let quiet = |mut c: Command| {
@@ -466,7 +476,7 @@ fn kill_9_at_several_points_over_two_epochs_then_resume_is_byte_exact() {
     }
     assert!(killed >= 3, "only {killed} of the kill points were reached before the run ended");
     if !modernft::train::trainer::is_complete(&run) {
-        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap());
+        ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).timed_output());
     }
     assert!(model_bytes(&run) == model_bytes(&full), "killed and resumed {killed} times: other weights");
     // Each step was logged once, in order.
@@ -480,17 +490,17 @@ fn a_failed_checkpoint_write_keeps_the_previous_one_and_damaged_checkpoints_are_
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
     let cfg = epochs_config(&tmp.path().join("a"), &full);
-    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).timed_output());
     // An I/O error injected half way through writing checkpoint-8 (after its model file).
     let run = tmp.path().join("faulty");
     let cfg = epochs_config(&tmp.path().join("b"), &run);
-    let res = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_FAULT_CHECKPOINT", "8").output().unwrap();
+    let res = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).env("MODERNFT_FAULT_CHECKPOINT", "8").timed_output();
     let e = String::from_utf8_lossy(&res.stderr);
     assert!(!res.status.success() && e.contains("checkpoint-8") && e.contains("injected"), "{e}");
     assert!(has_checkpoint(&run, 4) && !run.join("checkpoint-8").exists(), "the previous checkpoint must stay, the failed one must not appear");
     let leftovers: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with('.')).collect();
     assert!(leftovers.is_empty(), "half-written folders left behind: {leftovers:?}");
-    ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).timed_output());
     assert!(model_bytes(&run) == model_bytes(&full), "resumed after a failed write: other weights");
 
     // A truncated checkpoint is refused with its name, and the next-older one is offered.
@@ -500,16 +510,29 @@ fn a_failed_checkpoint_write_keeps_the_previous_one_and_damaged_checkpoints_are_
         let target = damaged.join("checkpoint-16").join(file);
         let good = std::fs::read(&target).unwrap();
         std::fs::write(&target, &good[..keep]).unwrap();
-        let res = modernft(&["train", "--quiet", "--resume", damaged.to_str().unwrap()]).output().unwrap();
+        let res = modernft(&["train", "--quiet", "--resume", damaged.to_str().unwrap()]).timed_output();
         let e = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success(), "resumed from a damaged {file}");
         assert!(e.contains("checkpoint-16") && e.contains("damaged") && e.contains("checkpoint-12"), "{file}: {e}");
         std::fs::write(&target, good).unwrap();
     }
-    // The advice works: with checkpoint-16 moved aside, the run resumes from 12 to the same end.
-    std::fs::rename(damaged.join("checkpoint-16"), tmp.path().join("aside")).unwrap();
-    ok(modernft(&["train", "--quiet", "--resume", damaged.to_str().unwrap()]).output().unwrap());
-    assert!(model_bytes(&damaged) == model_bytes(&full));
+    // The advice works: `--resume RUN/checkpoint-12` trains on from step 12 to the same end, and
+    // the damaged checkpoint-16 is kept in superseded/, not overwritten.
+    std::fs::write(damaged.join("checkpoint-16/training_state.json"), b"{").unwrap();
+    let missing = modernft(&["train", "--quiet", "--resume", damaged.join("checkpoint-13").to_str().unwrap()]).timed_output();
+    let e = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && e.contains("no complete checkpoint-13") && e.contains("checkpoint-12, checkpoint-16"), "{e}");
+    let from12 = damaged.join("checkpoint-12");
+    let res = modernft(&["train", "--quiet", "--resume", from12.to_str().unwrap()]).timed_output();
+    let e = String::from_utf8_lossy(&res.stderr).to_string();
+    ok(res);
+    assert!(e.contains("resuming") && e.contains("(step 12)") && e.contains("superseded"), "{e}");
+    assert!(model_bytes(&damaged) == model_bytes(&full), "resumed from checkpoint-12: other weights");
+    assert_eq!(std::fs::read(damaged.join("superseded/checkpoint-16/training_state.json")).unwrap(), b"{");
+    // A chosen checkpoint of a finished run is refused (training again would replace its model).
+    let res = modernft(&["train", "--quiet", "--resume", damaged.join("checkpoint-20").to_str().unwrap()]).timed_output();
+    let e = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && e.contains("is complete") && e.contains("copy the run folder"), "{e}");
 }
 
 #[test]
@@ -523,18 +546,18 @@ fn a_run_that_fails_on_its_data_creates_nothing_and_the_fixed_rerun_starts() {
         ("training.metric_for_best_model=\"accuracyy\"", "metric_for_best_model"),
         ("training.adam_beta2=1.0", "adam_beta2"),
     ] {
-        let res = modernft(&["train", "--quiet", "--config", cfg, "--set", set]).output().unwrap();
+        let res = modernft(&["train", "--quiet", "--config", cfg, "--set", set]).timed_output();
         let e = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success() && e.contains(says), "{set}: {e}");
         assert!(!run.exists(), "{set}: the failed run left {}", run.display());
     }
     // An invalid metric is reported at once, not after the first evaluation.
-    let res = modernft(&["train", "--quiet", "--config", cfg, "--set", "training.metric_for_best_model=\"mse\""]).output().unwrap();
+    let res = modernft(&["train", "--quiet", "--config", cfg, "--set", "training.metric_for_best_model=\"mse\""]).timed_output();
     assert!(String::from_utf8_lossy(&res.stderr).contains("accuracy, f1"), "the valid metrics are listed");
-    ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.epochs=0.2"]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg, "--set", "training.epochs=0.2"]).timed_output());
     // --overwrite with a config that fails keeps the run that was there.
     let before = model_bytes(&run);
-    let res = modernft(&["train", "--quiet", "--config", cfg, "--overwrite", "--set", "data.label_column=\"nope\""]).output().unwrap();
+    let res = modernft(&["train", "--quiet", "--config", cfg, "--overwrite", "--set", "data.label_column=\"nope\""]).timed_output();
     assert!(!res.status.success());
     assert!(model_bytes(&run) == before, "a failed --overwrite lost the previous run");
 }
@@ -549,14 +572,14 @@ fn exported_files_respect_the_umask_and_the_card_says_what_ran() {
     let cfg_text = std::fs::read_to_string(&cfg).unwrap();
     let cfg_text = cfg_text.replace(&format!("validation = \"{}\"\n", tmp.path().join("a/dev.jsonl").display()), "validation_fraction = 0.2\n");
     std::fs::write(&cfg, cfg_text).unwrap();
-    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--set", "training.epochs=1.5"]).output().unwrap());
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--set", "training.epochs=1.5"]).timed_output());
     // The test process's umask is the default 022 (CI and here): files are 0644.
     for f in ["model/model.safetensors", "model/config.json", "checkpoint-4/optimizer.safetensors", "checkpoint-4/model.safetensors", "metrics.jsonl"] {
         let mode = std::fs::metadata(run.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644, "{f} has mode {mode:o}");
     }
     let out = tmp.path().join("export");
-    ok(modernft(&["save", run.to_str().unwrap(), "--out", out.to_str().unwrap()]).output().unwrap());
+    ok(modernft(&["save", run.to_str().unwrap(), "--out", out.to_str().unwrap()]).timed_output());
     assert_eq!(std::fs::metadata(out.join("model.safetensors")).unwrap().permissions().mode() & 0o777, 0o644);
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     // 128 training rows after the carve-out: 8 steps per epoch, 1.5 epochs = 12 steps.
@@ -571,7 +594,7 @@ fn exported_files_respect_the_umask_and_the_card_says_what_ran() {
 fn impossible_values_are_refused_by_name_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     let refused = |args: &[&str], needles: &[&str]| {
-        let res = modernft(args).output().unwrap();
+        let res = modernft(args).timed_output();
         let e = String::from_utf8_lossy(&res.stderr).to_string();
         assert!(!res.status.success(), "{args:?} was accepted");
         for n in needles {

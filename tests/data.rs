@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use common::{fixtures, stand_in_hub};
+use common::{fixtures, stand_in_hub, Timed};
 use modernft::data::{load_splits, read_table, Columns, DataConfig, RawLabel, TargetKind, Targets, TextEncoder};
 
 fn cols() -> Columns {
@@ -191,8 +191,7 @@ fn hub_datasets_come_from_the_parquet_conversion_and_then_the_cache() {
         .arg("--json")
         .env("HF_ENDPOINT", &hub.url)
         .env("HF_HOME", home.path())
-        .output()
-        .unwrap();
+        .timed_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stats: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(stats["rows"], 3, "both train shards are read");
@@ -204,8 +203,7 @@ fn hub_datasets_come_from_the_parquet_conversion_and_then_the_cache() {
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .env("HF_HOME", home.path())
         .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
+        .timed_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A split that does not exist: the error names the dataset and the split.
     let out = std::process::Command::new(common::binary())
@@ -213,8 +211,7 @@ fn hub_datasets_come_from_the_parquet_conversion_and_then_the_cache() {
         .arg(fixtures().join("tiny-v4/tokenizer.json"))
         .env("HF_ENDPOINT", &hub.url)
         .env("HF_HOME", home.path())
-        .output()
-        .unwrap();
+        .timed_output();
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("stanfordnlp/imdb") && e.contains("train"), "{e}");
 }
@@ -234,8 +231,7 @@ fn data_command_reports_rows_labels_lengths_and_padding() {
         .args(["--model"])
         .arg(fixtures().join("tiny-v4"))
         .args(["--max-length", "10", "--batch-size", "8"])
-        .output()
-        .unwrap();
+        .timed_output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for needle in ["train", "64", "p50", "p99", "over 10", "labels (train, share of 64 rows)", "grouped by length"] {
@@ -248,15 +244,14 @@ fn data_command_reports_rows_labels_lengths_and_padding() {
         .args(["--tokenizer"])
         .arg(fixtures().join("tiny-v4/tokenizer.json"))
         .args(["--max-length", "40", "--batch-size", "4"])
-        .output()
-        .unwrap();
+        .timed_output();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"], 64);
     assert_eq!(v["labels"], serde_json::json!([["0", 22], ["1", 21], ["2", 21]]));
     assert!(v["truncated"].as_u64().unwrap() > 0);
     assert!(v["padding_grouped"].as_f64().unwrap() < v["padding_random"].as_f64().unwrap());
     // Without a tokenizer the command says what to pass.
-    let out = std::process::Command::new(common::binary()).args(["data", "--train"]).arg(&train).output().unwrap();
+    let out = std::process::Command::new(common::binary()).args(["data", "--train"]).arg(&train).timed_output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
 }
 
@@ -270,8 +265,7 @@ fn sst2_statistics_with_the_real_tokenizer() {
         .arg(shared.join("data/sst2/dev.parquet"))
         .arg("--tokenizer")
         .arg(shared.join("data/modernbert/tokenizer.json"))
-        .output()
-        .unwrap();
+        .timed_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["rows"], 67349);
@@ -315,8 +309,7 @@ fn data_reads_every_shipped_config() {
             .arg(config)
             .env("HF_ENDPOINT", &hub.url)
             .env("HF_HOME", home.path())
-            .output()
-            .unwrap();
+            .timed_output();
         assert!(out.status.success(), "data --config {name}: {}", String::from_utf8_lossy(&out.stderr));
         let splits: Vec<serde_json::Value> =
             String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -362,7 +355,7 @@ fn token_classification_tag_shares_are_of_all_tags() {
         if json {
             c.arg("--json");
         }
-        let out = c.output().unwrap();
+        let out = c.timed_output();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };

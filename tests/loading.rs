@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use common::{fixtures, max_abs_diff};
+use common::{fixtures, max_abs_diff, Timed};
 use modernft::model::{build, load_pretrained, HeadKind, LoadOptions, Mode, ModelFiles, ModernBertConfig, Weights};
 
 fn weight(loaded: &modernft::model::Loaded, name: &str) -> Vec<f32> {
@@ -146,8 +146,7 @@ fn a_mistyped_model_path_names_the_folder_and_its_neighbours() {
         .args(["embed", "--model", "runs/quickstrt"])
         .env("HF_HOME", home.path())
         .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
+        .timed_output();
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(e.contains("there is no local folder runs/quickstrt") && e.contains("holds: quickstart"), "{e}");
@@ -167,7 +166,7 @@ fn sentence_transformers_modules_without_pooling_or_path() {
     let st = files.sentence.as_ref().expect("read as a sentence-transformers folder");
     assert_eq!(st.pooling, modernft::model::Pooling::Mean);
     assert!(!st.normalize);
-    let out = std::process::Command::new(common::binary()).args(["embed", "--model"]).arg(dir.path()).output().unwrap();
+    let out = std::process::Command::new(common::binary()).args(["embed", "--model"]).arg(dir.path()).timed_output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("lists no Pooling module; using mean pooling"));
 
     modules(r#"[{"idx": 0, "name": "0", "type": "sentence_transformers.models.Transformer"}]"#);

@@ -161,6 +161,28 @@ mod tests {
     }
 
     #[test]
+    fn every_randomised_order_differs_per_epoch_and_covers_every_row() {
+        // (shuffle, group_by_length): grouping shuffles too (as transformers' length-grouped sampler,
+        // with its per-epoch seed), so its groups and their order change every epoch.
+        for (shuffle, group) in [(true, false), (true, true), (false, true)] {
+            let s = Sampler::new(lengths(300), 8, shuffle, group, 4);
+            let epochs: Vec<Vec<Vec<usize>>> = (0..4).map(|e| s.epoch(e)).collect();
+            for (e, batches) in epochs.iter().enumerate() {
+                let mut rows: Vec<usize> = batches.iter().flatten().copied().collect();
+                rows.sort_unstable();
+                assert_eq!(rows, (0..300).collect::<Vec<_>>(), "shuffle {shuffle}, group {group}: epoch {e} sees every row once");
+                for (f, other) in epochs.iter().enumerate().skip(e + 1) {
+                    assert_ne!(batches, other, "shuffle {shuffle}, group {group}: epoch {f} replays epoch {e}");
+                }
+            }
+        }
+        // Without either, every epoch is the file's order.
+        let s = Sampler::new(lengths(30), 8, false, false, 4);
+        assert_eq!(s.epoch(0), s.epoch(3));
+        assert_eq!(s.epoch(0).concat(), (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn length_grouping_reduces_padding() {
         let l = lengths(2000);
         let random = Sampler::new(l.clone(), 16, true, false, 0).padding_waste(0);

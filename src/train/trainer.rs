@@ -130,21 +130,52 @@ pub fn is_complete(dir: &Path) -> bool {
         && dir.join("model").join("model.safetensors").is_file()
 }
 
-/// Continues the run in `dir` from its latest checkpoint, with the config it was started with.
-/// A checkpoint that cannot be read is refused with its name, and the next-older one is named.
-pub fn resume(dir: &Path, opts: &TrainOptions) -> Result<Summary> {
+/// What `--resume PATH` names: a run folder (its latest checkpoint) or one `checkpoint-N` folder
+/// inside a run folder. Returns the run folder and the chosen step, if one was chosen.
+pub fn resume_target(path: &Path) -> Result<(PathBuf, Option<usize>)> {
+    let step = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("checkpoint-")).and_then(|s| s.parse::<usize>().ok());
+    match (step, path.parent()) {
+        (Some(step), Some(run)) if !path.join("config.toml").is_file() => {
+            let run = if run.as_os_str().is_empty() { Path::new(".") } else { run };
+            if !run.join("config.toml").is_file() {
+                crate::bail!("{} is not inside a modernft run folder ({} has no config.toml)", path.display(), run.display());
+            }
+            Ok((run.to_path_buf(), Some(step)))
+        }
+        _ => Ok((path.to_path_buf(), None)),
+    }
+}
+
+/// Continues the run in `dir` from its latest checkpoint (or from checkpoint-`from`), with the
+/// config it was started with. A checkpoint that cannot be read is refused with its name, and the
+/// next-older one is named. Resuming from an older checkpoint moves the later ones into
+/// `superseded/` (kept, out of the way of the steps that will be trained again).
+pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Summary> {
     let cfg = RunConfig::from_file(&dir.join("config.toml"))
         .with_context(|| format!("{} is not a modernft run folder", dir.display()))?;
     checkpoint::remove_partial_writes(dir)?;
     let mut all = list_checkpoints(dir)?;
+    let mut later: Vec<PathBuf> = Vec::new();
+    if let Some(step) = from {
+        if !all.iter().any(|(s, _)| *s == step) {
+            let have: Vec<String> = all.iter().map(|(s, _)| format!("checkpoint-{s}")).collect();
+            crate::bail!(
+                "{} has no complete checkpoint-{step} (complete ones: {})",
+                dir.display(),
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            );
+        }
+        let keep = all.partition_point(|(s, _)| *s <= step);
+        later = all.split_off(keep).into_iter().map(|(_, p)| p).collect();
+    }
     let (_, latest) = all
         .pop()
         .with_context(|| format!("{} has no checkpoint to resume from (checkpoints are written at each evaluation and every save_steps)", dir.display()))?;
     let older = all.pop().map(|(_, p)| p);
     let refuse = |e: crate::Error| {
         let hint = match &older {
-            Some(p) => format!("; the next-older checkpoint is {}: move {} aside (or delete it) and resume again", p.display(), latest.display()),
-            None => format!("; there is no older checkpoint: start the run again with --overwrite"),
+            Some(p) => format!("; the next-older checkpoint is {p}: resume from it with `modernft train --resume {p}`", p = p.display()),
+            None => "; there is no older checkpoint: start the run again with --overwrite".to_string(),
         };
         e.wrap(format!("checkpoint {} is damaged and cannot be resumed from{hint}", latest.display()))
     };
@@ -182,6 +213,22 @@ pub fn resume(dir: &Path, opts: &TrainOptions) -> Result<Summary> {
         .map(|l| format!("{l}\n"))
         .collect();
     checkpoint::write_atomic(&path, kept.as_bytes())?;
+    if !later.is_empty() {
+        let aside = dir.join("superseded");
+        std::fs::create_dir_all(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
+        for ck in &later {
+            let name = ck.file_name().unwrap_or_default();
+            let mut to = aside.join(name);
+            for n in 1.. {
+                if !to.exists() {
+                    break;
+                }
+                to = aside.join(format!("{}.{n}", name.to_string_lossy()));
+            }
+            std::fs::rename(ck, &to).with_context(|| format!("cannot move {} to {}", ck.display(), to.display()))?;
+            eprintln!("note: {} comes after the chosen checkpoint; moved to {}", ck.display(), to.display());
+        }
+    }
     eprintln!("resuming {} from {} (step {})", dir.display(), latest.display(), state.step);
     run_loop(run, state, opts)
 }

@@ -110,17 +110,71 @@ pub fn read_npy(bytes: &[u8]) -> ((usize, usize), Vec<f32>) {
 
 /// Runs the modernft binary from the repository root with `stdin` as its standard input.
 pub fn run_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    std::process::Command::new(binary()).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).timed_output_with_stdin(stdin.as_bytes())
+}
+
+/// How long any process a test spawns may run before the test fails (a hang is a failure).
+pub const PROCESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `Command::output` with a deadline: past [`PROCESS_TIMEOUT`] the child is killed and the test
+/// fails naming the command.
+pub trait Timed {
+    fn timed_output(&mut self) -> std::process::Output;
+    fn timed_output_with_stdin(&mut self, stdin: &[u8]) -> std::process::Output;
+}
+
+impl Timed for std::process::Command {
+    fn timed_output(&mut self) -> std::process::Output {
+        self.stdin(std::process::Stdio::null());
+        wait_timed(self, None)
+    }
+    fn timed_output_with_stdin(&mut self, stdin: &[u8]) -> std::process::Output {
+        self.stdin(std::process::Stdio::piped());
+        wait_timed(self, Some(stdin.to_vec()))
+    }
+}
+
+fn wait_timed(cmd: &mut std::process::Command, stdin: Option<Vec<u8>>) -> std::process::Output {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(binary())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The child may exit before reading (an expected error): a broken pipe here is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let feeder = stdin.map(|bytes| {
+        let mut pipe = child.stdin.take().unwrap();
+        // The child may exit before reading (an expected error): a broken pipe here is fine.
+        std::thread::spawn(move || drop(pipe.write_all(&bytes)))
+    });
+    let output = wait_child_timed(child, &format!("{cmd:?}"));
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    output
+}
+
+/// Waits for a spawned child (stdout and stderr piped, or not) for at most [`PROCESS_TIMEOUT`],
+/// collecting its output; past it the child is killed and the test fails naming `what`.
+pub fn wait_child_timed(mut child: std::process::Child, what: &str) -> std::process::Output {
+    use std::io::Read;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = child.stdout.take().map(|p| drain(Box::new(p)));
+    let err = child.stderr.take().map(|p| drain(Box::new(p)));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PROCESS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} ran past {PROCESS_TIMEOUT:?} and was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let collect = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
+    std::process::Output { status, stdout: collect(out), stderr: collect(err) }
 }
