@@ -328,6 +328,8 @@ enum Range {
     NonNegative,
     /// [0, 1)
     UnitOpen,
+    /// [0, 1]
+    Unit,
     /// ≥ 1 (whole numbers)
     AtLeastOne,
     /// ≥ 2 (whole numbers)
@@ -341,6 +343,7 @@ impl Range {
                 Range::Positive => v > 0.0,
                 Range::NonNegative => v >= 0.0,
                 Range::UnitOpen => (0.0..1.0).contains(&v),
+                Range::Unit => (0.0..=1.0).contains(&v),
                 Range::AtLeastOne => v >= 1.0,
                 Range::AtLeastTwo => v >= 2.0,
             }
@@ -351,6 +354,7 @@ impl Range {
             Range::Positive => "a finite number above 0",
             Range::NonNegative => "a finite number, 0 or more",
             Range::UnitOpen => "at least 0 and below 1",
+            Range::Unit => "between 0 and 1",
             Range::AtLeastOne => "at least 1",
             Range::AtLeastTwo => "at least 2 (room for [CLS] and [SEP])",
         }
@@ -365,7 +369,7 @@ fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
     vec![
         ("model.classifier_dropout", c.model.classifier_dropout, Range::UnitOpen),
         ("data.max_length", n(c.data.max_length), Range::AtLeastTwo),
-        ("training.learning_rate", Some(t.learning_rate), Range::Positive),
+        ("training.learning_rate", Some(t.learning_rate), Range::NonNegative),
         ("training.batch_size", n(t.batch_size), Range::AtLeastOne),
         ("training.eval_batch_size", n(t.eval_batch_size), Range::AtLeastOne),
         ("training.gradient_accumulation_steps", n(t.gradient_accumulation_steps), Range::AtLeastOne),
@@ -375,7 +379,7 @@ fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
         ("training.adam_beta1", Some(t.adam_beta1), Range::UnitOpen),
         ("training.adam_beta2", Some(t.adam_beta2), Range::UnitOpen),
         ("training.adam_epsilon", Some(t.adam_epsilon), Range::Positive),
-        ("training.warmup_ratio", Some(t.warmup_ratio), Range::UnitOpen),
+        ("training.warmup_ratio", Some(t.warmup_ratio), Range::Unit),
         ("training.max_grad_norm", Some(t.max_grad_norm), Range::NonNegative),
         ("training.eval_steps", on(t.eval_steps), Range::AtLeastOne),
         ("training.logging_steps", n(t.logging_steps), Range::AtLeastOne),
@@ -590,7 +594,7 @@ mod tests {
         let table: &[(&str, &[&str], &[&str])] = &[
             ("model.classifier_dropout", &["1", "1.5", "-0.1", "nan"], &["0", "0.99"]),
             ("data.max_length", &["0", "1"], &["2", "8192"]),
-            ("training.learning_rate", &["0", "-1e-5", "inf", "nan"], &["1e-9"]),
+            ("training.learning_rate", &["-1e-5", "inf", "nan"], &["0", "1e-9"]),
             ("training.batch_size", &["0"], &["1"]),
             ("training.eval_batch_size", &["0"], &["1"]),
             ("training.gradient_accumulation_steps", &["0"], &["1"]),
@@ -600,7 +604,7 @@ mod tests {
             ("training.adam_beta1", &["1", "1.1", "-0.1"], &["0", "0.9"]),
             ("training.adam_beta2", &["1", "2"], &["0.999"]),
             ("training.adam_epsilon", &["0", "-1e-8"], &["1e-8"]),
-            ("training.warmup_ratio", &["1", "-0.1"], &["0", "0.5"]),
+            ("training.warmup_ratio", &["1.01", "-0.1"], &["0", "0.5", "1"]),
             ("training.max_grad_norm", &["-1", "nan"], &["0", "1"]),
             ("training.eval_steps", &["0"], &["1"]),
             ("training.logging_steps", &["0"], &["1"]),
