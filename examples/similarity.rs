@@ -12,7 +12,7 @@ fn main() -> modernft::Result<()> {
         normalize: true,
         max_length: None,
         batch_size: 8,
-        prefix: String::new(),
+        prefix: None,
         format: OutputFormat::Jsonl,
         input_format: InputFormat::Text,
         device: candle_core::Device::Cpu,

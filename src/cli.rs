@@ -354,21 +354,24 @@ pub struct EmbedArgs {
     /// Output format: JSONL ({"embedding": [...]} per line) or a float32 .npy array.
     #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
     pub format: FormatArg,
-    /// Pooling over tokens [default: the model config's classifier_pooling].
+    /// Pooling over tokens [default: a sentence-transformers folder's Pooling module, else the
+    /// model config's classifier_pooling].
     #[arg(long, value_enum)]
     pub pooling: Option<PoolingArg>,
     /// L2-normalise every vector (for cosine similarity by dot product).
     #[arg(long)]
     pub normalize: bool,
-    /// Truncate inputs to this many tokens, special tokens included [default: the model's maximum].
+    /// Truncate inputs to this many tokens, special tokens included [default: a sentence-transformers
+    /// folder's max_seq_length, else the model's maximum].
     #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
-    /// Text prepended to every input, e.g. "search_query: ".
-    #[arg(long, default_value = "")]
-    pub prefix: String,
+    /// Text prepended to every input, e.g. "search_query: " [default: a sentence-transformers
+    /// folder's default prompt, else none; --prefix "" turns the default prompt off].
+    #[arg(long)]
+    pub prefix: Option<String>,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -265,7 +265,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             normalize: false,
             max_length: args.max_length,
             batch_size: args.batch_size.max(1),
-            prefix: String::new(),
+            prefix: None,
             format: crate::embed::OutputFormat::Jsonl,
             input_format: crate::embed::InputFormat::Auto,
             device: device.clone(),

@@ -42,6 +42,10 @@ pub struct RunConfig {
     pub training: TrainingConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    /// Whether `[data] max_length` was written in the config (or set with --set), rather than left
+    /// at its default: an explicit length overrides a sentence-transformers folder's max_seq_length.
+    #[serde(skip)]
+    pub max_length_given: bool,
 }
 
 fn default_task() -> Task {
@@ -67,6 +71,9 @@ pub struct ModelSection {
     /// Override the config's `classifier_dropout`.
     #[serde(default)]
     pub classifier_dropout: Option<f64>,
+    /// Embedding runs: L2-normalise the exported model's vectors (a Normalize module).
+    #[serde(default)]
+    pub normalize: Option<bool>,
 }
 
 
@@ -224,6 +231,7 @@ impl Default for RunConfig {
             data: DataConfig::default(),
             training: TrainingConfig::default(),
             output: OutputConfig::default(),
+            max_length_given: false,
         }
     }
 }
@@ -437,9 +445,11 @@ impl RunConfig {
             toml::from_str(text).map_err(|e| crate::err!("{source}: invalid TOML: {}", e.message()))?;
         apply_overrides(&mut value, overrides)?;
         check_keys(&value, source)?;
-        let config: RunConfig = value
+        let given = value.get("data").and_then(|d| d.get("max_length")).is_some();
+        let mut config: RunConfig = value
             .try_into()
             .map_err(|e: toml::de::Error| crate::err!("{source}: {}", e.message()))?;
+        config.max_length_given = given;
         config.validate().with_context(|| format!("{source}"))?;
         Ok(config)
     }
@@ -543,9 +553,11 @@ mod tests {
         assert_eq!(c.output.dir, PathBuf::from("runs/x"));
         assert_eq!(c.training.batch_size, 8);
         assert!(!c.greater_is_better());
-        // The written config reads back identically.
+        // The written config reads back identically; it states max_length, so that now counts as given.
+        assert!(!c.max_length_given);
         let again = RunConfig::from_toml(&c.to_toml().unwrap(), "again", &[]).unwrap();
-        assert_eq!(again, c);
+        assert!(again.max_length_given);
+        assert_eq!(RunConfig { max_length_given: false, ..again }, c);
     }
 
     #[test]

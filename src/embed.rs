@@ -35,16 +35,29 @@ pub enum InputFormat {
 
 pub struct EmbedOptions {
     pub model: String,
+    /// Explicit settings (flags); what is not given comes from the model folder.
     pub pooling: Option<Pooling>,
     pub normalize: bool,
     pub max_length: Option<usize>,
     pub batch_size: usize,
-    pub prefix: String,
+    pub prefix: Option<String>,
     pub format: OutputFormat,
     pub input_format: InputFormat,
     pub device: Device,
     /// bf16 matrix products (`ModernBert::use_bf16_matmuls`).
     pub bf16: bool,
+}
+
+impl EmbedOptions {
+    /// The flags given, as the folder-settings resolver takes them.
+    pub fn asked(&self) -> crate::model::Asked {
+        crate::model::Asked {
+            pooling: self.pooling.map(|p| (p, "--pooling".to_string())),
+            normalize: self.normalize.then(|| (true, "--normalize".to_string())),
+            prefix: self.prefix.clone().map(|p| (p, "--prefix".to_string())),
+            max_length: self.max_length.map(|n| (n, "--max-length".to_string())),
+        }
+    }
 }
 
 /// One input record.
@@ -100,8 +113,7 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
 pub struct Embedder {
     model: ModernBert,
     encoder: TextEncoder,
-    pooling: Pooling,
-    normalize: bool,
+    setup: crate::model::EmbeddingSetup,
     pad_id: u32,
 }
 
@@ -113,37 +125,30 @@ impl Embedder {
         if opts.bf16 {
             loaded.model.use_bf16_matmuls()?;
         }
-        let limit = config.max_position_embeddings;
-        let max_length = match opts.max_length {
-            Some(n) if n > limit => {
-                crate::bail!("--max-length {n} exceeds the model's max_position_embeddings ({limit})")
-            }
-            Some(n) => n,
-            None => limit,
-        };
-        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
+        let setup = files.embedding_setup(&config, &opts.asked())?;
+        let encoder = TextEncoder::from_file(files.tokenizer()?, setup.max_length)?;
         let pad_id = encoder.pad_id(config.pad_token_id)?;
-        // A sentence-transformers folder says how it pools and whether it normalises.
-        let (st_pooling, st_normalize) = match files.sentence {
-            Some(s) => (Some(s.pooling), s.normalize),
-            None => (None, false),
-        };
-        Ok(Embedder {
-            pooling: opts.pooling.or(st_pooling).unwrap_or(config.classifier_pooling),
-            normalize: opts.normalize || st_normalize,
-            model: loaded.model,
-            encoder,
-            pad_id,
-        })
+        Ok(Embedder { setup, model: loaded.model, encoder, pad_id })
+    }
+
+    /// Pooling, normalisation, prefix and length in use.
+    pub fn setup(&self) -> &crate::model::EmbeddingSetup {
+        &self.setup
     }
 
     pub fn hidden_size(&self) -> usize {
         self.model.config().hidden_size
     }
 
-    /// Embeds `texts`; returns the vectors in input order and how many texts were truncated.
+    /// Embeds `texts` (each after the setup's prefix); returns the vectors in input order and how
+    /// many texts were truncated.
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<(Vec<Vec<f32>>, usize)> {
-        let encoded = self.encoder.encode_batch(texts)?;
+        let encoded = if self.setup.prefix.is_empty() {
+            self.encoder.encode_batch(texts)?
+        } else {
+            let prefixed: Vec<String> = texts.iter().map(|t| format!("{}{t}", self.setup.prefix)).collect();
+            self.encoder.encode_batch(&prefixed.iter().map(String::as_str).collect::<Vec<_>>())?
+        };
         let truncated = encoded.iter().filter(|e| e.truncated).count();
         // Longest first, so each batch holds rows of similar length.
         let mut order: Vec<usize> = (0..encoded.len()).collect();
@@ -155,8 +160,8 @@ impl Embedder {
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
             let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
             let hidden = self.model.forward(&ids, Some(&mask), &mode)?.last_hidden_state;
-            let mut pooled = pool(&hidden, Some(&mask), self.pooling)?.to_dtype(DType::F32)?;
-            if self.normalize {
+            let mut pooled = pool(&hidden, Some(&mask), self.setup.pooling)?.to_dtype(DType::F32)?;
+            if self.setup.normalize {
                 pooled = l2_normalize(&pooled)?;
             }
             for (&i, v) in chunk.iter().zip(pooled.to_vec2::<f32>()?) {
@@ -184,8 +189,7 @@ pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dy
     let mut truncated = 0;
     let mut npy_rows: Vec<f32> = Vec::new();
     for chunk in inputs.chunks(chunk_size) {
-        let texts: Vec<String> = chunk.iter().map(|i| format!("{}{}", opts.prefix, i.text)).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
         let (vectors, cut) = embedder.embed(&refs, opts.batch_size)?;
         truncated += cut;
         for (input, v) in chunk.iter().zip(vectors) {

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value};
 
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBertConfig, Pooling};
 use crate::train::checkpoint::{write_folder_atomic, ModelFolder};
 
@@ -67,11 +67,26 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
                 .collect();
             let mut config = config;
             config.architectures = vec!["ModernBertModel".into()];
-            let pooling = opts.pooling.or(files.sentence.map(|s| s.pooling)).unwrap_or(config.classifier_pooling);
-            let normalize = opts.normalize || files.sentence.is_some_and(|s| s.normalize);
+            // The source's settings (a sentence-transformers folder's modules, a run's trained
+            // length), flags first: resolved as `embed` resolves them.
+            let asked = crate::model::Asked {
+                pooling: opts.pooling.map(|p| (p, "--pooling".to_string())),
+                normalize: opts.normalize.then(|| (true, "--normalize".to_string())),
+                prefix: None,
+                max_length: match (&files.sentence, &run_dir) {
+                    (None, Some(run)) => crate::config::RunConfig::from_file(&run.join("config.toml"))
+                        .ok()
+                        .map(|c| (c.data.max_length.min(config.max_position_embeddings), "the run's [data] max_length".to_string())),
+                    _ => None,
+                },
+            };
+            let setup = files.embedding_setup(&config, &asked)?;
+            let source_dir = Path::new(&files.origin);
+            let prompts = if source_dir.join(PROMPTS_FILE).is_file() { read_prompts(source_dir)? } else { read_prompts(&tokenizer)? };
+            let modules = SentenceModules { pooling: setup.pooling, normalize: setup.normalize, max_seq_length: setup.max_length, prompts };
             write_folder_atomic(out, |tmp| {
                 ModelFolder { config: &config, tensors: &encoder, tokenizer: &tokenizer, dtype: Some(opts.dtype) }.write_into(tmp)?;
-                write_sentence_transformers_files(tmp, &config, pooling, normalize)?;
+                write_sentence_transformers_files(tmp, &config, &modules)?;
                 std::fs::write(tmp.join("README.md"), model_card(&config, run_dir.as_deref(), src, opts))?;
                 Ok(())
             })
@@ -79,8 +94,41 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
     }
 }
 
+/// sentence-transformers' prompts file.
+const PROMPTS_FILE: &str = "config_sentence_transformers.json";
+
+/// What the module files of a sentence-transformers folder say.
+pub struct SentenceModules {
+    pub pooling: Pooling,
+    pub normalize: bool,
+    /// The length the model was trained with (`sentence_bert_config.json`).
+    pub max_seq_length: usize,
+    /// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`.
+    pub prompts: (Value, Option<String>),
+}
+
+/// The prompts of `config_sentence_transformers.json` in `at` (a folder, or a file whose folder is
+/// meant); none when there is no such file.
+pub fn read_prompts(at: &Path) -> Result<(Value, Option<String>)> {
+    let dir = if at.is_dir() { at } else { at.parent().unwrap_or(Path::new(".")) };
+    let path = dir.join(PROMPTS_FILE);
+    if !path.is_file() {
+        return Ok((json!({}), None));
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let prompts = match &v["prompts"] {
+        Value::Null => json!({}),
+        p @ Value::Object(_) => p.clone(),
+        other => crate::bail!("{}: prompts must be an object of name: text, found {other}", path.display()),
+    };
+    Ok((prompts, v["default_prompt_name"].as_str().map(str::to_string)))
+}
+
 /// The module files of a sentence-transformers folder, in the layout every version since v2 reads.
-pub fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, pooling: Pooling, normalize: bool) -> Result<()> {
+pub fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, modules: &SentenceModules) -> Result<()> {
+    let SentenceModules { pooling, normalize, max_seq_length, prompts: (prompts, default_prompt_name) } = modules;
+    let (pooling, normalize) = (*pooling, *normalize);
     let mut modules = vec![
         json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
         json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
@@ -106,14 +154,14 @@ pub fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, 
     std::fs::write(dir.join("1_Pooling/config.json"), serde_json::to_string_pretty(&pool)?)?;
     std::fs::write(
         dir.join("sentence_bert_config.json"),
-        serde_json::to_string_pretty(&json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}))?,
+        serde_json::to_string_pretty(&json!({"max_seq_length": max_seq_length, "do_lower_case": false}))?,
     )?;
     std::fs::write(
         dir.join("config_sentence_transformers.json"),
         serde_json::to_string_pretty(&json!({
             "__version__": {"sentence_transformers": "3.0.0", "modernft": env!("CARGO_PKG_VERSION")},
-            "prompts": {},
-            "default_prompt_name": null,
+            "prompts": prompts,
+            "default_prompt_name": default_prompt_name,
             "similarity_fn_name": "cosine"
         }))?,
     )?;

@@ -185,3 +185,81 @@ fn multilabel_config_runs_predicts_label_sets() {
     let p: Value = serde_json::from_str(ok(run_with_stdin(&["predict", "--model", run.to_str().unwrap(), "--all-scores"], "the music was great\n")).trim()).unwrap();
     assert!(p["labels"].is_array() && p["scores"].as_object().unwrap().len() == 4, "{p}");
 }
+
+/// A sentence-transformers folder whose modules disagree with its config.json (mean pooling there,
+/// `cls` in config.json), with a Normalize module, max_seq_length 24 of 128 positions, and a default
+/// prompt: every command reads the folder the same way, and a key that overrides it says so.
+#[test]
+fn a_sentence_transformers_folder_s_settings_are_what_trains_embeds_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("st");
+    let st_s = st.to_str().unwrap();
+    ok(run_with_stdin(&["save", "tests/fixtures/tiny-v4", "--out", st_s, "--format", "sentence-transformers", "--pooling", "mean", "--normalize"], ""));
+    write(&st, "sentence_bert_config.json", r#"{"max_seq_length": 24, "do_lower_case": false}"#);
+    write(&st, "config_sentence_transformers.json", r#"{"prompts": {"query": "query: ", "document": ""}, "default_prompt_name": "query", "similarity_fn_name": "cosine"}"#);
+    let read = |p: PathBuf| -> Value { serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap() };
+
+    // embed: the default prompt is prepended (as sentence-transformers' encode does), vectors are
+    // normalised; --prefix "" turns the prompt off and says that it overrides the folder.
+    let vec_of = |args: &[&str]| -> (Vec<f64>, String) {
+        let out = run_with_stdin(&[&["embed", "--model", st_s], args].concat(), "a good film\n");
+        let e = String::from_utf8_lossy(&out.stderr).to_string();
+        let v: Value = serde_json::from_str(ok(out).trim()).unwrap();
+        (v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(), e)
+    };
+    let (default, _) = vec_of(&[]);
+    let (explicit, _) = vec_of(&["--prefix", "query: "]);
+    let (bare, note) = vec_of(&["--prefix", ""]);
+    assert_eq!(default, explicit, "the folder's default prompt is what embed prepends");
+    assert_ne!(default, bare);
+    assert!(note.contains("--prefix") && note.contains("overrides") && note.contains("query: "), "{note}");
+    let norm: f64 = default.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "the Normalize module is applied: norm {norm}");
+
+    // train: pooling, normalisation and length come from the folder and are exported as trained.
+    let pairs = write(tmp.path(), "pairs.jsonl", &pair_rows(32));
+    let config = |out: &Path| {
+        write(
+            tmp.path(),
+            "st-run.toml",
+            &format!(
+                "task = \"embedding\"\n[model]\nname = \"{st}\"\n[data]\ntrain = \"{pairs}\"\ntext_column = \"text_a\"\ntext_pair_column = \"text_b\"\nlabel_column = \"score\"\n\
+                 [training]\nembedding_loss = \"cosent\"\nmax_steps = 3\nbatch_size = 8\n[output]\ndir = \"{out}\"\n",
+                st = st.display(),
+                pairs = pairs.display(),
+                out = out.display()
+            ),
+        )
+    };
+    let run = tmp.path().join("run");
+    let cfg = config(&run);
+    let out = run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap()], "");
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out);
+    assert!(e.contains("default prompt") && e.contains("not prepended"), "{e}");
+    let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(recorded.contains("pooling = \"mean\"") && recorded.contains("normalize = true") && recorded.contains("max_length = 24"), "{recorded}");
+    let model = run.join("model");
+    assert_eq!(read(model.join("1_Pooling/config.json"))["pooling_mode_mean_tokens"], true);
+    assert_eq!(read(model.join("1_Pooling/config.json"))["pooling_mode_cls_token"], false);
+    assert!(read(model.join("modules.json")).as_array().unwrap().iter().any(|m| m["type"].as_str().unwrap().ends_with("Normalize")));
+    assert_eq!(read(model.join("sentence_bert_config.json"))["max_seq_length"], 24, "the export says the length that trained");
+    let prompts = read(model.join("config_sentence_transformers.json"));
+    assert_eq!(prompts["default_prompt_name"], "query");
+    assert_eq!(prompts["prompts"]["query"], "query: ");
+    // save re-exports the trained folder with the same settings.
+    let again = tmp.path().join("again");
+    ok(run_with_stdin(&["save", run.to_str().unwrap(), "--out", again.to_str().unwrap(), "--format", "sentence-transformers"], ""));
+    assert_eq!(read(again.join("sentence_bert_config.json"))["max_seq_length"], 24);
+    assert_eq!(read(again.join("config_sentence_transformers.json"))["prompts"]["query"], "query: ");
+
+    // A key in the config overrides the folder, with a notice.
+    let run2 = tmp.path().join("run2");
+    let cfg = config(&run2);
+    let out = run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--set", "model.pooling=\"cls\"", "--set", "data.max_length=16"], "");
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out);
+    assert!(e.contains("[model] pooling = cls overrides") && e.contains("[data] max_length = 16 overrides"), "{e}");
+    assert_eq!(read(run2.join("model/1_Pooling/config.json"))["pooling_mode_cls_token"], true);
+    assert_eq!(read(run2.join("model/sentence_bert_config.json"))["max_seq_length"], 16);
+}

@@ -22,4 +22,4 @@ pub use config::{LayerType, ModernBertConfig, Pooling};
 pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
 pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output, Packed};
 pub use nn::Mode;
-pub use source::ModelFiles;
+pub use source::{Asked, EmbeddingSetup, ModelFiles, SentenceSettings};

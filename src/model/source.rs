@@ -21,11 +21,93 @@ pub struct ModelFiles {
     pub sentence: Option<SentenceSettings>,
 }
 
-/// What a sentence-transformers folder says about turning token vectors into one vector.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What a sentence-transformers folder says about turning texts into one vector.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SentenceSettings {
     pub pooling: crate::model::Pooling,
     pub normalize: bool,
+    /// `sentence_bert_config.json`'s `max_seq_length`: the length the model was trained with.
+    pub max_seq_length: Option<usize>,
+    /// The prompt `config_sentence_transformers.json` names as `default_prompt_name`, which
+    /// sentence-transformers prepends to every text it encodes.
+    pub default_prompt: Option<String>,
+}
+
+/// What a command asks for explicitly (a flag or a config key), each with the name the user typed,
+/// so that a notice can say which setting overrode the folder's.
+#[derive(Clone, Debug, Default)]
+pub struct Asked {
+    pub pooling: Option<(crate::model::Pooling, String)>,
+    pub normalize: Option<(bool, String)>,
+    pub prefix: Option<(String, String)>,
+    pub max_length: Option<(usize, String)>,
+}
+
+/// How a command turns texts into vectors with one model, resolved the same way everywhere: what
+/// was asked explicitly first, then the sentence-transformers modules, then `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingSetup {
+    pub pooling: crate::model::Pooling,
+    pub normalize: bool,
+    /// Prepended to every text.
+    pub prefix: String,
+    /// Tokens per text, `[CLS]` and `[SEP]` included.
+    pub max_length: usize,
+}
+
+impl ModelFiles {
+    /// Resolves pooling, normalisation, prefix and length for this model (see [`EmbeddingSetup`]);
+    /// a notice on stderr says when an explicit setting overrides what the folder says.
+    pub fn embedding_setup(&self, config: &crate::model::ModernBertConfig, asked: &Asked) -> Result<EmbeddingSetup> {
+        let st = self.sentence.as_ref();
+        let origin = &self.origin;
+        let overrides = |key: &str, value: String, folder: String| {
+            eprintln!("note: {key} = {value} overrides {origin}'s sentence-transformers setting ({folder})");
+        };
+        let pooling = match (&asked.pooling, st) {
+            (Some((p, key)), Some(s)) if *p != s.pooling => {
+                overrides(key, p.as_str().to_string(), format!("{} pooling", s.pooling.as_str()));
+                *p
+            }
+            (Some((p, _)), _) => *p,
+            (None, Some(s)) => s.pooling,
+            (None, None) => config.classifier_pooling,
+        };
+        let normalize = match (&asked.normalize, st) {
+            (Some((n, key)), Some(s)) if *n != s.normalize => {
+                overrides(key, n.to_string(), format!("normalize = {}", s.normalize));
+                *n
+            }
+            (Some((n, _)), _) => *n,
+            (None, s) => s.is_some_and(|s| s.normalize),
+        };
+        let prefix = match (&asked.prefix, st.and_then(|s| s.default_prompt.as_ref())) {
+            (Some((p, key)), Some(prompt)) if p != prompt => {
+                overrides(key, format!("{p:?}"), format!("default prompt {prompt:?}"));
+                p.clone()
+            }
+            (Some((p, _)), _) => p.clone(),
+            (None, Some(prompt)) => prompt.clone(),
+            (None, None) => String::new(),
+        };
+        let limit = config.max_position_embeddings;
+        let max_length = match (&asked.max_length, st.and_then(|s| s.max_seq_length)) {
+            (Some((n, key)), _) if *n > limit => {
+                crate::bail!("{key} = {n} exceeds the model's max_position_embeddings ({limit}); use at most {limit}")
+            }
+            (Some((n, key)), Some(m)) if *n != m => {
+                overrides(key, n.to_string(), format!("max_seq_length = {m}"));
+                *n
+            }
+            (Some((n, _)), _) => *n,
+            (None, Some(m)) => m.min(limit),
+            (None, None) => limit,
+        };
+        if max_length < 2 {
+            crate::bail!("{origin}: max_seq_length {max_length} leaves no room for [CLS] and [SEP]; pass a larger --max-length");
+        }
+        Ok(EmbeddingSetup { pooling, normalize, prefix, max_length })
+    }
 }
 
 impl ModelFiles {
@@ -111,7 +193,30 @@ impl ModelFiles {
                 crate::model::Pooling::Mean
             }
         };
-        files.sentence = Some(SentenceSettings { pooling, normalize: path_of("Normalize")?.is_some() });
+        let max_seq_length = match read_json_if_present(&transformer.join("sentence_bert_config.json"))? {
+            Some(v) => match &v["max_seq_length"] {
+                Value::Null => None,
+                n => Some(n.as_u64().filter(|&n| n >= 2).with_context(|| {
+                    format!("{}: max_seq_length must be a whole number of at least 2, found {n}", transformer.join("sentence_bert_config.json").display())
+                })? as usize),
+            },
+            None => None,
+        };
+        let st_config = dir.join("config_sentence_transformers.json");
+        let default_prompt = match read_json_if_present(&st_config)? {
+            Some(v) => match &v["default_prompt_name"] {
+                Value::Null => None,
+                Value::String(name) => Some(
+                    v["prompts"][name.as_str()]
+                        .as_str()
+                        .with_context(|| format!("{}: default_prompt_name \"{name}\" is not among its prompts", st_config.display()))?
+                        .to_string(),
+                ),
+                other => crate::bail!("{}: default_prompt_name must be a string, found {other}", st_config.display()),
+            },
+            None => None,
+        };
+        files.sentence = Some(SentenceSettings { pooling, normalize: path_of("Normalize")?.is_some(), max_seq_length, default_prompt });
         files.origin = dir.display().to_string();
         Ok(files)
     }
@@ -272,4 +377,13 @@ mod tests {
         assert!(!looks_like_hub_id("a/b/c"));
         assert!(!looks_like_hub_id("../model"));
     }
+}
+
+/// A JSON side file (sentence-transformers' settings), `None` when the folder has none.
+fn read_json_if_present(path: &Path) -> Result<Option<Value>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).map(Some).with_context(|| format!("{} is not valid JSON", path.display()))
 }

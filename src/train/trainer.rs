@@ -82,6 +82,7 @@ struct EmbeddingRun {
     scale: f64,
     dims: Option<Vec<usize>>,
     pooling: Pooling,
+    normalize: bool,
     /// `sts` or `retrieval`.
     eval: String,
 }
@@ -96,7 +97,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
     let mut run = prepare(cfg, &dir, None, &opts.device)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
     let started = (|| -> Result<()> {
-        checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml()?.as_bytes())?;
+        checkpoint::write_atomic(&dir.join("config.toml"), run.cfg.to_toml()?.as_bytes())?;
         checkpoint::write_atomic(&dir.join("metrics.jsonl"), b"")?;
         install_tokenizer(&mut run)
     })();
@@ -242,7 +243,8 @@ fn install_tokenizer(run: &mut Run) -> Result<()> {
         let src_dir = source.parent().unwrap_or(Path::new(".")).to_path_buf();
         checkpoint::write_folder_atomic(&run.dir.join("tokenizer"), |tmp| {
             std::fs::copy(&source, tmp.join("tokenizer.json")).with_context(|| format!("cannot copy {}", source.display()))?;
-            for side in ["tokenizer_config.json", "special_tokens_map.json"] {
+            // With a sentence-transformers folder's prompts, which its export keeps.
+            for side in ["tokenizer_config.json", "special_tokens_map.json", "config_sentence_transformers.json"] {
                 if src_dir.join(side).is_file() {
                     std::fs::copy(src_dir.join(side), tmp.join(side))?;
                 }
@@ -272,19 +274,45 @@ fn check_best_metric(cfg: &RunConfig, kind: TargetKind, embedding: bool, splits:
     Ok(())
 }
 
+/// `cfg` with a sentence-transformers folder's pooling, normalisation and max_seq_length filled in
+/// where the config does not set them ([`ModelFiles::embedding_setup`], as `embed` and `eval` read
+/// the folder).
+fn resolve_sentence_settings(cfg: &RunConfig, sentence: Option<&ModelFiles>, config: &ModernBertConfig) -> Result<RunConfig> {
+    let mut resolved = cfg.clone();
+    let Some(files) = sentence else { return Ok(resolved) };
+    let asked = crate::model::Asked {
+        pooling: cfg.model.pooling.as_deref().map(Pooling::parse).transpose()?.map(|p| (p, "[model] pooling".to_string())),
+        normalize: cfg.model.normalize.map(|n| (n, "[model] normalize".to_string())),
+        prefix: None,
+        max_length: cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string())),
+    };
+    let setup = files.embedding_setup(config, &asked)?;
+    if let Some(prompt) = files.sentence.as_ref().and_then(|s| s.default_prompt.as_ref()) {
+        eprintln!(
+            "note: {}'s default prompt {prompt:?} is not prepended to training texts (as in sentence-transformers' trainer); the exported model keeps it",
+            files.origin
+        );
+    }
+    resolved.model.pooling = Some(setup.pooling.as_str().to_string());
+    resolved.model.normalize = Some(setup.normalize);
+    resolved.data.max_length = setup.max_length;
+    resolved.max_length_given = true;
+    Ok(resolved)
+}
+
 /// Loads and checks everything a run needs; writes nothing.
 fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
     // Embedding runs read scores (CoSENT, STS) as regression targets.
     let kind = cfg.target_kind().unwrap_or(TargetKind::Regression);
     // Model config, weights and tokenizer: from the checkpoint when resuming, else from [model].
-    let (mut config, weights, tokenizer) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
+    let (mut config, weights, tokenizer, sentence) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
         (Some(ck), _, _) => {
             let files = ModelFiles::from_dir(ck)?;
-            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf())
+            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf(), None)
         }
         (None, Some(path), _) => {
             let tok = cfg.model.tokenizer_source()?.resolve()?;
-            (ModernBertConfig::from_file(path)?, None, tok)
+            (ModernBertConfig::from_file(path)?, None, tok, None)
         }
         (None, None, Some(name)) => {
             let files = ModelFiles::resolve(name)?;
@@ -292,10 +320,15 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
                 Some(t) => t.clone(),
                 None => files.tokenizer()?.to_path_buf(),
             };
-            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), tok)
+            let config = ModernBertConfig::from_file(&files.config)?;
+            let weights = Weights::open(&files.weights)?;
+            (config, Some(weights), tok, files.sentence.is_some().then_some(files))
         }
         (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
     };
+    // A sentence-transformers folder's settings are what trains (what the config says explicitly
+    // first); the run's config records the outcome, so a resumed run trains the same way.
+    let cfg = &resolve_sentence_settings(cfg, sentence.as_ref(), &config)?;
     let mut data_cfg = cfg.data.clone();
     if data_cfg.max_length > config.max_position_embeddings {
         if checkpoint.is_none() {
@@ -306,6 +339,10 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         }
         data_cfg.max_length = config.max_position_embeddings;
     }
+    // What trains is what the run folder records (and what the export's max_seq_length says).
+    let mut cfg = cfg.clone();
+    cfg.data.max_length = data_cfg.max_length;
+    let cfg = &cfg;
     let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?;
     let vocab = encoder.tokenizer().get_vocab_size(true);
     if vocab > config.vocab_size {
@@ -384,6 +421,7 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         scale: t.loss_scale,
         dims: t.matryoshka_dims.clone(),
         pooling: config.classifier_pooling,
+        normalize: cfg.model.normalize.unwrap_or(false),
         eval: cfg.embedding_eval().to_string(),
     });
     Ok(Run {
@@ -740,7 +778,13 @@ fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary
             let encoder: Vec<(String, Tensor)> =
                 run.loaded.tensors.iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t.clone()))).collect();
             ModelFolder { config: &run.config, tensors: &encoder, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
-            crate::export::write_sentence_transformers_files(tmp, &run.config, e.pooling, false)
+            let modules = crate::export::SentenceModules {
+                pooling: e.pooling,
+                normalize: e.normalize,
+                max_seq_length: run.cfg.data.max_length,
+                prompts: crate::export::read_prompts(&run.tokenizer)?,
+            };
+            crate::export::write_sentence_transformers_files(tmp, &run.config, &modules)
         }
         None => ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp),
     })?;
