@@ -89,9 +89,14 @@ pub struct EvalArgs {
     #[arg(long)]
     pub model: String,
     /// Labelled data file(s) (.jsonl, .csv, .tsv, .parquet; optionally .gz). Embedding models: pairs
-    /// (text, text_pair[, score]) scored as STS with a score column, as retrieval without.
+    /// (text, text_pair[, score]); see --evaluation.
     #[arg(long, required_unless_present_any = ["config", "corpus"])]
     pub data: Vec<PathBuf>,
+    /// Embedding models, pair data: `sts` (Spearman of cosine against the pairs' scores), `retrieval`
+    /// (each pair's second text is the one relevant document for its first), or `auto`: STS when
+    /// the pairs have a score column (--label-column, else `label` or `score`), retrieval otherwise.
+    #[arg(long, value_enum, default_value_t = EvaluationArg::Auto)]
+    pub evaluation: EvaluationArg,
     /// Embedding models: a JSONL corpus of {"id", "text"} to retrieve from (with --queries).
     #[arg(long, requires = "queries")]
     pub corpus: Option<PathBuf>,
@@ -125,6 +130,23 @@ pub struct EvalArgs {
     pub plot: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvaluationArg {
+    Auto,
+    Sts,
+    Retrieval,
+}
+
+impl From<EvaluationArg> for crate::evaluate::PairEvaluation {
+    fn from(a: EvaluationArg) -> Self {
+        match a {
+            EvaluationArg::Auto => crate::evaluate::PairEvaluation::Auto,
+            EvaluationArg::Sts => crate::evaluate::PairEvaluation::Sts,
+            EvaluationArg::Retrieval => crate::evaluate::PairEvaluation::Retrieval,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -76,6 +76,7 @@ pub fn data(args: &DataArgs) -> Result<()> {
         None => (DataConfig::default(), None, None),
     };
     apply_source_flags(&mut cfg, &args.source);
+    cfg.columns_from_flags = args.config.is_none();
     if let Some(m) = args.max_length {
         cfg.max_length = m;
     }
@@ -242,6 +243,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         None => DataConfig::default(),
     };
     apply_column_flags(&mut cfg, &args.columns);
+    cfg.columns_from_flags = args.config.is_none();
     let (files, format) = if !args.data.is_empty() || args.corpus.is_some() {
         (args.data.clone(), cfg.format)
     } else {
@@ -274,18 +276,32 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let embedder = crate::embed::Embedder::load(&opts)?;
         let ev = match (&args.corpus, &args.queries) {
             (Some(c), Some(q)) => crate::evaluate::retrieval_files(&embedder, c, q, opts.batch_size)?,
-            _ => crate::evaluate::pair_files(&embedder, &files, format, &cfg.columns(true), opts.batch_size)?,
+            _ => {
+                // A score column named by a flag or the config must exist; the default `label` may
+                // be absent (then `score` is tried, as STS-B names it).
+                let named = args.columns.label_column.is_some() || (args.config.is_some() && cfg.label_column != DataConfig::default().label_column);
+                let how = crate::evaluate::PairScoring { evaluation: args.evaluation.into(), score_column_named: named };
+                crate::evaluate::pair_files(&embedder, &files, format, &cfg.columns(true), opts.batch_size, &how)?
+            }
         };
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         if args.json {
-            let mut v = serde_json::json!({"model": args.model, "task": "embedding", "evaluation": ev.kind, "rows": ev.rows});
+            let mut v = serde_json::json!({"model": args.model, "task": "embedding", "evaluation": ev.kind, "why": ev.why, "rows": ev.rows});
             for (k, m) in &ev.metrics {
                 v[k] = serde_json::json!(m);
             }
             writeln!(out, "{v}")?;
         } else {
-            writeln!(out, "model  {}\nevaluation  {} ({} {})\n", args.model, ev.kind, ev.rows, if ev.kind == "sts" { "pairs" } else { "queries" })?;
+            writeln!(
+                out,
+                "model  {}\nevaluation  {} ({} {}): {}\n",
+                args.model,
+                ev.kind,
+                ev.rows,
+                if ev.kind == "sts" { "pairs" } else { "queries" },
+                ev.why
+            )?;
             for (k, m) in &ev.metrics {
                 writeln!(out, "{k:<12} {m:.4}")?;
             }

@@ -126,6 +126,8 @@ fn refs(v: &[String]) -> Vec<&str> {
 /// Scores of an embedding model (a folder without a classification head).
 pub struct EmbeddingEval {
     pub kind: &'static str,
+    /// Why this evaluation was chosen, in words for the output.
+    pub why: String,
     pub rows: usize,
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
@@ -168,24 +170,69 @@ pub fn retrieval_files(e: &crate::embed::Embedder, corpus: &Path, queries: &Path
     }
     let (dv, _) = e.embed(&refs(&doc_texts), batch)?;
     let (qv, _) = e.embed(&refs(&q_texts), batch)?;
-    Ok(EmbeddingEval { kind: "retrieval", rows: q_texts.len(), metrics: crate::embedding::retrieval(&qv, &dv, &relevant) })
+    let why = format!("queries {} against corpus {}", queries.display(), corpus.display());
+    Ok(EmbeddingEval { kind: "retrieval", why, rows: q_texts.len(), metrics: crate::embedding::retrieval(&qv, &dv, &relevant) })
 }
 
-/// Pairs: STS (Spearman/Pearson of cosine vs scores) when the score column exists, else retrieval
-/// with each pair's second text as the one relevant document.
-pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize) -> Result<EmbeddingEval> {
-    let (mut a, mut b, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-    let mut scored = true;
-    for f in files {
-        let table = match crate::data::read_table(f, format, cols) {
-            Ok(t) => t,
-            // No score column: the pairs are for retrieval.
-            Err(err) if cols.label.is_some() && err.kind() == Some(&crate::error::Kind::MissingColumn(cols.label.clone().unwrap_or_default())) => {
-                scored = false;
-                crate::data::read_table(f, format, &Columns { label: None, ..cols.clone() })?
+/// How pair data is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairEvaluation {
+    /// STS when the pairs have a score column, retrieval otherwise.
+    Auto,
+    Sts,
+    Retrieval,
+}
+
+pub struct PairScoring {
+    pub evaluation: PairEvaluation,
+    /// The score column was named (a flag or a config key): it must exist. Otherwise the default
+    /// `label` may be absent, and `score` (as STS-B names it) is tried next.
+    pub score_column_named: bool,
+}
+
+/// Pairs: STS (Spearman/Pearson of cosine vs scores), or retrieval with each pair's second text as
+/// the one relevant document; [`PairScoring`] says which, and the result says why.
+pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize, how: &PairScoring) -> Result<EmbeddingEval> {
+    let named = cols.label.clone().unwrap_or_else(|| "label".to_string());
+    // The score column: the named one, else the first of `label`, `score` the first file has.
+    let candidates: Vec<String> = match how.evaluation {
+        PairEvaluation::Retrieval => Vec::new(),
+        _ if how.score_column_named => vec![named.clone()],
+        _ => vec![named.clone(), "score".to_string()],
+    };
+    let mut score_column = None;
+    let mut last_missing = None;
+    if let Some(first) = files.first() {
+        for c in &candidates {
+            match crate::data::read_table(first, format, &Columns { label: Some(c.clone()), ..cols.clone() }) {
+                Ok(_) => {
+                    score_column = Some(c.clone());
+                    break;
+                }
+                Err(err) if err.kind() == Some(&crate::error::Kind::MissingColumn(c.clone())) => last_missing = Some(err),
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
-        };
+        }
+    }
+    let why = match (how.evaluation, &score_column) {
+        (PairEvaluation::Retrieval, _) => "asked with --evaluation retrieval; each pair's second text is the relevant document for its first".to_string(),
+        (_, Some(c)) => format!("the pairs have scores in column `{c}`"),
+        (PairEvaluation::Sts, None) | (PairEvaluation::Auto, None) if how.score_column_named || how.evaluation == PairEvaluation::Sts => {
+            let err = last_missing.unwrap_or_else(|| crate::err!("no data files"));
+            return Err(err.wrap(format!(
+                "STS scores pairs against their scores: name the score column with --label-column{}",
+                if how.evaluation == PairEvaluation::Auto { ", or pass --evaluation retrieval" } else { "" }
+            )));
+        }
+        _ => format!(
+            "no score column (looked for {}; name one with --label-column); each pair's second text is the relevant document for its first",
+            candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" and ")
+        ),
+    };
+    let cols = Columns { label: score_column.clone(), ..cols.clone() };
+    let (mut a, mut b, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+    for f in files {
+        let table = crate::data::read_table(f, format, &cols)?;
         let pairs = table.pairs.clone().ok_or_else(|| crate::err!("{}: embedding evaluation needs pairs: pass --text-pair-column", f.display()))?;
         a.extend(table.texts.clone());
         b.extend(pairs);
@@ -201,10 +248,10 @@ pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<
     }
     let (av, _) = e.embed(&refs(&a), batch)?;
     let (bv, _) = e.embed(&refs(&b), batch)?;
-    Ok(if scored {
-        EmbeddingEval { kind: "sts", rows: a.len(), metrics: crate::embedding::sts(&av, &bv, &scores) }
+    Ok(if score_column.is_some() {
+        EmbeddingEval { kind: "sts", why, rows: a.len(), metrics: crate::embedding::sts(&av, &bv, &scores) }
     } else {
         let relevant: Vec<Vec<usize>> = (0..a.len()).map(|i| vec![i]).collect();
-        EmbeddingEval { kind: "retrieval", rows: a.len(), metrics: crate::embedding::retrieval(&av, &bv, &relevant) }
+        EmbeddingEval { kind: "retrieval", why, rows: a.len(), metrics: crate::embedding::retrieval(&av, &bv, &relevant) }
     })
 }

@@ -263,3 +263,58 @@ fn a_sentence_transformers_folder_s_settings_are_what_trains_embeds_and_exports(
     assert_eq!(read(run2.join("model/1_Pooling/config.json"))["pooling_mode_cls_token"], true);
     assert_eq!(read(run2.join("model/sentence_bert_config.json"))["max_seq_length"], 16);
 }
+
+/// `eval` on pair data says which evaluation it ran and why: STS when the pairs have scores (STS-B
+/// names its column `score`), retrieval when asked or when there are none; a score column that was
+/// named but is missing is an error naming --label-column. Column errors name the flag to pass.
+#[test]
+fn eval_on_pairs_says_which_evaluation_and_why_and_errors_name_the_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("st");
+    let st_s = st.to_str().unwrap();
+    ok(run_with_stdin(&["save", "tests/fixtures/tiny-v4", "--out", st_s, "--format", "sentence-transformers", "--pooling", "mean"], ""));
+    let scored = write(tmp.path(), "scored.jsonl", &pair_rows(24));
+    let unscored: String = pair_rows(24).lines().map(|l| {
+        let mut v: Value = serde_json::from_str(l).unwrap();
+        v.as_object_mut().unwrap().remove("score");
+        format!("{v}\n")
+    }).collect();
+    let unscored = write(tmp.path(), "unscored.jsonl", &unscored);
+    let eval = |data: &Path, extra: &[&str]| {
+        let args = [&["eval", "--model", st_s, "--data", data.to_str().unwrap(), "--text-column", "text_a", "--text-pair-column", "text_b", "--json"], extra].concat();
+        run_with_stdin(&args, "")
+    };
+    let json = |out: Output| -> Value { serde_json::from_str(ok(out).trim()).unwrap() };
+
+    let v = json(eval(&scored, &[]));
+    assert_eq!(v["evaluation"], "sts", "{v}");
+    assert!(v["why"].as_str().unwrap().contains("`score`"), "{v}");
+    assert!(v["spearman"].is_number());
+    let v = json(eval(&scored, &["--evaluation", "retrieval"]));
+    assert_eq!(v["evaluation"], "retrieval");
+    assert!(v["why"].as_str().unwrap().contains("asked"), "{v}");
+    let v = json(eval(&unscored, &[]));
+    assert_eq!(v["evaluation"], "retrieval");
+    assert!(v["why"].as_str().unwrap().contains("no score column") && v["why"].as_str().unwrap().contains("--label-column"), "{v}");
+    // STS asked of pairs without scores, and a named score column that is not there: errors.
+    for (data, extra) in [(&unscored, &["--evaluation", "sts"][..]), (&scored, &["--label-column", "similarity"][..])] {
+        let out = eval(data, extra);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("--label-column"), "{extra:?}: {e}");
+    }
+    // Without --text-column the fix is that flag, not a config section.
+    for args in [
+        vec!["eval", "--model", st_s, "--data", scored.to_str().unwrap()],
+        vec!["data", "--train", scored.to_str().unwrap(), "--tokenizer", "tests/fixtures/tiny-v4/tokenizer.json", "--label-column", "score"],
+    ] {
+        let out = run_with_stdin(&args, "");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("no column `text`") && e.contains("pass --text-column"), "{args:?}: {e}");
+        assert!(!e.contains("[data] section"), "{args:?}: {e}");
+    }
+    // With a config, the fix is its key.
+    let cfg = write(tmp.path(), "run.toml", &format!("[model]\nname = \"{st_s}\"\n[data]\ntrain = \"{}\"\nlabel_column = \"score\"\n", scored.display()));
+    let out = run_with_stdin(&["data", "--config", cfg.to_str().unwrap()], "");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("set `text_column` in the [data] section"), "{e}");
+}

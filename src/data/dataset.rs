@@ -90,6 +90,9 @@ pub struct DataConfig {
     /// Truncate rows to this many tokens (special tokens included).
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// The column names came from command-line flags, not this section (for error messages).
+    #[serde(skip)]
+    pub columns_from_flags: bool,
 }
 
 impl Default for DataConfig {
@@ -106,6 +109,7 @@ impl DataConfig {
             label: with_labels.then(|| self.label_column.clone()),
             words: None,
             negative: None,
+            from_flags: self.columns_from_flags,
         }
     }
 
@@ -116,6 +120,7 @@ impl DataConfig {
                 text: self.tokens_column.clone(),
                 words: Some(self.tokens_column.clone()),
                 label: Some(self.tags_column.clone()),
+                from_flags: self.columns_from_flags,
                 ..Default::default()
             },
             _ => Columns {

@@ -90,6 +90,35 @@ pub struct Columns {
     pub words: Option<String>,
     /// Contrastive training: a hard-negative text column.
     pub negative: Option<String>,
+    /// The names came from command-line flags (`--text-column`, ...), not a config's [data]
+    /// section: a missing column's message then names the flag to pass.
+    pub from_flags: bool,
+}
+
+impl Columns {
+    /// The error for a column `name` that `source` lacks (`have`: what it has), with the fix in the
+    /// terms the user named the column: a config key or a command-line flag.
+    pub fn missing(&self, name: &str, source: &str, have: &str) -> crate::Error {
+        let role = if self.words.as_deref() == Some(name) {
+            "tokens_column"
+        } else if self.label.as_deref() == Some(name) && self.words.is_some() {
+            "tags_column"
+        } else if self.label.as_deref() == Some(name) {
+            "label_column"
+        } else if self.text_pair.as_deref() == Some(name) {
+            "text_pair_column"
+        } else if self.negative.as_deref() == Some(name) {
+            "negative_column"
+        } else {
+            "text_column"
+        };
+        let fix = if self.from_flags && role != "negative_column" {
+            format!("pass --{} NAME", role.replace('_', "-"))
+        } else {
+            format!("set `{role}` in the [data] section")
+        };
+        crate::err!("{source}: no column `{name}` ({have}); {fix}").with_kind(crate::error::Kind::MissingColumn(name.to_string()))
+    }
 }
 
 /// The columns of one file, row-aligned.
@@ -320,8 +349,7 @@ fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
         let field = |name: &str| -> Result<&Value> {
             obj.get(name).ok_or_else(|| {
                 let have: Vec<&str> = obj.keys().map(String::as_str).collect();
-                crate::err!("{source}, line {lineno}: no column `{name}` (this row has: {}); set the column names in the [data] section", have.join(", "))
-                    .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
+                cols.missing(name, &format!("{source}, line {lineno}"), &format!("this row has: {}", have.join(", ")))
             })
         };
         let text_of = |name: &str| -> Result<String> {
@@ -457,8 +485,7 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -
     let headers: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
     let index = |name: &str| -> Result<usize> {
         headers.iter().position(|h| h == name).ok_or_else(|| {
-            crate::err!("{source}: no column `{name}` (the header has: {}); set the column names in the [data] section", headers.join(", "))
-                .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
+            cols.missing(name, &source, &format!("the header has: {}", headers.join(", ")))
         })
     };
     let ti = index(&cols.text)?;
@@ -530,8 +557,7 @@ fn read_parquet_unguarded(path: &Path, cols: &Columns, sink: &mut Sink) -> Resul
     for name in &names {
         let i = schema.index_of(name).map_err(|_| {
             let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            crate::err!("{source}: no column `{name}` (the file has: {}); set the column names in the [data] section", have.join(", "))
-                .with_kind(crate::error::Kind::MissingColumn(name.to_string()))
+            cols.missing(name, &source, &format!("the file has: {}", have.join(", ")))
         })?;
         roots.push(i);
     }
