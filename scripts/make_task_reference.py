@@ -3,7 +3,7 @@
 seqeval 1.2.2. Run from the repository root after scripts/make_reference.py:
 
     pip install -r scripts/requirements.txt
-    python scripts/make_task_reference.py
+    python scripts/make_task_reference.py                 (--losses-only: only losses.json, no seqeval needed)
 
 Writes:
   tests/fixtures/tiny-token/   ModernBertForTokenClassification (tiny-v4's encoder, a fresh 5-tag head)
@@ -27,8 +27,6 @@ import torch
 from safetensors.torch import save_file
 from sentence_transformers import SentenceTransformer, models
 from sentence_transformers.sentence_transformer import losses
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
 from transformers import ModernBertForTokenClassification, PreTrainedTokenizerFast
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
@@ -96,6 +94,9 @@ def token_reference():
 
 
 def seqeval_reference(out):
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
     truth = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "B-ORG"],
              ["O", "B-LOC", "O", "O", "B-PER", "I-PER", "I-PER"],
              ["B-MISC", "I-MISC", "O", "B-ORG", "I-ORG", "O"]]
@@ -131,9 +132,22 @@ def loss_reference(out):
         l_cosent = cosent([features(pairs_a), features(pairs_b)], torch.tensor(scores)).item()
         mat = losses.MatryoshkaLoss(st, losses.MultipleNegativesRankingLoss(st, scale=20.0), matryoshka_dims=[32, 16, 8])
         l_mat = mat([features(anchors), features(positives)], None).item()
+        # MNRL's directions and partition modes (sentence-transformers >= 5.2), with and without
+        # hard negatives: key "mnrl_<directions joined by +>_<partition>[_negatives]".
+        directions = {}
+        for dirs in [("query_to_doc", "doc_to_query"), ("query_to_doc", "query_to_query"), ("query_to_doc", "doc_to_doc"),
+                     ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")]:
+            # sentence-transformers refuses per_direction with same-type terms (no positive in them).
+            for partition in ["joint"] + (["per_direction"] if len(set(dirs) & {"query_to_query", "doc_to_doc"}) == 0 else []):
+                loss = losses.MultipleNegativesRankingLoss(st, scale=20.0, directions=dirs, partition_mode=partition)
+                key = "mnrl_" + "+".join(dirs) + "_" + partition
+                directions[key] = loss([features(anchors), features(positives)], None).item()
+                directions[key + "_negatives"] = loss([features(anchors), features(positives), features(negatives)], None).item()
+        sym = losses.MultipleNegativesSymmetricRankingLoss(st, scale=20.0)
+        directions["mnrl_symmetric_loss_class"] = sym([features(anchors), features(positives)], None).item()
     json.dump({"anchors": anchors, "positives": positives, "negatives": negatives, "pairs_a": pairs_a,
                "pairs_b": pairs_b, "scores": scores, "mnrl_with_negatives": l_mnrl, "mnrl": l_mnrl_pairs,
-               "cosent": l_cosent, "matryoshka_mnrl_32_16_8": l_mat},
+               "cosent": l_cosent, "matryoshka_mnrl_32_16_8": l_mat, "mnrl_directions": directions},
               open(os.path.join(out, "losses.json"), "w"), indent=1)
 
 
@@ -141,8 +155,9 @@ def main():
     print(f"torch {torch.__version__}", file=sys.stderr)
     out = os.path.join(ROOT, "tasks")
     os.makedirs(out, exist_ok=True)
-    token_reference()
-    seqeval_reference(out)
+    if "--losses-only" not in sys.argv:
+        token_reference()
+        seqeval_reference(out)
     loss_reference(out)
     print("wrote", out, file=sys.stderr)
 

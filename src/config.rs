@@ -161,6 +161,15 @@ pub struct TrainingConfig {
     pub loss_scale: f64,
     /// Embedding: Matryoshka dimensions (the loss is summed over truncations to each).
     pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding, MNRL: which similarity terms enter the softmax, as sentence-transformers'
+    /// `directions`: `query_to_doc` (always), `doc_to_query`, `query_to_query`, `doc_to_doc`.
+    pub mnrl_directions: Vec<String>,
+    /// Embedding, MNRL: one softmax over all directions (`joint`) or one per direction, averaged
+    /// (`per_direction`), as sentence-transformers' `partition_mode`.
+    pub mnrl_partition: String,
+    /// How training rows form batches: `default`, or `no_duplicates` (no text twice in a batch, as
+    /// sentence-transformers' NoDuplicatesBatchSampler; a duplicate is a false in-batch negative).
+    pub batch_sampler: String,
     /// Embedding: validate with `sts` (scored pairs: Spearman of cosine) or `retrieval` (pairs:
     /// MRR@10, NDCG@10, Recall@1/10 with every positive as the corpus) [default: sts for cosent, else retrieval].
     pub embedding_eval: Option<String>,
@@ -203,6 +212,9 @@ impl Default for TrainingConfig {
             embedding_loss: crate::embedding::EmbeddingLoss::Mnrl,
             loss_scale: 20.0,
             matryoshka_dims: None,
+            mnrl_directions: vec!["query_to_doc".into()],
+            mnrl_partition: "joint".into(),
+            batch_sampler: "default".into(),
             embedding_eval: None,
         }
     }
@@ -406,6 +418,8 @@ fn enumerated_keys(c: &RunConfig) -> Vec<(&'static str, Option<&str>, &'static [
         ("training.eval_strategy", Some(t.eval_strategy.as_str()), &["epoch", "steps", "no"]),
         ("training.embedding_eval", t.embedding_eval.as_deref(), &["sts", "retrieval"]),
         ("model.pooling", c.model.pooling.as_deref(), &["cls", "mean"]),
+        ("training.mnrl_partition", Some(t.mnrl_partition.as_str()), &["joint", "per_direction"]),
+        ("training.batch_sampler", Some(t.batch_sampler.as_str()), &["default", "no_duplicates"]),
     ]
 }
 
@@ -421,6 +435,25 @@ fn check_ranges(c: &RunConfig) -> Result<()> {
         if let Some(v) = value.filter(|v| !valid.contains(v)) {
             crate::bail!("`{key}` = \"{v}\" is not one of {}", valid.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "));
         }
+    }
+    let directions = &c.training.mnrl_directions;
+    const DIRECTIONS: [&str; 4] = ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"];
+    if let Some(d) = directions.iter().find(|d| !DIRECTIONS.contains(&d.as_str())) {
+        crate::bail!("`training.mnrl_directions` = {directions:?}: \"{d}\" is not one of {}", DIRECTIONS.map(|d| format!("\"{d}\"")).join(", "));
+    }
+    if !directions.iter().any(|d| d == "query_to_doc") {
+        crate::bail!("`training.mnrl_directions` = {directions:?} must be a list that includes \"query_to_doc\" (it holds each query's positive)");
+    }
+    if let Some(d) = directions.iter().enumerate().find_map(|(i, d)| directions[..i].contains(d).then_some(d)) {
+        crate::bail!("`training.mnrl_directions` = {directions:?} lists \"{d}\" twice: each direction must be listed once");
+    }
+    if c.training.mnrl_partition == "per_direction" && directions.iter().any(|d| d == "query_to_query" || d == "doc_to_doc") {
+        crate::bail!(
+            "`training.mnrl_partition` = \"per_direction\" with `mnrl_directions` = {directions:?}: query_to_query and doc_to_doc hold no positive, so each must be in a joint softmax; the partition must be \"joint\" here (as in sentence-transformers)"
+        );
+    }
+    if c.training.batch_sampler == "no_duplicates" && c.training.group_by_length {
+        crate::bail!("`training.batch_sampler` = \"no_duplicates\" and `training.group_by_length` = true both decide the batches; choose one");
     }
     if let Some(dims) = &c.training.matryoshka_dims {
         if dims.is_empty() || dims.contains(&0) {
@@ -629,6 +662,9 @@ mod tests {
             ("training.embedding_eval", &["\"mteb\""], &["\"sts\""]),
             ("model.pooling", &["\"max\""], &["\"mean\""]),
             ("training.matryoshka_dims", &["[]", "[0, 64]"], &["[64, 32]"]),
+            ("training.mnrl_partition", &["\"both\""], &["\"per_direction\""]),
+            ("training.batch_sampler", &["\"nodup\""], &["\"no_duplicates\""]),
+            ("training.mnrl_directions", &["[\"doc_to_query\"]", "[\"query_to_doc\", \"sideways\"]", "[\"query_to_doc\", \"query_to_doc\"]"], &["[\"query_to_doc\", \"doc_to_query\"]"]),
         ];
         let probe = RunConfig::from_toml(base, "x.toml", &[]).unwrap();
         for (key, _, _) in numeric_keys(&probe) {

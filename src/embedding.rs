@@ -36,6 +36,69 @@ pub fn mnrl(anchors: &Tensor, candidates: &Tensor, scale: f64) -> Result<Tensor>
     crate::model::loss::cross_entropy(&scores, &labels)
 }
 
+/// MNRL's options, as sentence-transformers' `directions` and `partition_mode`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MnrlOptions {
+    /// Among `query_to_doc` (always present), `doc_to_query`, `query_to_query`, `doc_to_doc`.
+    pub directions: Vec<String>,
+    /// One softmax over all directions, or one per direction with the log-normalisers averaged.
+    pub per_direction: bool,
+}
+
+impl Default for MnrlOptions {
+    fn default() -> Self {
+        MnrlOptions { directions: vec!["query_to_doc".into()], per_direction: false }
+    }
+}
+
+/// Row-wise log Σ exp (max-shifted) of `x` [n, m]: [n].
+fn logsumexp_rows(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(1)?.detach();
+    Ok((x.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)?)
+}
+
+/// An additive mask [n, m]: 0 where `keep(i, j)`, a large negative number (exp → 0) elsewhere.
+fn mask(n: usize, m: usize, like: &Tensor, keep: impl Fn(usize, usize) -> bool) -> Result<Tensor> {
+    let v: Vec<f32> = (0..n).flat_map(|i| (0..m).map(move |j| (i, j))).map(|(i, j)| if keep(i, j) { 0.0 } else { -1e30 }).collect();
+    Ok(Tensor::from_vec(v, (n, m), like.device())?.to_dtype(like.dtype())?)
+}
+
+/// MultipleNegativesRankingLoss with sentence-transformers' directions: `docs` are the positives
+/// [n, d] followed by any hard-negative columns [n, d] each. Every term's row i is scored against
+/// query i's positive; `doc_to_doc` leaves out the documents of the same query, `query_to_query`
+/// the query itself.
+pub fn mnrl_directions(anchors: &Tensor, docs: &[Tensor], scale: f64, opts: &MnrlOptions) -> Result<Tensor> {
+    if opts.directions.iter().all(|d| d == "query_to_doc") {
+        return mnrl(anchors, &Tensor::cat(docs, 0)?, scale);
+    }
+    let n = anchors.dim(0)?;
+    let q = unit_rows(anchors)?;
+    let all = unit_rows(&Tensor::cat(docs, 0)?)?;
+    let pos = unit_rows(&docs[0])?;
+    let m = all.dim(0)?;
+    let mut terms = vec![(q.matmul(&all.t()?)? * scale)?];
+    for d in opts.directions.iter().filter(|d| *d != "query_to_doc") {
+        terms.push(match d.as_str() {
+            "doc_to_query" => (pos.matmul(&q.t()?)? * scale)?,
+            "query_to_query" => (q.matmul(&q.t()?)? * scale)?.add(&mask(n, n, &q, |i, j| i != j)?)?,
+            "doc_to_doc" => (pos.matmul(&all.t()?)? * scale)?.add(&mask(n, m, &q, |i, j| j % n != i)?)?,
+            other => crate::bail!("unknown MNRL direction `{other}`"),
+        });
+    }
+    // Each query's positive score: query i against document i.
+    let positive = ((&q * &pos)?.sum(1)? * scale)?;
+    let log_z = if opts.per_direction {
+        let mut sum = logsumexp_rows(&terms[0])?;
+        for t in &terms[1..] {
+            sum = (sum + logsumexp_rows(t)?)?;
+        }
+        (sum / terms.len() as f64)?
+    } else {
+        logsumexp_rows(&Tensor::cat(&terms, 1)?)?
+    };
+    Ok((log_z - positive)?.mean_all()?)
+}
+
 /// CoSENTLoss over pairs (`a`[i], `b`[i]) with gold `scores`[i].
 pub fn cosent(a: &Tensor, b: &Tensor, scores: &[f32], scale: f64) -> Result<Tensor> {
     let n = a.dim(0)?;
@@ -61,13 +124,18 @@ pub enum EmbeddingLoss {
 
 /// A loss over pooled vectors, optionally Matryoshka over `dims` (each truncation weighted 1).
 pub fn embedding_loss(kind: EmbeddingLoss, columns: &[Tensor], scores: Option<&[f32]>, scale: f64, dims: Option<&[usize]>) -> Result<Tensor> {
+    embedding_loss_with(kind, columns, scores, scale, dims, &MnrlOptions::default())
+}
+
+/// [`embedding_loss`] with MNRL's directions.
+pub fn embedding_loss_with(kind: EmbeddingLoss, columns: &[Tensor], scores: Option<&[f32]>, scale: f64, dims: Option<&[usize]>, mnrl_opts: &MnrlOptions) -> Result<Tensor> {
     let full = columns[0].dim(1)?;
     let dims: Vec<usize> = dims.map(<[usize]>::to_vec).unwrap_or_else(|| vec![full]);
     let mut total: Option<Tensor> = None;
     for d in dims {
         let cut: Vec<Tensor> = columns.iter().map(|c| c.narrow(1, 0, d.min(full))).collect::<candle_core::Result<_>>()?;
         let l = match kind {
-            EmbeddingLoss::Mnrl => mnrl(&cut[0], &Tensor::cat(&cut[1..], 0)?, scale)?,
+            EmbeddingLoss::Mnrl => mnrl_directions(&cut[0], &cut[1..], scale, mnrl_opts)?,
             EmbeddingLoss::Cosent => {
                 let s = scores.ok_or_else(|| crate::err!("CoSENT needs a score per pair (label_column)"))?;
                 cosent(&cut[0], &cut[1], s, scale)?

@@ -318,3 +318,74 @@ fn eval_on_pairs_says_which_evaluation_and_why_and_errors_name_the_flags() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("set `text_column` in the [data] section"), "{e}");
 }
+
+/// MNRL as sentence-transformers users set it up: hard negatives as a third column, the symmetric
+/// directions, and batches without duplicate texts (here a row's negative is the next row's
+/// positive and anchors repeat, so plain batches would hold false in-batch negatives). Training
+/// runs, no batch holds a text twice, and a resume from a checkpoint in the second epoch ends with
+/// the uninterrupted run's bytes.
+#[test]
+fn mnrl_with_negatives_symmetric_directions_and_no_duplicate_batches_resumes_exactly() {
+    use common::Timed;
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, String, String)> =
+        (0..20).map(|i| (format!("review {} good", i % 5), format!("good review number {i}"), format!("good review number {}", (i + 1) % 20))).collect();
+    let text: String = rows.iter().map(|(a, p, n)| format!("{}\n", serde_json::json!({"anchor": a, "positive": p, "negative": n}))).collect();
+    let data = write(tmp.path(), "triples.jsonl", &text);
+    let config = |out: &Path| {
+        write(
+            tmp.path(),
+            &format!("{}.toml", out.file_name().unwrap().to_string_lossy()),
+            &format!(
+                "task = \"embedding\"\n[model]\nconfig = \"tests/fixtures/tiny-v4/config.json\"\ntokenizer = \"tests/fixtures/tiny-v4/tokenizer.json\"\npooling = \"mean\"\n\
+                 [data]\ntrain = \"{data}\"\ntext_column = \"anchor\"\ntext_pair_column = \"positive\"\nnegative_column = \"negative\"\nmax_length = 16\n\
+                 [training]\nembedding_loss = \"mnrl\"\nmnrl_directions = [\"query_to_doc\", \"doc_to_query\"]\nmnrl_partition = \"per_direction\"\n\
+                 batch_sampler = \"no_duplicates\"\nbatch_size = 4\nepochs = 2\neval_strategy = \"no\"\nsave_steps = 2\nsave_total_limit = 100\nlearning_rate = 1e-3\nlogging_steps = 1\n\
+                 [output]\ndir = \"{out}\"\n",
+                data = data.display(),
+                out = out.display()
+            ),
+        )
+    };
+    let train = |args: &[&str], log: &Path| {
+        let out = std::process::Command::new(common::binary())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .env("MODERNFT_BATCH_LOG", log)
+            .timed_output();
+        ok(out);
+    };
+    let full = tmp.path().join("full");
+    let log = tmp.path().join("full.jsonl");
+    train(&["train", "--quiet", "--config", config(&full).to_str().unwrap()], &log);
+    let steps: Vec<Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(steps.len() >= 10, "{} steps", steps.len());
+    for s in &steps {
+        let batch: Vec<usize> = s["rows"][0].as_array().unwrap().iter().map(|r| r.as_u64().unwrap() as usize).collect();
+        let mut texts: Vec<&str> = batch.iter().flat_map(|&r| [rows[r].0.as_str(), rows[r].1.as_str(), rows[r].2.as_str()]).collect();
+        let n = texts.len();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), n, "step {}: a text twice in batch {batch:?}", s["step"]);
+    }
+    let losses: Vec<f64> = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "train").map(|v| v["loss"].as_f64().unwrap()).collect();
+    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    // Resume from checkpoint-8 (epoch 2 at 5 batches per epoch, or later with passed-over rows).
+    let resumed = tmp.path().join("resumed");
+    std::fs::create_dir_all(&resumed).unwrap();
+    for e in std::fs::read_dir(&full).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        let later = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s > 8);
+        if later || name == "model" || name == "trainer_state.json" {
+            continue;
+        }
+        let status = std::process::Command::new("cp").arg("-r").arg(e.path()).arg(&resumed).timed_output();
+        assert!(status.status.success());
+    }
+    let log2 = tmp.path().join("resumed.jsonl");
+    train(&["train", "--quiet", "--resume", resumed.to_str().unwrap()], &log2);
+    let again: Vec<Value> = std::fs::read_to_string(&log2).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(again[..], steps[8..], "the resumed run saw other batches");
+    assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(resumed.join("model/model.safetensors")).unwrap(), "resumed weights differ");
+}

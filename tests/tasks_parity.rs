@@ -8,7 +8,7 @@ use candle_core::{DType, Device, IndexOp};
 use common::{fixtures, max_abs_diff};
 use modernft::data::dataset::tokenize;
 use modernft::data::{read_table, Columns, LabelMap, TargetKind, TextEncoder};
-use modernft::embedding::{embedding_loss, encode_rows, EmbeddingLoss};
+use modernft::embedding::{embedding_loss, embedding_loss_with, encode_rows, EmbeddingLoss, MnrlOptions};
 use modernft::metrics::{entity_scores, EntityScheme};
 use modernft::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, Pooling};
 use serde_json::Value;
@@ -105,9 +105,27 @@ fn contrastive_losses_equal_sentence_transformers() {
         let theirs = r[key].as_f64().unwrap();
         assert!((ours as f64 - theirs).abs() <= 1e-5 * theirs.abs().max(1.0), "{key}: {ours} vs sentence-transformers {theirs}");
     };
-    check(embedding_loss(EmbeddingLoss::Mnrl, &[a.clone(), p.clone(), n], None, 20.0, None).unwrap().to_scalar().unwrap(), "mnrl_with_negatives");
+    check(embedding_loss(EmbeddingLoss::Mnrl, &[a.clone(), p.clone(), n.clone()], None, 20.0, None).unwrap().to_scalar().unwrap(), "mnrl_with_negatives");
     check(embedding_loss(EmbeddingLoss::Mnrl, &[a.clone(), p.clone()], None, 20.0, None).unwrap().to_scalar().unwrap(), "mnrl");
-    check(embedding_loss(EmbeddingLoss::Mnrl, &[a, p], None, 20.0, Some(&[32, 16, 8])).unwrap().to_scalar().unwrap(), "matryoshka_mnrl_32_16_8");
+    check(embedding_loss(EmbeddingLoss::Mnrl, &[a.clone(), p.clone()], None, 20.0, Some(&[32, 16, 8])).unwrap().to_scalar().unwrap(), "matryoshka_mnrl_32_16_8");
+    // MNRL's directions and partitions, with and without the hard negatives, each key written by
+    // the script as "mnrl_<directions>_<partition>[_negatives]"; and the symmetric loss class.
+    let directions = r["mnrl_directions"].as_object().unwrap();
+    assert!(directions.len() >= 10, "the reference lists every combination");
+    for (key, theirs) in directions {
+        let theirs = theirs.as_f64().unwrap();
+        let (opts, with_negatives) = if key == "mnrl_symmetric_loss_class" {
+            (MnrlOptions { directions: vec!["query_to_doc".into(), "doc_to_query".into()], per_direction: true }, false)
+        } else {
+            let rest = key.strip_prefix("mnrl_").unwrap();
+            let (rest, with_negatives) = rest.strip_suffix("_negatives").map_or((rest, false), |r| (r, true));
+            let (dirs, partition) = rest.rsplit_once(if rest.ends_with("per_direction") { "_per_direction" } else { "_joint" }).map(|(d, _)| (d, rest.ends_with("per_direction"))).unwrap();
+            (MnrlOptions { directions: dirs.split('+').map(str::to_string).collect(), per_direction: partition }, with_negatives)
+        };
+        let columns = if with_negatives { vec![a.clone(), p.clone(), n.clone()] } else { vec![a.clone(), p.clone()] };
+        let ours: f32 = embedding_loss_with(EmbeddingLoss::Mnrl, &columns, None, 20.0, None, &opts).unwrap().to_scalar().unwrap();
+        assert!((ours as f64 - theirs).abs() <= 1e-5 * theirs.abs().max(1.0), "{key}: {ours} vs sentence-transformers {theirs}");
+    }
     let scores: Vec<f32> = r["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let (x, y) = (vectors("pairs_a"), vectors("pairs_b"));
     check(embedding_loss(EmbeddingLoss::Cosent, &[x, y], Some(&scores), 20.0, None).unwrap().to_scalar().unwrap(), "cosent");

@@ -21,6 +21,8 @@ pub struct Sampler {
     shuffle: bool,
     group_by_length: bool,
     seed: u64,
+    /// `batch_sampler = "no_duplicates"`: per row, a key per text it holds; no key twice in a batch.
+    distinct: Option<Vec<Vec<u64>>>,
 }
 
 /// Where a sampler stands: the next batch is `batch` of `epoch`.
@@ -32,7 +34,16 @@ pub struct SamplerState {
 
 impl Sampler {
     pub fn new(lengths: Vec<usize>, batch_size: usize, shuffle: bool, group_by_length: bool, seed: u64) -> Self {
-        Sampler { lengths, batch_size: batch_size.max(1), shuffle, group_by_length, seed }
+        Sampler { lengths, batch_size: batch_size.max(1), shuffle, group_by_length, seed, distinct: None }
+    }
+
+    /// Batches in which no text appears twice, as sentence-transformers' `NoDuplicatesBatchSampler`
+    /// builds them: rows are taken in the epoch's order, a row that shares a text with the batch so
+    /// far is passed over for a later batch (keeping its place), and a batch that cannot be filled
+    /// is emitted as it is. `keys[row]` holds one key per text of the row (its columns' token ids).
+    pub fn no_duplicates(mut self, keys: Vec<Vec<u64>>) -> Self {
+        self.distinct = Some(keys);
+        self
     }
 
     pub fn batches_per_epoch(&self) -> usize {
@@ -46,6 +57,9 @@ impl Sampler {
         if self.shuffle || self.group_by_length {
             let mut rng = Rng::new(self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(epoch as u64));
             rng.shuffle(&mut order);
+        }
+        if let Some(keys) = &self.distinct {
+            return distinct_batches(order, keys, self.batch_size);
         }
         if self.group_by_length {
             // transformers: megabatch = min(n / (4 * batch), 50) batches, at least 1.
@@ -120,6 +134,47 @@ impl Batch {
     }
 }
 
+/// Cuts `order` into batches of `size` rows with no key shared inside a batch (see
+/// [`Sampler::no_duplicates`]).
+fn distinct_batches(order: Vec<usize>, keys: &[Vec<u64>], size: usize) -> Vec<Vec<usize>> {
+    let mut batches = Vec::new();
+    let mut remaining = order;
+    while !remaining.is_empty() {
+        let (mut batch, mut passed) = (Vec::with_capacity(size), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        let mut rest = remaining.into_iter();
+        for row in rest.by_ref() {
+            if keys[row].iter().any(|k| seen.contains(k)) {
+                passed.push(row);
+                continue;
+            }
+            seen.extend(keys[row].iter().copied());
+            batch.push(row);
+            if batch.len() == size {
+                break;
+            }
+        }
+        passed.extend(rest);
+        remaining = passed;
+        batches.push(batch);
+    }
+    batches
+}
+
+/// One key per text of a row: a hash of its token ids (equal texts give equal keys).
+pub fn text_keys(ds: &Dataset) -> Vec<Vec<u64>> {
+    use std::hash::{Hash, Hasher};
+    let key = |ids: &[u32]| {
+        // SipHash with fixed keys: the same key on every run, so batches stay reproducible.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
+        h.finish()
+    };
+    (0..ds.len())
+        .map(|r| std::iter::once(&ds.tokens).chain(ds.extra.iter()).map(|store| key(store.row(r))).collect())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +235,36 @@ mod tests {
         let s = Sampler::new(lengths(30), 8, false, false, 4);
         assert_eq!(s.epoch(0), s.epoch(3));
         assert_eq!(s.epoch(0).concat(), (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn no_duplicates_keeps_texts_apart_covers_every_row_and_is_seeded() {
+        // 40 rows over 6 distinct first texts and unique second texts: many duplicates.
+        let keys: Vec<Vec<u64>> = (0..40).map(|r| vec![(r % 6) as u64, 1000 + r as u64]).collect();
+        let s = Sampler::new(lengths(40), 4, true, false, 5).no_duplicates(keys.clone());
+        for e in 0..3 {
+            let batches = s.epoch(e);
+            let mut rows: Vec<usize> = batches.iter().flatten().copied().collect();
+            rows.sort_unstable();
+            assert_eq!(rows, (0..40).collect::<Vec<_>>(), "epoch {e}: every row once");
+            for b in &batches {
+                let mut k: Vec<u64> = b.iter().flat_map(|&r| keys[r].clone()).collect();
+                let n = k.len();
+                k.sort_unstable();
+                k.dedup();
+                assert_eq!(k.len(), n, "epoch {e}: a text twice in batch {b:?}");
+                assert!(!b.is_empty() && b.len() <= 4);
+            }
+            // The same seed gives the same batches (resume replays them); epochs differ.
+            assert_eq!(batches, Sampler::new(lengths(40), 4, true, false, 5).no_duplicates(keys.clone()).epoch(e));
+        }
+        assert_ne!(s.epoch(0), s.epoch(1));
+        // Without duplicates the batches are the plain shuffled ones.
+        let unique: Vec<Vec<u64>> = (0..40).map(|r| vec![r as u64]).collect();
+        assert_eq!(Sampler::new(lengths(40), 4, true, false, 5).no_duplicates(unique).epoch(2), Sampler::new(lengths(40), 4, true, false, 5).epoch(2));
+        // A passed-over row keeps its place: rows 0 and 1 share a text, so 1 waits for batch 2.
+        let keys = vec![vec![7], vec![7], vec![8], vec![9]];
+        assert_eq!(distinct_batches(vec![0, 1, 2, 3], &keys, 2), vec![vec![0, 2], vec![1, 3]]);
     }
 
     #[test]

@@ -83,6 +83,7 @@ struct EmbeddingRun {
     dims: Option<Vec<usize>>,
     pooling: Pooling,
     normalize: bool,
+    mnrl: crate::embedding::MnrlOptions,
     /// `sts` or `retrieval`.
     eval: String,
 }
@@ -408,7 +409,10 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         }
     }
     let t = &cfg.training;
-    let sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    let mut sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    if t.batch_sampler == "no_duplicates" {
+        sampler = sampler.no_duplicates(crate::data::batch::text_keys(&splits.train));
+    }
     let ga = t.gradient_accumulation_steps;
     let micro_per_epoch = sampler.batches_per_epoch();
     let steps_per_epoch = micro_per_epoch.div_ceil(ga);
@@ -422,6 +426,7 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         dims: t.matryoshka_dims.clone(),
         pooling: config.classifier_pooling,
         normalize: cfg.model.normalize.unwrap_or(false),
+        mnrl: crate::embedding::MnrlOptions { directions: t.mnrl_directions.clone(), per_direction: t.mnrl_partition == "per_direction" },
         eval: cfg.embedding_eval().to_string(),
     });
     Ok(Run {
@@ -599,7 +604,7 @@ fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, Grad
                     Some(crate::data::Targets::Regression(v)) => Some(rows.iter().map(|&r| v[r]).collect()),
                     _ => None,
                 };
-                let l = crate::embedding::embedding_loss(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref())?;
+                let l = crate::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
                 (l / group.len() as f64)?
             }
             None => {
