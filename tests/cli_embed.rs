@@ -204,3 +204,35 @@ fn bf16_precision_stays_within_cosine_0999_of_transformers_f32_vectors() {
     let d = got.iter().zip(&want).flat_map(|(g, w)| g.iter().zip(w).map(|(a, b)| (a - b).abs())).fold(0.0, f64::max);
     assert!(d > 1e-6, "bf16 vectors identical to f32 ({d})");
 }
+
+/// A sentence-transformers repository on the hub reads as its local folder does: pooling,
+/// Normalize, max_seq_length and the default prompt come from its modules, with no flag.
+#[test]
+fn a_sentence_transformers_hub_repository_reads_as_its_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("st");
+    let save = Command::new(binary())
+        .args(["save", fixtures().join("tiny-v4").to_str().unwrap(), "--out", st.to_str().unwrap(), "--format", "sentence-transformers", "--pooling", "mean", "--normalize"])
+        .timed_output();
+    assert!(save.status.success(), "{}", String::from_utf8_lossy(&save.stderr));
+    std::fs::write(st.join("sentence_bert_config.json"), r#"{"max_seq_length": 6, "do_lower_case": false}"#).unwrap();
+    std::fs::write(st.join("config_sentence_transformers.json"), r#"{"prompts": {"q": "query: "}, "default_prompt_name": "q"}"#).unwrap();
+    let mut files = Vec::new();
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize/config.json"] {
+        files.push((name.to_string(), std::fs::read(st.join(name)).unwrap()));
+    }
+    let hub = stand_in_hub(files);
+    let home = tempfile::tempdir().unwrap();
+    let envs = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", home.path().to_str().unwrap())];
+    let texts = "a long enough sentence to be cut at six tokens\nshort\n";
+    let from_hub = vectors(&run(&["--model", "tiny-org/tiny-st"], texts, &envs));
+    let local = vectors(&run(&["--model", st.to_str().unwrap()], texts, &[]));
+    assert_close(&from_hub, &local, 0.0);
+    // And what the folder says is what was applied: the same as every flag given by hand.
+    let by_hand = vectors(&run(
+        &["--model", fixtures().join("tiny-v4").to_str().unwrap(), "--pooling", "mean", "--normalize", "--max-length", "6", "--prefix", "query: "],
+        texts,
+        &[],
+    ));
+    assert_close(&from_hub, &by_hand, 1e-6);
+}

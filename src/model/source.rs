@@ -249,15 +249,34 @@ impl ModelFiles {
         };
         let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
         let fetch = hub_fetcher(repo)?;
-        let config = fetch("config.json")?;
-        let weights = match fetch("model.safetensors") {
+        // A sentence-transformers repository: its modules say where the encoder is and how it pools.
+        let modules = fetch("modules.json").ok();
+        let prefix = match &modules {
+            Some(m) => sentence_module_paths(m)?.0,
+            None => String::new(),
+        };
+        let at = |name: &str| format!("{prefix}{name}");
+        let config = fetch(&at("config.json"))?;
+        let weights = match fetch(&at("model.safetensors")) {
             Ok(p) => vec![p],
-            Err(single) => match fetch("model.safetensors.index.json") {
-                Ok(index) => shard_files(&index, &fetch)?,
+            Err(single) => match fetch(&at("model.safetensors.index.json")) {
+                Ok(index) => shard_files(&index, |f| fetch(&at(f)))?,
                 Err(_) => return Err(single),
             },
         };
-        let tokenizer = fetch("tokenizer.json").ok();
+        let tokenizer = fetch(&at("tokenizer.json")).ok();
+        if let Some(m) = modules {
+            // The side files land in the same cached snapshot, which then reads as a folder.
+            for side in sentence_module_paths(&m)?.1 {
+                let _ = fetch(&side);
+            }
+            let _ = fetch(&at("sentence_bert_config.json"));
+            let _ = fetch("config_sentence_transformers.json");
+            let root = m.parent().unwrap_or(Path::new("."));
+            let mut files = Self::from_sentence_transformers(root)?;
+            files.origin = spec.to_string();
+            return Ok(files);
+        }
         Ok(ModelFiles { origin: spec.to_string(), config, weights, tokenizer, sentence: None })
     }
 
@@ -386,4 +405,22 @@ fn read_json_if_present(path: &Path) -> Result<Option<Value>> {
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).map(Some).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// From a sentence-transformers `modules.json`: the Transformer module's folder as a path prefix
+/// (`""` for the repository root, else `"name/"`), and the module config files to fetch.
+fn sentence_module_paths(modules_json: &Path) -> Result<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(modules_json).with_context(|| format!("cannot read {}", modules_json.display()))?;
+    let modules: Vec<Value> = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", modules_json.display()))?;
+    let (mut prefix, mut sides) = (String::new(), Vec::new());
+    for m in &modules {
+        let class = m["type"].as_str().and_then(|t| t.rsplit('.').next()).unwrap_or("");
+        let path = m["path"].as_str().unwrap_or("").trim_matches('/');
+        match class {
+            "Transformer" if !path.is_empty() => prefix = format!("{path}/"),
+            "Pooling" => sides.push(if path.is_empty() { "config.json".to_string() } else { format!("{path}/config.json") }),
+            _ => {}
+        }
+    }
+    Ok((prefix, sides))
 }
