@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks modernft's exports with the Python libraries and writes what they compute, so that the Rust
-tests (tests/roundtrip.rs) can compare modernft's own outputs against it without Python.
+tests (tests/it/roundtrip.rs) can compare modernft's own outputs against it without Python.
 
 Re-run from the repository root (after `cargo build --release`) when the export format changes:
 

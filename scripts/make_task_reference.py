@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference outputs for the other tasks (tests/tasks_parity.rs), from the pinned Python stack plus
+"""Reference outputs for the other tasks (tests/it/tasks_parity.rs), from the pinned Python stack plus
 seqeval 1.2.2. Run from the repository root after scripts/make_reference.py:
 
     pip install -r scripts/requirements.txt

@@ -5,7 +5,7 @@ Run from the repository root after scripts/make_reference.py (it starts from tes
 
     python scripts/make_trainer_reference.py
 
-Recipe (mirrored by tests/trainer_parity.rs): 40 rows in file order (no shuffling), batch 4,
+Recipe (mirrored by tests/it/trainer_parity.rs): 40 rows in file order (no shuffling), batch 4,
 gradient accumulation 2 (5 optimizer steps per epoch), 6 epochs = 30 steps, AdamW (Trainer's default
 optimizer) lr 1e-3, weight decay 0.01 (not on biases/norms), linear schedule with 3 warm-up steps,
 max_grad_norm 1.0, dropout 0 (the fixture's config), seed 0.

@@ -13,7 +13,7 @@
 //! Layers alternate global attention (every token) and local attention (|i - j| <= local_attention/2),
 //! each with its own rotary base.
 //!
-//! Two execution paths compute the same function (tests/unpadded.rs): the **unpadded** one (CPU,
+//! Two execution paths compute the same function (tests/it/unpadded.rs): the **unpadded** one (CPU,
 //! f32/f64: the batch's real tokens concatenated, attention by the fused kernel in `attention.rs`,
 //! banded in local layers) that `forward` takes whenever it can, and the **padded** reference
 //! (`forward_padded`: dense masked attention over `[batch, heads, seq, seq]`, any device or dtype).
@@ -524,7 +524,7 @@ impl ModernBert {
 
     /// Runs without padding (the fused attention kernel) whenever it can: CPU, f32/f64 weights,
     /// right-padded masks, no attention-probability dropout. Otherwise, and in `forward_padded`, the
-    /// padded reference path. Both give the same numbers (tests/unpadded.rs).
+    /// padded reference path. Both give the same numbers (tests/it/unpadded.rs).
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
         let c = self.config();
         let kernel_ok = self.model.device().is_cpu()

@@ -2,7 +2,7 @@
 //! model gives the same loss at every optimizer step and the same final logits
 //! (reference: scripts/make_trainer_reference.py → tests/fixtures/trainer/reference.json).
 
-mod common;
+use crate::common;
 
 use candle_core::Device;
 use common::fixtures;

@@ -6,7 +6,7 @@
 //! - `modernft eval` scores a checkpoint saved by transformers (its own id2label) with the accuracy
 //!   transformers computed.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

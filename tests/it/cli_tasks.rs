@@ -2,7 +2,7 @@
 //! data (the real data paths and model sizes are swapped for small ones with --set), and eval,
 //! predict and save understand each task.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -3,10 +3,10 @@
 //! bit flips) must give `Ok` or an `Err` whose message names the file, never a panic, a hang or an
 //! abort. Mutations come from proptest with a fixed seed, so a failure is reproducible and shrunk.
 //!
-//! `cargo test --test fuzz` runs a bounded number of cases per reader (`MODERNFT_FUZZ_CASES`,
+//! `cargo test --test it fuzz::` runs a bounded number of cases per reader (`MODERNFT_FUZZ_CASES`,
 //! default 300; `MODERNFT_FUZZ_SEED`, default 1); `scripts/fuzz.sh` runs it for as long as asked.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

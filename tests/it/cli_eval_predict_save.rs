@@ -1,7 +1,7 @@
 //! `eval`, `predict` and `save` through the binary: every output format, every model location
 //! (run folder, checkpoint, export), and the errors users meet.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

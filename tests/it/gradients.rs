@@ -1,7 +1,7 @@
 //! Gradients are complete and correct, independently of any reference implementation:
 //! a finite-difference check in f64, and every parameter receiving a non-zero gradient.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use modernft::data::pad_batch;

@@ -2,7 +2,7 @@
 //! same function as the padded reference path: hidden states at real positions, logits, and the
 //! gradient of every parameter, in f64 so that any difference beyond rounding shows.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use modernft::data::pad_batch;

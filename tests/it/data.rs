@@ -1,6 +1,6 @@
 //! The dataset pipeline: every reader, hub datasets, labels, splits, and the errors users meet.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

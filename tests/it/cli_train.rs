@@ -1,7 +1,7 @@
 //! `modernft train` through the binary: exact resume after SIGKILL, no silent overwrite, the NaN
 //! guard, early stopping with the best model restored, config errors, and the quickstart config.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -8,7 +8,7 @@
 //! Both run a padded batch of rows with 51, 17 and 6 tokens through local layers whose window (±4)
 //! is much shorter than the rows, so local and global layers differ.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

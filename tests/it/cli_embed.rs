@@ -1,7 +1,7 @@
 //! `modernft embed` end to end, through the binary, against vectors computed by transformers
 //! (tests/fixtures/tiny-v4/embed.json, written by scripts/make_reference.py).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

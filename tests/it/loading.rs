@@ -1,6 +1,6 @@
 //! Loading checkpoints: head initialisation, bare encoders, shards, and errors that name the tensor.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

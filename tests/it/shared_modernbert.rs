@@ -1,7 +1,7 @@
 //! The real ModernBERT tokenizer and configs from ../shared (skipped with a notice when absent).
 //! Expected ids were computed with the Python `tokenizers` 0.23.3 on the same tokenizer.json.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device};
 use common::shared;

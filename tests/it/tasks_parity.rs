@@ -2,7 +2,7 @@
 //! token classification vs `ModernBertForTokenClassification` (alignment, logits, loss), entity scores
 //! vs seqeval, and MNRL / CoSENT / Matryoshka losses vs sentence-transformers.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, IndexOp};
 use common::{fixtures, max_abs_diff};

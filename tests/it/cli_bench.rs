@@ -1,6 +1,6 @@
 //! `modernft bench` prints one JSON line per case with the fields the side-by-side script reads.
 
-mod common;
+use crate::common;
 
 use common::Timed;
 

@@ -1,0 +1,21 @@
+//! The integration tests, one binary (linked once against candle, arrow and parquet), a module per
+//! area. Run one area with `cargo test --test it AREA::` (e.g. `cli_train::`), one test by name.
+
+#[allow(dead_code)]
+mod common;
+
+mod cli_bench;
+mod cli_embed;
+mod cli_eval_predict_save;
+mod cli_tasks;
+mod cli_train;
+mod data;
+mod fuzz;
+mod gradients;
+mod loading;
+mod parity;
+mod roundtrip;
+mod shared_modernbert;
+mod tasks_parity;
+mod trainer_parity;
+mod unpadded;
