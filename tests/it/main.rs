@@ -12,6 +12,7 @@ mod cli_train;
 mod data;
 mod fuzz;
 mod gradients;
+mod layout;
 mod loading;
 mod parity;
 mod roundtrip;
