@@ -14,9 +14,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::model::attention::VarlenAttention;
+use crate::kernels::cpu::attention::VarlenAttention;
 use crate::model::nn::{rope_values, Activation};
-use crate::model::product::Product;
+use crate::kernels::cpu::product::Product;
 
 const HIDDEN: usize = 768;
 const HEADS: usize = 12;
@@ -75,9 +75,9 @@ pub fn run(batch: usize, seq: usize, reps: usize) -> Result<Vec<Value>> {
         out.push(line(name, tokens, time(reps, &qkv, |x| kernel.apply(x))?, None));
     }
     let (x, w) = (random((tokens, HIDDEN), 1.0)?, Var::from_tensor(&Tensor::ones(HIDDEN, DType::F32, &Device::Cpu)?)?);
-    out.push(line("layer-norm", tokens, time(reps, &x, |x| crate::model::kernels::layer_norm(x, w.as_tensor(), 1e-5))?, None));
+    out.push(line("layer-norm", tokens, time(reps, &x, |x| crate::kernels::cpu::kernels::layer_norm(x, w.as_tensor(), 1e-5))?, None));
     let x = random((tokens, 2 * INTERMEDIATE), 1.0)?;
-    let geglu = |x: &Tensor| crate::model::kernels::glu(x, Activation::Gelu)?.ok_or_else(|| crate::err!("kernel bench: no fused GeGLU for this input"));
+    let geglu = |x: &Tensor| crate::kernels::cpu::kernels::glu(x, Activation::Gelu)?.ok_or_else(|| crate::err!("kernel bench: no fused GeGLU for this input"));
     out.push(line("geglu", tokens, time(reps, &x, geglu)?, None));
     Ok(out)
 }

@@ -8,7 +8,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub use model::alloc;
+pub use kernels::cpu::alloc;
 pub mod bench;
 pub mod bench_kernels;
 pub mod cli;
@@ -21,6 +21,7 @@ pub mod embedding;
 pub mod metrics;
 pub mod error;
 pub mod evaluate;
+pub mod kernels;
 pub mod export;
 pub mod model;
 pub mod predict;

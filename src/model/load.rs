@@ -34,9 +34,7 @@ impl Weights {
                 crate::bail!("weights file {} does not exist", f.display());
             }
         }
-        // SAFETY: the files are only read; modernft never writes a checkpoint in place while mapping it
-        // (checkpoints are written to a temporary file and renamed).
-        let st = unsafe { MmapedSafetensors::multi(files) }.with_context(|| {
+        let st = crate::kernels::cpu::mmap::safetensors(files).with_context(|| {
             format!("cannot read safetensors from {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "))
         })?;
         let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();

@@ -1,21 +1,13 @@
 //! ModernBERT: config, modules, loading.
 //!
 //! `config` → `modernbert` (the modules, built on `nn`) → `load`/`source` (weights and where they come
-//! from). CPU kernels with their own backward: `attention` (unpadded, banded), `kernels` (LayerNorm,
-//! GeGLU), `small_matmul` (the attention kernel's products), `product` (the linear layers'
-//! products); `bf16` is the AVX-512 BF16 product used for `--precision bf16` inference.
+//! from). The fused ops they call live in `crate::kernels`.
 
-pub mod alloc;
-pub mod attention;
-pub mod bf16;
 pub mod config;
-pub mod kernels;
 pub mod load;
 pub mod loss;
 pub mod modernbert;
 pub mod nn;
-pub mod product;
-pub mod small_matmul;
 pub mod source;
 
 pub use config::{LayerType, ModernBertConfig, Pooling};

@@ -110,7 +110,7 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     /// The bf16 version of this layer (`use_bf16`), for inputs that need no gradient.
-    bf16: Option<crate::model::bf16::Bf16Linear>,
+    bf16: Option<crate::kernels::cpu::bf16::Bf16Linear>,
 }
 
 impl Linear {
@@ -123,7 +123,7 @@ impl Linear {
 
     /// Multiplies in bf16 from now on (f32 weights on the CPU; inputs that need no gradient).
     pub fn use_bf16(&mut self) -> Result<()> {
-        use crate::model::bf16::{Bf16Linear, PackedWeight};
+        use crate::kernels::cpu::bf16::{Bf16Linear, PackedWeight};
         let (n, k) = self.weight.dims2()?;
         let w: Vec<f32> = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
@@ -141,9 +141,9 @@ impl Linear {
         let rows = x.elem_count() / in_dim;
         // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
         let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
-        let direct = crate::model::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() && self.weight.is_contiguous();
+        let direct = crate::kernels::cpu::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() && self.weight.is_contiguous();
         let y = if direct {
-            x2.contiguous()?.apply_op2(&self.weight, crate::model::product::Product::LINEAR)?
+            x2.contiguous()?.apply_op2(&self.weight, crate::kernels::cpu::product::Product::LINEAR)?
         } else {
             x2.matmul(&self.weight.t()?)?
         };
@@ -176,8 +176,8 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if crate::model::kernels::fusable(x) && self.weight.dtype() == x.dtype() {
-            let y = crate::model::kernels::layer_norm(x, &self.weight, self.eps)?;
+        if crate::kernels::cpu::kernels::fusable(x) && self.weight.dtype() == x.dtype() {
+            let y = crate::kernels::cpu::kernels::layer_norm(x, &self.weight, self.eps)?;
             return Ok(match &self.bias {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,
@@ -203,57 +203,10 @@ impl LayerNorm {
     }
 }
 
-/// Softmax over the last dimension as one fused CPU pass per row, with its own backward
-/// (dx = y ⊙ (dy − Σ dy ⊙ y)): candle's fused `ops::softmax_last_dim` has no backward, and the chain
-/// of primitives below keeps four intermediates of the attention size alive for the backward.
-struct SoftmaxLastDim;
-
-macro_rules! softmax_rows {
-    ($src:expr, $n:expr) => {{
-        use rayon::prelude::*;
-        let mut out = $src.to_vec();
-        out.par_chunks_mut($n).for_each(|row| {
-            let max = row.iter().copied().fold(f64::NEG_INFINITY as _, |a: _, b| if b > a { b } else { a });
-            let mut sum = 0.0;
-            for v in row.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            for v in row.iter_mut() {
-                *v /= sum;
-            }
-        });
-        out
-    }};
-}
-
-impl candle_core::CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "softmax-last-dim"
-    }
-
-    fn cpu_fwd(&self, storage: &candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage;
-        let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("softmax input must be contiguous".into()))?;
-        let n = *layout.dims().last().unwrap_or(&1);
-        let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows!(&v[a..b], n)),
-            CpuStorage::F64(v) => CpuStorage::F64(softmax_rows!(&v[a..b], n)),
-            _ => candle_core::bail!("fused softmax: f32 or f64 only"),
-        };
-        Ok((out, layout.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
-        Ok(Some(res.mul(&grad_res.broadcast_sub(&dot)?)?))
-    }
-}
-
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        return Ok(x.contiguous()?.apply_op1(SoftmaxLastDim)?);
+        return Ok(x.contiguous()?.apply_op1(crate::kernels::cpu::softmax::SoftmaxLastDim)?);
     }
     softmax_last_dim_primitive(x)
 }

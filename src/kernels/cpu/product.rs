@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::model::kernels::{slice, Real, Shared};
+use crate::kernels::cpu::kernels::{slice, Real, Shared};
 
 /// Rows of output below which one thread does the whole product.
 const MIN_ROWS_PER_THREAD: usize = 64;

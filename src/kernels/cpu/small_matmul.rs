@@ -10,7 +10,7 @@
 
 use gemm::Parallelism;
 
-use crate::model::kernels::Real;
+use crate::kernels::cpu::kernels::Real;
 
 /// A matrix read through raw strides: element (r, c) is `ptr[r · rs + c · cs]`.
 #[derive(Clone, Copy)]
@@ -38,7 +38,7 @@ pub unsafe fn small_matmul<T: Real>(
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::model::kernels::wide_f32::<T>() {
+            if crate::kernels::cpu::kernels::wide_f32::<T>() {
                 let a32 = Strided { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs };
                 let alpha = *(&alpha as *const T as *const f32);
                 return avx512::matmul(m, n, k, alpha, a32, b as *const f32, b_rs, c as *mut f32, c_rs, accumulate);

@@ -22,8 +22,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::{slice, sum16, wide_f32, Real, Shared};
-use crate::model::small_matmul::{small_matmul, Strided};
+use crate::kernels::cpu::kernels::{slice, sum16, wide_f32, Real, Shared};
+use crate::kernels::cpu::small_matmul::{small_matmul, Strided};
 
 /// Query rows per tile: bounds the score buffer to `TILE × (TILE + 2 · window)`.
 const TILE: usize = 64;

@@ -91,7 +91,7 @@ impl PackedWeight {
             }
         });
         let mut c = vec![0f32; m * n];
-        let out = crate::model::kernels::Shared(c.as_mut_ptr());
+        let out = crate::kernels::cpu::kernels::Shared(c.as_mut_ptr());
         self.panels.par_chunks(kp * NR).enumerate().for_each(|(p, panel)| {
             let out = out;
             let col0 = p * NR;
