@@ -13,58 +13,8 @@ use candle_nn::{Init, VarBuilder};
 use crate::error::Result;
 use crate::rng::Rng;
 
-/// Activation functions by their transformers `ACT2FN` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `gelu`: the exact, erf-based GELU.
-    Gelu,
-    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
-    GeluTanh,
-    Relu,
-    /// `silu` / `swish`.
-    Silu,
-    Tanh,
-    /// `quick_gelu`: x * sigmoid(1.702 x).
-    QuickGelu,
-}
+pub use crate::kernels::Activation;
 
-impl Activation {
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "relu" => Activation::Relu,
-            "silu" | "swish" => Activation::Silu,
-            "tanh" => Activation::Tanh,
-            "quick_gelu" => Activation::QuickGelu,
-            other => crate::bail!(
-                "unsupported activation `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, swish, tanh, quick_gelu)"
-            ),
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activation::Gelu => "gelu",
-            Activation::GeluTanh => "gelu_pytorch_tanh",
-            Activation::Relu => "relu",
-            Activation::Silu => "silu",
-            Activation::Tanh => "tanh",
-            Activation::QuickGelu => "quick_gelu",
-        }
-    }
-
-    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Activation::Gelu => x.gelu_erf()?,
-            Activation::GeluTanh => x.gelu()?,
-            Activation::Relu => x.relu()?,
-            Activation::Silu => x.silu()?,
-            Activation::Tanh => x.tanh()?,
-            Activation::QuickGelu => (x * candle_nn::ops::sigmoid(&(x * 1.702)?)?)?,
-        })
-    }
-}
 
 /// Whether a forward pass is for training (dropout on) or inference, with the dropout RNG.
 pub struct Mode {
@@ -188,18 +138,7 @@ impl LayerNorm {
 
     /// The same function from candle primitives (any dtype, any device).
     pub fn forward_primitive(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        // Statistics in at least f32, as PyTorch does for half-precision inputs.
-        let xf = if matches!(dtype, DType::F16 | DType::BF16) { x.to_dtype(DType::F32)? } else { x.clone() };
-        let mean = xf.mean_keepdim(D::Minus1)?;
-        let centered = xf.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
-        let y = normed.broadcast_mul(&self.weight)?;
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        crate::kernels::portable::layer_norm(x, &self.weight, self.bias.as_ref(), self.eps)
     }
 }
 
@@ -211,12 +150,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     softmax_last_dim_primitive(x)
 }
 
-/// The same softmax from candle primitives (any device); the max is a constant shift, so it is detached.
+/// The same softmax from candle primitives (any device).
 pub fn softmax_last_dim_primitive(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    let sum = e.sum_keepdim(D::Minus1)?;
-    Ok(e.broadcast_div(&sum)?)
+    crate::kernels::portable::softmax_last_dim(x)
 }
 
 /// Rotary-embedding tables for one base (theta), computed as transformers computes them: inverse
