@@ -4,6 +4,7 @@
 use candle_core::{DType, Tensor, D};
 
 use crate::error::Result;
+use crate::kernels::Activation;
 
 /// LayerNorm over the last dimension, statistics in at least f32 (as PyTorch for half inputs).
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
@@ -26,4 +27,12 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let e = x.broadcast_sub(&max)?.exp()?;
     let sum = e.sum_keepdim(D::Minus1)?;
     Ok(e.broadcast_div(&sum)?)
+}
+
+/// `act(x[.., :m]) · x[.., m:]`.
+pub fn glu(x: &Tensor, act: Activation) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let input = x.narrow(D::Minus1, 0, half)?;
+    let gate = x.narrow(D::Minus1, half, half)?;
+    Ok((act.forward(&input)? * gate)?)
 }

@@ -34,7 +34,7 @@ impl Weights {
                 crate::bail!("weights file {} does not exist", f.display());
             }
         }
-        let st = crate::kernels::cpu::mmap::safetensors(files).with_context(|| {
+        let st = crate::kernels::mmap_safetensors(files).with_context(|| {
             format!("cannot read safetensors from {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "))
         })?;
         let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();

@@ -25,7 +25,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::Result;
 use crate::model::config::{LayerType, ModernBertConfig, Pooling};
-use crate::kernels::cpu::attention::VarlenAttention;
+use crate::kernels::VarlenAttention;
 use crate::model::nn::{apply_rope, rope_tables, rope_values, softmax_last_dim, Activation, Embedding, LayerNorm, Linear, Mode};
 
 /// Init standard deviations, as `ModernBertPreTrainedModel._init_weights` chooses them.
@@ -141,14 +141,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
-        let wi = self.wi.forward(x)?;
-        if let Some(hidden) = crate::kernels::cpu::kernels::glu(&wi, self.act)? {
-            return self.wo.forward(&mode.dropout(&hidden, self.dropout)?);
-        }
-        let half = wi.dim(D::Minus1)? / 2;
-        let input = wi.narrow(D::Minus1, 0, half)?;
-        let gate = wi.narrow(D::Minus1, half, half)?;
-        let hidden = (self.act.forward(&input)? * gate)?;
+        let hidden = crate::kernels::glu(&self.wi.forward(x)?, self.act)?;
         self.wo.forward(&mode.dropout(&hidden, self.dropout)?)
     }
 }
@@ -507,7 +500,7 @@ impl ModernBert {
     /// Switches every linear layer to bf16 products (PyTorch's CPU bf16 autocast for matmuls):
     /// about twice the f32 speed on CPUs with AVX-512 BF16, for inference. Errors elsewhere.
     pub fn use_bf16_matmuls(&mut self) -> Result<()> {
-        if !crate::kernels::cpu::bf16::supported() || !self.model.device().is_cpu() || self.model.dtype() != DType::F32 {
+        if !crate::kernels::bf16_supported() || !self.model.device().is_cpu() || self.model.dtype() != DType::F32 {
             crate::bail!("bf16 matmuls need f32 weights on a CPU with AVX-512 BF16 (this one has none); embed with --precision f32");
         }
         for layer in &mut self.model.layers {

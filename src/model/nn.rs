@@ -60,7 +60,7 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     /// The bf16 version of this layer (`use_bf16`), for inputs that need no gradient.
-    bf16: Option<crate::kernels::cpu::bf16::Bf16Linear>,
+    bf16: Option<crate::kernels::Bf16Linear>,
 }
 
 impl Linear {
@@ -73,12 +73,7 @@ impl Linear {
 
     /// Multiplies in bf16 from now on (f32 weights on the CPU; inputs that need no gradient).
     pub fn use_bf16(&mut self) -> Result<()> {
-        use crate::kernels::cpu::bf16::{Bf16Linear, PackedWeight};
-        let (n, k) = self.weight.dims2()?;
-        let w: Vec<f32> = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let bias = self.bias.as_ref().map(|b| b.to_dtype(DType::F32)?.to_vec1::<f32>()).transpose()?;
-        let weight = std::sync::Arc::new(PackedWeight::pack(&w, n, k));
-        self.bf16 = Some(Bf16Linear { weight, bias: bias.map(std::sync::Arc::new) });
+        self.bf16 = Some(crate::kernels::bf16_linear(&self.weight, self.bias.as_ref())?);
         Ok(())
     }
 
@@ -91,12 +86,7 @@ impl Linear {
         let rows = x.elem_count() / in_dim;
         // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
         let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
-        let direct = crate::kernels::cpu::kernels::fusable(&x2) && x2.dtype() == self.weight.dtype() && self.weight.is_contiguous();
-        let y = if direct {
-            x2.contiguous()?.apply_op2(&self.weight, crate::kernels::cpu::product::Product::LINEAR)?
-        } else {
-            x2.matmul(&self.weight.t()?)?
-        };
+        let y = crate::kernels::linear(&x2, &self.weight)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -126,14 +116,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if crate::kernels::cpu::kernels::fusable(x) && self.weight.dtype() == x.dtype() {
-            let y = crate::kernels::cpu::kernels::layer_norm(x, &self.weight, self.eps)?;
-            return Ok(match &self.bias {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            });
-        }
-        self.forward_primitive(x)
+        crate::kernels::layer_norm(x, &self.weight, self.bias.as_ref(), self.eps)
     }
 
     /// The same function from candle primitives (any dtype, any device).
@@ -144,10 +127,7 @@ impl LayerNorm {
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        return Ok(x.contiguous()?.apply_op1(crate::kernels::cpu::softmax::SoftmaxLastDim)?);
-    }
-    softmax_last_dim_primitive(x)
+    crate::kernels::softmax_last_dim(x)
 }
 
 /// The same softmax from candle primitives (any device).
