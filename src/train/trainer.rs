@@ -730,9 +730,14 @@ fn save_checkpoint(run: &Run, state: &TrainingState) -> Result<PathBuf> {
     let dir = run.dir.join(format!("checkpoint-{}", state.step));
     checkpoint::write_folder_atomic(&dir, |tmp| {
         ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
-        // Test hook: an I/O error half way through writing checkpoint-N.
-        if std::env::var("MODERNFT_FAULT_CHECKPOINT").ok().and_then(|v| v.parse::<usize>().ok()) == Some(state.step) {
+        // Test hooks, half way through writing checkpoint-N: an I/O error, or a pause (long enough
+        // for a test to kill the process in the middle of the write).
+        let at = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<usize>().ok()) == Some(state.step);
+        if at("MODERNFT_FAULT_CHECKPOINT") {
             return Err(std::io::Error::other("injected I/O fault (MODERNFT_FAULT_CHECKPOINT)").into());
+        }
+        if at("MODERNFT_PAUSE_CHECKPOINT") {
+            std::thread::sleep(std::time::Duration::from_secs(120));
         }
         let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.clone())).collect();
         checkpoint::save_safetensors(&tmp.join(checkpoint::OPTIMIZER_STATE), &moments, None)?;

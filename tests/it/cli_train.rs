@@ -451,27 +451,37 @@ fn kill_9_at_several_points_over_two_epochs_then_resume_is_byte_exact() {
         c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         c
     };
-    // Kill points: just after a checkpoint in epoch 0; while a checkpoint folder is being written
-    // (as soon as its temporary folder appears, after step 8); after a checkpoint in epoch 1; after
-    // one in epoch 2. Each resumed run is killed again at the next point.
-    let points: Vec<Box<dyn Fn(&Path) -> bool>> = vec![
-        Box::new(|r: &Path| has_checkpoint(r, 4)),
-        Box::new(|r: &Path| has_checkpoint(r, 8) && writing_a_checkpoint(r)),
-        Box::new(|r: &Path| has_checkpoint(r, 16)),
-        Box::new(|r: &Path| has_checkpoint(r, 21) || has_checkpoint(r, 24)),
+    // Kill points: just after a checkpoint in epoch 0; in the middle of writing checkpoint-8 (the
+    // writer pauses there, MODERNFT_PAUSE_CHECKPOINT, once its model file is written); after a
+    // checkpoint in epoch 1; after one in epoch 2. Each resumed run is killed again at the next point.
+    let points: Vec<(Box<dyn Fn(&Path) -> bool>, Option<&str>)> = vec![
+        (Box::new(|r: &Path| has_checkpoint(r, 4)), None),
+        (Box::new(|r: &Path| has_checkpoint(r, 4) && writing_a_checkpoint(r)), Some("8")),
+        (Box::new(|r: &Path| has_checkpoint(r, 16)), None),
+        (Box::new(|r: &Path| has_checkpoint(r, 21) || has_checkpoint(r, 24)), None),
     ];
     let mut killed = 0;
     let mut first = true;
-    for ready in points {
-        let mut child = if first {
-            quiet(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()])).spawn().unwrap()
+    for (ready, pause) in points {
+        let mut cmd = if first {
+            quiet(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]))
         } else {
-            quiet(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()])).spawn().unwrap()
+            quiet(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]))
         };
+        if let Some(step) = pause {
+            cmd.env("MODERNFT_PAUSE_CHECKPOINT", step);
+        }
+        let mut child = cmd.spawn().unwrap();
         first = false;
         if kill_when(&mut child, &run, ready) {
             killed += 1;
             assert!(!run.join("model").exists() || !modernft::train::trainer::is_complete(&run));
+            if pause.is_some() {
+                // Killed mid-write: the half-written folder is there, checkpoint-8 is not.
+                assert!(writing_a_checkpoint(&run) && !run.join("checkpoint-8").exists());
+            }
+        } else {
+            assert!(pause.is_none(), "the run paused in its checkpoint write was not killed there");
         }
     }
     assert!(killed >= 3, "only {killed} of the kill points were reached before the run ended");
