@@ -148,19 +148,22 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
         };
         let tensor = match stored {
             Some((w, stored)) if w.names.contains(&stored) && !mismatched_head(w, &stored) => {
-                let t = w.load(&stored, dev).map_err(|e| msg(format!("tensor `{stored}`: {}", e.chain())))?;
+                let files = || w.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+                let t = w.load(&stored, dev).map_err(|e| msg(format!("{}: tensor `{stored}`: {}", files(), e.chain())))?;
                 if t.shape() != &shape {
                     return Err(msg(format!(
-                        "tensor `{stored}` has shape {:?} in the weights, but config.json needs {:?}: the weights and config.json do not belong together",
+                        "{}: tensor `{stored}` has shape {:?}, but config.json needs {:?}: the weights and config.json do not belong together",
+                        files(),
                         t.dims(),
                         shape.dims()
                     )));
                 }
                 t.to_dtype(dtype)?
             }
-            Some((_, stored)) if name.starts_with("model.") => {
+            Some((w, stored)) if name.starts_with("model.") => {
                 return Err(msg(format!(
-                    "the checkpoint has no encoder tensor `{stored}`; it does not match its config.json"
+                    "{} has no encoder tensor `{stored}`; the weights do not match config.json",
+                    w.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
                 )));
             }
             _ => {
