@@ -326,23 +326,28 @@ fn check_text(text: &str, source: &str, row: &str, column: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
-    let source = sink.source().to_string();
-    let mut reader = open_maybe_gz(path)?;
-    let mut buf = Vec::new();
-    let mut lineno = 0usize;
-    let mut offset = 0u64;
+/// Calls `f` with (line number, text) for every line of `reader` (LF or CRLF ended, a leading BOM
+/// dropped, invalid UTF-8 refused with its line and byte offset).
+fn each_line(mut reader: impl BufRead, source: &str, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    let (mut buf, mut lineno, mut offset) = (Vec::new(), 0usize, 0u64);
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {source}"))?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         lineno += 1;
-        let line = line_text(&buf, lineno, &source, offset)?;
+        let line = line_text(&buf, lineno, source, offset)?;
         offset += n as u64;
+        f(lineno, line)?;
+    }
+}
+
+fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
+    each_line(open_maybe_gz(path)?, &source, |lineno, line| {
         if line.trim().is_empty() {
-            continue;
+            return Ok(());
         }
         let v: Value = serde_json::from_str(line).map_err(|e| crate::err!("{source}, line {lineno}: malformed JSON ({e})"))?;
         let obj = v.as_object().with_context(|| format!("{source}, line {lineno}: expected a JSON object per line"))?;
@@ -375,15 +380,13 @@ fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
                 other => crate::bail!("{source}, line {lineno}: column `{name}` must be a list of words, found {other}"),
             };
             let row = words_row(words, label, &source, &format!("line {lineno}"))?;
-            sink.push_row(row)?;
-            continue;
+            return sink.push_row(row);
         }
         let text = text_of(&cols.text)?;
         let pair = cols.text_pair.as_deref().map(text_of).transpose()?;
         let negative = cols.negative.as_deref().map(text_of).transpose()?;
-        sink.push_row(Row { text, pair, negative, words: None, label })?;
-    }
-    Ok(())
+        sink.push_row(Row { text, pair, negative, words: None, label })
+    })
 }
 
 /// A token-classification row: words and one tag per word.
@@ -422,27 +425,17 @@ fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
         tags.clear();
         sink.push_row(row)
     };
-    let mut reader = reader;
-    let (mut buf, mut lineno, mut offset) = (Vec::new(), 0usize, 0u64);
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {source}"))?;
-        if n == 0 {
-            break;
-        }
-        lineno += 1;
-        let line = line_text(&buf, lineno, &source, offset)?;
-        offset += n as u64;
+    each_line(reader, &source, |lineno, line| {
         // A line holding only a byte-order mark (WNUT17's dev file ends with one) is blank.
         let line = line.trim_start_matches('\u{feff}');
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             flush(&mut words, &mut tags, start_line)?;
             start_line = lineno + 1;
-            continue;
+            return Ok(());
         }
         if fields[0] == "-DOCSTART-" {
-            continue;
+            return Ok(());
         }
         if fields.len() < 2 {
             crate::bail!("{source}, line {lineno}: expected `token tag`, found {line:?}");
@@ -452,7 +445,8 @@ fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
         }
         words.push(fields[0].to_string());
         tags.push(RawLabel::Str(fields[fields.len() - 1].to_string()));
-    }
+        Ok(())
+    })?;
     flush(&mut words, &mut tags, start_line)
 }
 

@@ -111,8 +111,9 @@ impl VarlenAttention {
     fn probs<T: Real>(&self, q: &[T], kt: &[T], len: usize, q0: usize, q1: usize, k0: usize, k1: usize, p: &mut [T]) {
         let (d, kn) = (self.head_dim, k1 - k0);
         let scale = T::from_f64((d as f64).powf(-0.5));
-        // SAFETY: q holds len rows of d, kt is [d, len] (read from column k0, kn wide), and p holds at
-        // least (q1 − q0) rows of kn; p is a separate buffer from q and kt.
+        // q holds len rows of d, kt is [d, len] (read from column k0, kn wide), and p holds at least
+        // (q1 − q0) rows of kn.
+        // SAFETY: by the above the product stays inside each buffer; p does not alias q or kt.
         unsafe {
             small_matmul(q1 - q0, kn, d, scale, rows(&q[q0 * d..], d), kt[k0..].as_ptr(), len, p.as_mut_ptr(), kn, false);
         }

@@ -98,10 +98,10 @@ impl PackedWeight {
             let cols = NR.min(n - col0);
             for r0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - r0);
-                // SAFETY: `supported()` was checked above; `a` holds `mp` ≥ r0 + MR rows of kp
-                // values, `panel` kp × NR values, `c` m × n with rows r0..r0 + rows and columns
-                // col0..col0 + cols in range (cols ≤ n − col0), `bias` has n values (checked);
-                // tasks write disjoint columns of c.
+                // `supported()` was checked above; `a` holds `mp` ≥ r0 + MR rows of kp values, `panel`
+                // kp × NR values, `c` m × n with rows r0..r0 + rows and columns col0..col0 + cols in
+                // range (cols ≤ n − col0), `bias` has n values (checked); tasks write disjoint columns.
+                // SAFETY: by the above, every read and write of the kernel stays inside its buffer.
                 unsafe {
                     kernel(a.as_ptr().add(r0 * kp), kp, panel.as_ptr(), out.0.add(r0 * n + col0), n, rows, cols, bias.map(|b| &b[col0..col0 + cols]));
                 }

@@ -167,8 +167,9 @@ mod tests {
                         (a.clone(), (k, 1))
                     };
                     let alpha = 0.125f32;
-                    // SAFETY: `stored` holds m·k elements read through `strided`, b holds k rows of b_rs ≥ n,
-                    // c holds m rows of c_rs ≥ n, and c is its own buffer.
+                    // `stored` holds m·k elements read through `strided`, b holds k rows of b_rs ≥ n, c holds
+                    // m rows of c_rs ≥ n.
+                    // SAFETY: by the above every access is in bounds, and c is its own buffer.
                     unsafe {
                         small_matmul(m, n, k, alpha, Strided { ptr: stored.as_ptr(), rs: strided.0, cs: strided.1 }, b.as_ptr(), b_rs, c.as_mut_ptr(), c_rs, accumulate);
                     }
