@@ -9,13 +9,13 @@
 
 use std::io::{BufRead, Write};
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device};
 use serde_json::Value;
 
-use crate::data::{pad_batch, TextEncoder};
+use crate::data::TextEncoder;
 use crate::error::{Context, Result};
-use crate::model::modernbert::pool;
-use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, ModernBert, Pooling};
+use crate::inference::Budget;
+use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBert, Pooling};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -114,7 +114,6 @@ pub struct Embedder {
     model: ModernBert,
     encoder: TextEncoder,
     setup: crate::model::EmbeddingSetup,
-    pad_id: u32,
 }
 
 impl Embedder {
@@ -127,8 +126,7 @@ impl Embedder {
         }
         let setup = files.embedding_setup(&config, &opts.asked())?;
         let encoder = TextEncoder::from_file(files.tokenizer()?, setup.max_length)?;
-        let pad_id = encoder.pad_id(config.pad_token_id)?;
-        Ok(Embedder { setup, model: loaded.model, encoder, pad_id })
+        Ok(Embedder { setup, model: loaded.model, encoder })
     }
 
     /// Pooling, normalisation, prefix and length in use.
@@ -150,31 +148,10 @@ impl Embedder {
             self.encoder.encode_batch(&prefixed.iter().map(String::as_str).collect::<Vec<_>>())?
         };
         let truncated = encoded.iter().filter(|e| e.truncated).count();
-        // Longest first, so each batch holds rows of similar length.
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        let mut out = vec![Vec::new(); encoded.len()];
-        let dev = self.model.model.device().clone();
-        let mode = Mode::eval();
-        for chunk in order.chunks(batch_size.max(1)) {
-            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
-            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
-            let hidden = self.model.forward(&ids, Some(&mask), &mode)?.last_hidden_state;
-            let mut pooled = pool(&hidden, Some(&mask), self.setup.pooling)?.to_dtype(DType::F32)?;
-            if self.setup.normalize {
-                pooled = l2_normalize(&pooled)?;
-            }
-            for (&i, v) in chunk.iter().zip(pooled.to_vec2::<f32>()?) {
-                out[i] = v;
-            }
-        }
-        Ok((out, truncated))
+        let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
+        let vectors = crate::inference::embeddings(&self.model, &rows, self.setup.pooling, self.setup.normalize, Budget::rows(batch_size))?;
+        Ok((vectors, truncated))
     }
-}
-
-fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-    Ok(x.broadcast_div(&norm)?)
 }
 
 /// Runs `embed` from `reader` to `out`; notices go to `notes`.

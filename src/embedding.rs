@@ -9,19 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
-use crate::data::{pad_batch, TokenStore};
+use crate::data::TokenStore;
 use crate::error::Result;
 use crate::metrics::{pearson, ranks};
-use crate::model::modernbert::pool;
-use crate::model::{Mode, ModernBert, Pooling};
+use crate::model::{Mode, ModernBert, Packed, Pooling};
 
-/// Rows scaled to unit length (norms clamped at 1e-12, as torch's `normalize`).
-fn unit_rows(x: &Tensor) -> Result<Tensor> {
-    let n = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-    Ok(x.broadcast_div(&n)?)
-}
+use crate::model::l2_normalize as unit_rows;
 
 /// Cosine similarity of every row of `a` [n, d] with every row of `b` [m, d]: [n, m].
 pub fn cos_sim(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -150,25 +145,15 @@ pub fn embedding_loss_with(kind: EmbeddingLoss, columns: &[Tensor], scores: Opti
 }
 
 /// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).
-pub fn encode_rows(model: &ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, pad_id: u32, mode: &Mode) -> Result<Tensor> {
+pub fn encode_rows(model: &ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
     let seqs: Vec<&[u32]> = rows.iter().map(|&i| store.row(i)).collect();
-    let (ids, mask) = pad_batch(&seqs, pad_id, model.model.device())?;
-    let hidden = model.forward(&ids, Some(&mask), mode)?.last_hidden_state;
-    pool(&hidden, Some(&mask), pooling)
+    model.pooled(&Packed::from_rows(&seqs, model.config().pad_token_id, model.model.device())?, pooling, mode)
 }
 
-/// Pooled vectors of every row of `store`, for evaluation (length-sorted batches, input order out).
-pub fn encode_all(model: &ModernBert, store: &TokenStore, pooling: Pooling, pad_id: u32, batch_size: usize) -> Result<Vec<Vec<f32>>> {
-    let mut order: Vec<usize> = (0..store.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(store.row_len(i)));
-    let mut out = vec![Vec::new(); store.len()];
-    for chunk in order.chunks(batch_size.max(1)) {
-        let v = encode_rows(model, store, chunk, pooling, pad_id, &Mode::eval())?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        for (&i, row) in chunk.iter().zip(v) {
-            out[i] = row;
-        }
-    }
-    Ok(out)
+/// Pooled vectors of every row of `store`, for evaluation, in row order.
+pub fn encode_all(model: &ModernBert, store: &TokenStore, pooling: Pooling, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    let rows: Vec<&[u32]> = (0..store.len()).map(|i| store.row(i)).collect();
+    crate::inference::embeddings(model, &rows, pooling, false, crate::inference::Budget::rows(batch_size))
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

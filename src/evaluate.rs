@@ -33,7 +33,7 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
         read_table_chunks(file, opts.format, &opts.columns, CHUNK_ROWS, &mut |chunk| {
             let targets = labels.encode(&chunk, c.kind)?;
             let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
-            scorer.add_dataset(&c.model, &ds, opts.batch_size, c.pad_id)
+            crate::inference::score(&mut scorer, &c.model, &ds, crate::inference::Budget::rows(opts.batch_size))
         })?;
     }
     scorer.finish()

@@ -21,6 +21,7 @@ pub mod embedding;
 pub mod metrics;
 pub mod error;
 pub mod evaluate;
+pub mod inference;
 pub mod kernels;
 pub mod export;
 pub mod model;

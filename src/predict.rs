@@ -6,10 +6,11 @@ use std::io::{BufRead, Write};
 use candle_core::{DType, Device};
 use serde_json::{json, Map, Value};
 
-use crate::data::{pad_batch, TargetKind, TextEncoder};
+use crate::data::{TargetKind, TextEncoder};
+use crate::inference::Budget;
 use crate::embed::{read_inputs, InputFormat};
-use crate::error::{Context, Result};
-use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, ModernBert, ModernBertConfig};
+use crate::error::Result;
+use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBert, ModernBertConfig};
 use crate::task::{kind_of, sigmoid, softmax};
 
 pub struct Classifier {
@@ -18,7 +19,6 @@ pub struct Classifier {
     pub model: ModernBert,
     pub encoder: TextEncoder,
     pub kind: TargetKind,
-    pub pad_id: u32,
 }
 
 impl Classifier {
@@ -44,8 +44,7 @@ impl Classifier {
             None => limit.min(512),
         };
         let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
-        let pad_id = encoder.pad_id(config.pad_token_id)?;
-        Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder, pad_id })
+        Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder })
     }
 
     /// Logits for (text, optional pair) rows, in input order.
@@ -54,19 +53,8 @@ impl Classifier {
             Some(p) => self.encoder.encode_pair_batch(texts, p)?,
             None => self.encoder.encode_batch(texts)?,
         };
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        let mut out = vec![Vec::new(); encoded.len()];
-        let dev = self.model.model.device().clone();
-        for chunk in order.chunks(batch_size.max(1)) {
-            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
-            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
-            let logits = self.model.forward(&ids, Some(&mask), &Mode::eval())?.logits.context("no head")?;
-            for (&i, l) in chunk.iter().zip(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?) {
-                out[i] = l;
-            }
-        }
-        Ok(out)
+        let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
+        crate::inference::sequence_logits(&self.model, &rows, Budget::rows(batch_size))
     }
 }
 
@@ -174,20 +162,9 @@ impl Classifier {
     /// Per-token logits of raw texts, with each token's byte offsets and special-token flags.
     pub fn token_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>> {
         let encoded = self.encoder.encode_with_offsets(texts)?;
-        let dev = self.model.model.device().clone();
-        let mut out: Vec<Option<Vec<Vec<f32>>>> = vec![None; encoded.len()];
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        for chunk in order.chunks(batch_size.max(1)) {
-            let rows: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].ids.as_slice()).collect();
-            let (ids, mask) = pad_batch(&rows, self.pad_id, &dev)?;
-            let logits = self.model.forward(&ids, Some(&mask), &Mode::eval())?.logits.context("no head")?;
-            let logits = logits.to_dtype(DType::F32)?.to_vec3::<f32>()?;
-            for (&i, l) in chunk.iter().zip(logits) {
-                out[i] = Some(l.into_iter().take(encoded[i].ids.len()).collect());
-            }
-        }
-        Ok(out.into_iter().zip(encoded).map(|(l, e)| (l.unwrap_or_default(), e.offsets, e.special)).collect())
+        let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
+        let logits = crate::inference::token_logits(&self.model, &rows, Budget::rows(batch_size))?;
+        Ok(logits.into_iter().zip(encoded).map(|(l, e)| (l, e.offsets, e.special)).collect())
     }
 }
 

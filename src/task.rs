@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::data::{Batch, Dataset, Sampler, TargetKind, Targets};
+use crate::data::{Dataset, TargetKind, Targets};
 use crate::error::Result;
 use crate::metrics::{self, Classification, EntityScheme, EntityScores, MultiLabel, Regression};
 use crate::model::loss::{cross_entropy, mse};
-use crate::model::{Mode, ModernBert};
 
 /// `problem_type` as transformers names it (unset for token classification: transformers accepts
 /// only these three).
@@ -126,6 +125,26 @@ pub struct Evaluation {
     pub predictions: Predictions,
 }
 
+/// A model's logits for the rows of a dataset, in row order.
+pub enum RowLogits {
+    /// Sequence heads: one vector per row.
+    Sequence(Vec<Vec<f32>>),
+    /// Token heads: per row, one vector per token.
+    Tokens(Vec<Vec<Vec<f32>>>),
+}
+
+/// −log softmax(l)[y], in f64.
+fn cross_entropy_row(l: &[f32], y: u32) -> f64 {
+    let m = l.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let lse = m + l.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+    lse - l.get(y as usize).map_or(f64::NAN, |&x| x as f64)
+}
+
+/// One term of `BCEWithLogitsLoss`: max(x, 0) − x·y + log(1 + exp(−|x|)).
+fn bce_term(x: f64, y: f64) -> f64 {
+    x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()
+}
+
 /// Accumulates a model's results over batches (or chunks of a file) and scores them at the end.
 /// Holds one prediction and one target per row, never the texts or logits.
 pub struct Scorer {
@@ -159,62 +178,51 @@ impl Scorer {
         self
     }
 
-    /// Runs `model` over every row of `ds` in length-sorted batches and records the results.
-    pub fn add_dataset(&mut self, model: &ModernBert, ds: &Dataset, batch_size: usize, pad_id: u32) -> Result<()> {
+    pub fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    /// Records a model's logits for every row of `ds` (in row order): a vector per row for sequence
+    /// heads, a vector per token for token heads. The loss is computed here, in f64.
+    pub fn add(&mut self, ds: &Dataset, logits: RowLogits) -> Result<()> {
         let targets = ds.targets.as_ref().ok_or_else(|| crate::err!("{}: no labels to evaluate against", ds.source))?;
-        let dev = model.model.device().clone();
-        let sampler = Sampler::new(ds.tokens.lengths(), batch_size, false, true, 0);
-        let mut logits_rows = vec![Vec::new(); ds.len()];
-        let mut word_tags = vec![Vec::new(); ds.len()];
-        for rows in sampler.epoch(0) {
-            let batch = Batch::new(ds, &rows, pad_id, &dev)?;
-            let logits = model
-                .forward(&batch.input_ids, Some(&batch.attention_mask), &Mode::eval())?
-                .logits
-                .ok_or_else(|| crate::err!("the model has no classification head"))?
-                .to_dtype(DType::F32)?;
-            if self.kind == TargetKind::Tags {
-                // The loss is a mean over tagged words; weigh each batch by its word count.
-                let starts = ds.word_starts.as_ref().expect("token data");
-                let words: usize = rows.iter().map(|&r| starts[r].len()).sum();
-                self.loss_sum += token_loss(&logits, ds, &rows)?.to_scalar::<f32>()? as f64 * words as f64;
-                self.rows += words;
-                let per_token = logits.argmax(candle_core::D::Minus1)?.to_vec2::<u32>()?;
-                for (&r, tags) in rows.iter().zip(per_token) {
-                    word_tags[r] = starts[r].iter().map(|&t| tags[t as usize]).collect();
-                }
-                continue;
-            }
-            let t = target_tensor(targets, &rows, self.num_labels, &dev)?;
-            self.loss_sum += loss(self.kind, &logits, &t)?.to_scalar::<f32>()? as f64 * rows.len() as f64;
-            for (&r, l) in rows.iter().zip(logits.to_vec2::<f32>()?) {
-                logits_rows[r] = l;
-            }
-        }
-        if let (Targets::Tags(t), Predictions::Tags(p), Targets::Tags(new)) = (&mut self.truth, &mut self.predictions, targets) {
-            // Words cut off by truncation have no prediction: score the words the model saw.
-            for (truth, pred) in new.iter().zip(word_tags) {
-                t.push(truth[..pred.len()].to_vec());
-                p.push(pred);
-            }
-            return Ok(());
-        }
-        self.rows += ds.len();
         let threshold = self.threshold;
-        match (&mut self.truth, &mut self.predictions, targets) {
-            (Targets::Class(t), Predictions::Class(p), Targets::Class(new)) => {
-                t.extend_from_slice(new);
-                p.extend(logits_rows.iter().map(|l| argmax(l)));
+        match (logits, targets, &mut self.truth, &mut self.predictions) {
+            (RowLogits::Tokens(logits), Targets::Tags(tags), Targets::Tags(t), Predictions::Tags(p)) => {
+                let starts = ds.word_starts.as_ref().ok_or_else(|| crate::err!("{}: no word alignment", ds.source))?;
+                for ((row, starts), tags) in logits.iter().zip(starts).zip(tags) {
+                    // Words cut off by truncation have no first subword: score the words the model saw.
+                    let mut pred = Vec::with_capacity(starts.len());
+                    for (&start, &tag) in starts.iter().zip(tags) {
+                        let l = row.get(start as usize).ok_or_else(|| crate::err!("internal: a word start past its row"))?;
+                        self.loss_sum += cross_entropy_row(l, tag);
+                        pred.push(argmax(l));
+                    }
+                    self.rows += pred.len();
+                    t.push(tags[..pred.len()].to_vec());
+                    p.push(pred);
+                }
             }
-            (Targets::MultiLabel(t), Predictions::MultiLabel(p), Targets::MultiLabel(new)) => {
+            (RowLogits::Sequence(logits), Targets::Class(new), Targets::Class(t), Predictions::Class(p)) => {
+                self.loss_sum += logits.iter().zip(new).map(|(l, &y)| cross_entropy_row(l, y)).sum::<f64>();
+                t.extend_from_slice(new);
+                p.extend(logits.iter().map(|l| argmax(l)));
+                self.rows += logits.len();
+            }
+            (RowLogits::Sequence(logits), Targets::MultiLabel(new), Targets::MultiLabel(t), Predictions::MultiLabel(p)) => {
+                for (l, on) in logits.iter().zip(new) {
+                    let bce: f64 = l.iter().enumerate().map(|(c, &x)| bce_term(x as f64, if on.contains(&(c as u32)) { 1.0 } else { 0.0 })).sum();
+                    self.loss_sum += bce / l.len().max(1) as f64;
+                }
                 t.extend(new.iter().cloned());
-                p.extend(logits_rows.iter().map(|l| {
-                    l.iter().enumerate().filter(|(_, &x)| sigmoid(x) >= threshold).map(|(i, _)| i as u32).collect()
-                }));
+                p.extend(logits.iter().map(|l| l.iter().enumerate().filter(|(_, &x)| sigmoid(x) >= threshold).map(|(i, _)| i as u32).collect()));
+                self.rows += logits.len();
             }
-            (Targets::Regression(t), Predictions::Regression(p), Targets::Regression(new)) => {
+            (RowLogits::Sequence(logits), Targets::Regression(new), Targets::Regression(t), Predictions::Regression(p)) => {
+                self.loss_sum += logits.iter().zip(new).map(|(l, &y)| (l[0] as f64 - y as f64).powi(2)).sum::<f64>();
                 t.extend_from_slice(new);
-                p.extend(logits_rows.iter().map(|l| l[0]));
+                p.extend(logits.iter().map(|l| l[0]));
+                self.rows += logits.len();
             }
             _ => crate::bail!("{}: the targets do not match the task", ds.source),
         }
@@ -281,13 +289,6 @@ impl Scorer {
         ev.metrics = metrics;
         Ok(ev)
     }
-}
-
-/// Runs the model over `ds` in batches and scores it.
-pub fn evaluate(model: &ModernBert, ds: &Dataset, kind: TargetKind, batch_size: usize, pad_id: u32, threshold: f32) -> Result<Evaluation> {
-    let mut scorer = Scorer::new(kind, model.config().num_labels(), threshold).with_tags(&model.config().id2label, EntityScheme::Default);
-    scorer.add_dataset(model, ds, batch_size, pad_id)?;
-    scorer.finish()
 }
 
 /// The task a fine-tuned checkpoint was trained for, from its `problem_type` (or `num_labels == 1`).

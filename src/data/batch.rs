@@ -6,11 +6,11 @@
 //! and sorted longest-first inside each, as transformers' `LengthGroupedSampler` does, so batches
 //! hold rows of similar length and pad little.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::Dataset;
-use crate::data::tokenize::pad_batch;
+use crate::model::Packed;
 use crate::error::Result;
 use crate::rng::Rng;
 
@@ -97,40 +97,22 @@ impl Sampler {
     }
 }
 
-/// One padded batch, plus its unpadded form.
+/// One batch of training rows, packed (the rows' real tokens and their boundaries) as the model
+/// takes it.
 pub struct Batch {
     pub rows: Vec<usize>,
-    /// u32 [rows, longest]
-    pub input_ids: Tensor,
-    /// u32 [rows, longest]: 1 for tokens, 0 for padding.
-    pub attention_mask: Tensor,
-    pub lengths: Vec<usize>,
-    /// All real tokens, rows concatenated (no padding).
-    pub flat_ids: Vec<u32>,
-    /// Row boundaries in `flat_ids`: row i is `cu_seqlens[i]..cu_seqlens[i + 1]`.
-    pub cu_seqlens: Vec<u32>,
+    pub packed: Packed,
 }
 
 impl Batch {
-    pub fn new(ds: &Dataset, rows: &[usize], pad_id: u32, dev: &Device) -> Result<Self> {
+    /// `pad_token_id`: the model's, for the embedding's pad-row rule.
+    pub fn new(ds: &Dataset, rows: &[usize], pad_token_id: Option<u32>, dev: &Device) -> Result<Self> {
         let seqs: Vec<&[u32]> = rows.iter().map(|&i| ds.tokens.row(i)).collect();
-        let (input_ids, attention_mask) = pad_batch(&seqs, pad_id, dev)?;
-        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        let mut cu_seqlens = vec![0u32];
-        let mut flat_ids = Vec::with_capacity(lengths.iter().sum());
-        for s in &seqs {
-            flat_ids.extend_from_slice(s);
-            cu_seqlens.push(flat_ids.len() as u32);
-        }
-        Ok(Batch { rows: rows.to_vec(), input_ids, attention_mask, lengths, flat_ids, cu_seqlens })
+        Ok(Batch { rows: rows.to_vec(), packed: Packed::from_rows(&seqs, pad_token_id, dev)? })
     }
 
     pub fn real_tokens(&self) -> usize {
-        self.flat_ids.len()
-    }
-
-    pub fn padded_tokens(&self) -> usize {
-        self.lengths.len() * self.lengths.iter().copied().max().unwrap_or(0)
+        self.packed.tokens()
     }
 }
 

@@ -11,4 +11,5 @@ pub use batch::{Batch, Sampler, SamplerState};
 pub use dataset::{load_splits, DataConfig, Dataset, Splits, TokenStore};
 pub use labels::{LabelMap, TargetKind, Targets};
 pub use read::{read_table, Columns, Format, RawLabel, Table};
-pub use tokenize::{load_tokenizer, pad_batch, Encoded, TextEncoder};
+pub use crate::model::pad_batch;
+pub use tokenize::{load_tokenizer, Encoded, TextEncoder};

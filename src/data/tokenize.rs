@@ -1,12 +1,11 @@
 //! Tokenization with the model's own `tokenizer.json` (Hugging Face `tokenizers`).
 //!
 //! Special tokens are added by the tokenizer's post-processor (`[CLS] text [SEP]` for ModernBERT);
-//! truncation keeps them and cuts the text; nothing is padded at encode time: batches are padded to
-//! their own longest row by [`pad_batch`].
+//! truncation keeps them and cuts the text; nothing is padded at encode time: batches are packed (or
+//! padded to their own longest row) by `model::Packed`.
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::{Context, Result};
@@ -69,17 +68,6 @@ impl TextEncoder {
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
-    }
-
-    /// The id that pads batches: the model config's `pad_token_id`, else the tokenizer's `[PAD]`
-    /// token; an error when neither says (padding with an arbitrary id would be a silent guess).
-    pub fn pad_id(&self, config_pad_token_id: Option<u32>) -> Result<u32> {
-        match config_pad_token_id.or_else(|| self.token_id("[PAD]")) {
-            Some(id) => Ok(id),
-            None => crate::bail!(
-                "the model config has no `pad_token_id` and the tokenizer has no [PAD] token; add `\"pad_token_id\": N` to the model's config.json"
-            ),
-        }
     }
 
     /// Encodes texts in parallel, with special tokens, truncated to `max_length`.
@@ -157,20 +145,6 @@ pub fn first_subwords(words: &[String], enc: &EncodedSpans) -> Vec<u32> {
         }
     }
     firsts
-}
-
-/// Pads rows to the longest one: u32 `input_ids` and `attention_mask` (1 = token, 0 = pad), [rows, len].
-pub fn pad_batch(rows: &[&[u32]], pad_id: u32, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(rows.len() * len);
-    let mut mask = Vec::with_capacity(rows.len() * len);
-    for r in rows {
-        ids.extend_from_slice(r);
-        ids.extend(std::iter::repeat_n(pad_id, len - r.len()));
-        mask.extend(std::iter::repeat_n(1u32, r.len()));
-        mask.extend(std::iter::repeat_n(0u32, len - r.len()));
-    }
-    Ok((Tensor::from_vec(ids, (rows.len(), len), dev)?, Tensor::from_vec(mask, (rows.len(), len), dev)?))
 }
 
 #[cfg(test)]

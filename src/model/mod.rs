@@ -8,10 +8,12 @@ pub mod load;
 pub mod loss;
 pub mod modernbert;
 pub mod nn;
+pub mod packed;
 pub mod source;
 
 pub use config::{LayerType, ModernBertConfig, Pooling};
 pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
-pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output, Packed};
-pub use nn::Mode;
+pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output};
+pub use packed::{pad_batch, Packed};
+pub use nn::{l2_normalize, Mode};
 pub use source::{Asked, EmbeddingSetup, ModelFiles, SentenceSettings};

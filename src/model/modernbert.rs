@@ -26,6 +26,7 @@ use candle_nn::VarBuilder;
 use crate::error::Result;
 use crate::model::config::{LayerType, ModernBertConfig, Pooling};
 use crate::kernels::VarlenAttention;
+use crate::model::packed::Packed;
 use crate::model::nn::{apply_rope, rope_tables, rope_values, softmax_last_dim, Activation, Embedding, LayerNorm, Linear, Mode};
 
 /// Init standard deviations, as `ModernBertPreTrainedModel._init_weights` chooses them.
@@ -298,94 +299,6 @@ impl ModernBertModel {
     }
 }
 
-/// A padded batch turned into its real tokens only (flash-attention's "unpadded" form).
-pub struct Packed {
-    /// u32 [tokens]: every sequence's real tokens, one after another.
-    pub ids: Tensor,
-    /// [batch + 1], from 0: sequence `b` is rows `cu_seqlens[b]..cu_seqlens[b + 1]`.
-    pub cu_seqlens: Arc<Vec<usize>>,
-    /// Whether any id is the pad id (then the embedding's pad-row rule applies).
-    has_pad: bool,
-    /// The padded length, to put outputs back into [batch, seq, ...].
-    seq: usize,
-}
-
-impl Packed {
-    /// Packs right-padded `input_ids` [batch, seq] (mask rows `1…1 0…0`). `None` when some mask row is
-    /// not of that form (left padding, holes): positions would then differ, so the padded path runs.
-    pub fn from_padded(input_ids: &Tensor, attention_mask: Option<&Tensor>, pad_token_id: Option<u32>) -> Result<Option<Self>> {
-        let (batch, seq) = input_ids.dims2()?;
-        let ids: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2()?;
-        let lengths: Vec<usize> = match attention_mask {
-            Some(m) => {
-                let rows: Vec<Vec<u32>> = m.to_dtype(DType::U32)?.to_vec2()?;
-                let mut lengths = Vec::with_capacity(batch);
-                for row in &rows {
-                    let len = row.iter().take_while(|&&v| v != 0).count();
-                    if row[len..].iter().any(|&v| v != 0) {
-                        return Ok(None);
-                    }
-                    lengths.push(len);
-                }
-                lengths
-            }
-            None => vec![seq; batch],
-        };
-        let mut flat = Vec::with_capacity(lengths.iter().sum());
-        let mut cu = vec![0];
-        for (row, &len) in ids.iter().zip(&lengths) {
-            flat.extend_from_slice(&row[..len]);
-            cu.push(flat.len());
-        }
-        let has_pad = pad_token_id.is_some_and(|p| flat.contains(&p));
-        let n = flat.len();
-        Ok(Some(Packed { ids: Tensor::from_vec(flat, n, input_ids.device())?, cu_seqlens: Arc::new(cu), has_pad, seq }))
-    }
-
-    pub fn lengths(&self) -> impl Iterator<Item = usize> + '_ {
-        self.cu_seqlens.windows(2).map(|w| w[1] - w[0])
-    }
-
-    pub fn batch(&self) -> usize {
-        self.cu_seqlens.len() - 1
-    }
-
-    /// [tokens, d] back to [batch, seq, d], zeros at padding (as transformers' unpadded path returns).
-    pub fn repad(&self, flat: &Tensor) -> Result<Tensor> {
-        let (tokens, d) = flat.dims2()?;
-        let mut index = Vec::with_capacity(self.batch() * self.seq);
-        for (b, len) in self.lengths().enumerate() {
-            index.extend((0..self.seq).map(|p| if p < len { (self.cu_seqlens[b] + p) as u32 } else { tokens as u32 }));
-        }
-        let with_zero = Tensor::cat(&[flat, &Tensor::zeros((1, d), flat.dtype(), flat.device())?], 0)?;
-        let index = Tensor::from_vec(index, self.batch() * self.seq, flat.device())?;
-        Ok(with_zero.index_select(&index, 0)?.reshape((self.batch(), self.seq, d))?)
-    }
-
-    /// Pools [tokens, hidden] per sequence to [batch, hidden]: first token, or mean of its tokens.
-    pub fn pool(&self, flat: &Tensor, pooling: Pooling) -> Result<Tensor> {
-        let dev = flat.device();
-        match pooling {
-            Pooling::Cls => {
-                let first: Vec<u32> = self.cu_seqlens[..self.batch()].iter().map(|&c| c as u32).collect();
-                Ok(flat.index_select(&Tensor::new(first, dev)?, 0)?)
-            }
-            Pooling::Mean => {
-                // A [batch, tokens] averaging matrix: one matmul, differentiable.
-                let tokens = flat.dim(0)?;
-                let mut weights = vec![0f64; self.batch() * tokens];
-                for (b, len) in self.lengths().enumerate() {
-                    for t in self.cu_seqlens[b]..self.cu_seqlens[b + 1] {
-                        weights[b * tokens + t] = 1.0 / len as f64;
-                    }
-                }
-                let w = Tensor::from_vec(weights, (self.batch(), tokens), dev)?.to_dtype(flat.dtype())?;
-                Ok(w.matmul(flat)?)
-            }
-        }
-    }
-}
-
 /// The additive attention mask: 0 where query i may attend key j, the dtype's most negative finite
 /// value elsewhere (finite so that a row with every key masked gives a uniform softmax, never NaN).
 /// `window`: `Some(w)` restricts to |i - j| <= w (local layers); then the mask is [batch, 1, seq, seq],
@@ -515,16 +428,40 @@ impl ModernBert {
         Ok(())
     }
 
-    /// Runs without padding (the fused attention kernel) whenever it can: CPU, f32/f64 weights,
-    /// right-padded masks, no attention-probability dropout. Otherwise, and in `forward_padded`, the
-    /// padded reference path. Both give the same numbers (tests/it/unpadded.rs).
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
-        let c = self.config();
-        let kernel_ok = self.model.device().is_cpu()
+    /// Whether `forward_batch` runs the unpadded kernels: CPU, f32/f64 weights, no attention-probability
+    /// dropout. Otherwise the padded reference path runs. Both give the same numbers
+    /// (tests/it/unpadded.rs).
+    fn packs(&self, mode: &Mode) -> bool {
+        self.model.device().is_cpu()
             && matches!(self.model.dtype(), DType::F32 | DType::F64)
-            && !(mode.is_train() && c.attention_dropout > 0.0);
-        if kernel_ok {
-            if let Some(packed) = Packed::from_padded(input_ids, attention_mask, c.pad_token_id)? {
+            && !(mode.is_train() && self.config().attention_dropout > 0.0)
+    }
+
+    /// The forward pass of a packed batch (what every command and the trainer call): unpadded when
+    /// [`Self::packs`], else through its padded form. `last_hidden_state` and token logits come
+    /// back padded ([batch, longest, ...]).
+    pub fn forward_batch(&self, batch: &Packed, mode: &Mode) -> Result<Output> {
+        if self.packs(mode) {
+            return self.forward_packed(batch, mode);
+        }
+        let (ids, mask) = batch.padded(self.config().pad_token_id.unwrap_or(0))?;
+        self.forward_padded(&ids, Some(&mask), mode)
+    }
+
+    /// The encoder's pooled vectors of a packed batch, [batch, hidden] (gradients flow).
+    pub fn pooled(&self, batch: &Packed, pooling: Pooling, mode: &Mode) -> Result<Tensor> {
+        if self.packs(mode) {
+            return batch.pool(&self.model.forward_packed(batch, mode)?, pooling);
+        }
+        let (ids, mask) = batch.padded(self.config().pad_token_id.unwrap_or(0))?;
+        pool(&self.model.forward(&ids, Some(&mask), mode)?, Some(&mask), pooling)
+    }
+
+    /// transformers' calling convention: padded ids and mask. Packs them when it can (right-padded
+    /// masks) and [`Self::packs`], else runs the padded path.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>, mode: &Mode) -> Result<Output> {
+        if self.packs(mode) {
+            if let Some(packed) = Packed::from_padded(input_ids, attention_mask, self.config().pad_token_id)? {
                 return self.forward_packed(&packed, mode);
             }
         }

@@ -125,6 +125,12 @@ impl LayerNorm {
     }
 }
 
+/// Rows scaled to unit length (norms clamped at 1e-12, as torch's `F.normalize`).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    Ok(x.broadcast_div(&norm)?)
+}
+
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     crate::kernels::softmax_last_dim(x)

@@ -66,7 +66,6 @@ struct Run {
     loaded: Loaded,
     splits: Splits,
     tokenizer: PathBuf,
-    pad_id: u32,
     sampler: Sampler,
     schedule: Schedule,
     optimizer: AdamW,
@@ -401,7 +400,6 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
             eprintln!("note: {why}: {}", loaded.initialised.join(", "));
         }
     }
-    let pad_id = encoder.pad_id(config.pad_token_id)?;
     check_best_metric(cfg, kind, embedding, &splits)?;
     if let (Some(dims), true) = (&cfg.training.matryoshka_dims, embedding) {
         if let Some(d) = dims.iter().find(|&&d| d == 0 || d > config.hidden_size) {
@@ -438,7 +436,6 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         loaded,
         splits,
         tokenizer,
-        pad_id,
         sampler,
         schedule,
         optimizer,
@@ -595,9 +592,9 @@ fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, Grad
         let loss = match &run.embedding {
             Some(e) => {
                 // Anchors, positives (and negatives), each encoded and pooled on its own.
-                let mut columns = vec![crate::embedding::encode_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, run.pad_id, mode)?];
+                let mut columns = vec![crate::embedding::encode_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
                 for store in &ds.extra {
-                    columns.push(crate::embedding::encode_rows(&run.loaded.model, store, rows, e.pooling, run.pad_id, mode)?);
+                    columns.push(crate::embedding::encode_rows(&run.loaded.model, store, rows, e.pooling, mode)?);
                 }
                 tokens += rows.iter().map(|&r| ds.tokens.row_len(r) + ds.extra.iter().map(|s| s.row_len(r)).sum::<usize>()).sum::<usize>();
                 let scores: Option<Vec<f32>> = match &ds.targets {
@@ -608,9 +605,9 @@ fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, Grad
                 (l / group.len() as f64)?
             }
             None => {
-                let batch = Batch::new(ds, rows, run.pad_id, &dev)?;
+                let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
                 tokens += batch.real_tokens();
-                let logits = run.loaded.model.forward(&batch.input_ids, Some(&batch.attention_mask), mode)?.logits.context("no head")?;
+                let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
                 (task::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
             }
         };
@@ -672,15 +669,15 @@ fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
         return evaluate_embeddings(run, e, ds);
     }
     let mut scorer = task::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
-    scorer.add_dataset(&run.loaded.model, ds, run.cfg.training.eval_batch_size, run.pad_id)?;
+    crate::inference::score(&mut scorer, &run.loaded.model, ds, crate::inference::Budget::rows(run.cfg.training.eval_batch_size))?;
     scorer.finish()
 }
 
 /// STS or retrieval scores of the current encoder on a split of pairs.
 fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Evaluation> {
     let bs = run.cfg.training.eval_batch_size;
-    let a = crate::embedding::encode_all(&run.loaded.model, &ds.tokens, e.pooling, run.pad_id, bs)?;
-    let b = crate::embedding::encode_all(&run.loaded.model, ds.extra.first().context("pairs need a second text column")?, e.pooling, run.pad_id, bs)?;
+    let a = crate::embedding::encode_all(&run.loaded.model, &ds.tokens, e.pooling, bs)?;
+    let b = crate::embedding::encode_all(&run.loaded.model, ds.extra.first().context("pairs need a second text column")?, e.pooling, bs)?;
     let metrics = match (e.eval.as_str(), &ds.targets) {
         ("sts", Some(crate::data::Targets::Regression(gold))) => crate::embedding::sts(&a, &b, gold),
         ("sts", _) => crate::bail!("{}: STS evaluation needs a score per pair (label_column)", ds.source),

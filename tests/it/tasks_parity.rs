@@ -98,7 +98,7 @@ fn contrastive_losses_equal_sentence_transformers() {
         let mut store = modernft::data::TokenStore::new();
         enc.encode_batch(&texts).unwrap().iter().for_each(|e| store.push(&e.ids));
         let rows: Vec<usize> = (0..texts.len()).collect();
-        encode_rows(&loaded.model, &store, &rows, Pooling::Mean, 3, &Mode::eval()).unwrap()
+        encode_rows(&loaded.model, &store, &rows, Pooling::Mean, &Mode::eval()).unwrap()
     };
     let (a, p, n) = (vectors("anchors"), vectors("positives"), vectors("negatives"));
     let check = |ours: f32, key: &str| {
