@@ -11,6 +11,7 @@ fn main() -> modernft::Result<()> {
         pooling: None,
         normalize: true,
         max_length: None,
+        truncate: true,
         batch_size: 8,
         prefix: None,
         format: OutputFormat::Jsonl,
@@ -20,7 +21,7 @@ fn main() -> modernft::Result<()> {
     };
     let embedder = Embedder::load(&opts)?;
     let texts = ["a wonderful film", "a brilliant movie", "the plot was predictable and awful"];
-    let (vectors, _) = embedder.embed(&texts, opts.batch_size)?;
+    let (vectors, _) = embedder.embed(&texts, opts.batch_size, &|i| format!("text {}", i + 1))?;
     for (i, a) in vectors.iter().enumerate() {
         for (j, b) in vectors.iter().enumerate().skip(i + 1) {
             let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -113,9 +113,13 @@ pub struct EvalArgs {
     pub columns: ColumnArgs,
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub batch_size: usize,
-    /// Truncate rows to this many tokens [default: the model's positions, at most 512].
+    /// Truncate rows to this many tokens [default: the folder's max_seq_length, else the model's
+    /// positions].
     #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
+    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
+    #[arg(long)]
+    pub no_truncate: bool,
     /// Multi-label decision threshold on sigmoid scores.
     #[arg(long, default_value_t = 0.5, value_parser = probability)]
     pub threshold: f32,
@@ -206,8 +210,12 @@ pub struct PredictArgs {
     pub threshold: f32,
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
+    /// Truncate inputs to this many tokens [default: the model's positions].
     #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
+    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
+    #[arg(long)]
+    pub no_truncate: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -262,6 +270,10 @@ pub struct TrainArgs {
     /// No progress bar (one line per logging step instead).
     #[arg(long)]
     pub quiet: bool,
+    /// Refuse rows longer than `[data] max_length` (an error naming the first) instead of truncating
+    /// them: the same as `--set data.truncate=false`.
+    #[arg(long, conflicts_with = "resume")]
+    pub no_truncate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -387,6 +399,9 @@ pub struct EmbedArgs {
     /// folder's max_seq_length, else the model's maximum].
     #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
+    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
+    #[arg(long)]
+    pub no_truncate: bool,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
@@ -427,6 +442,7 @@ impl EmbedArgs {
             }),
             normalize: self.normalize,
             max_length: self.max_length,
+            truncate: !self.no_truncate,
             batch_size: self.batch_size,
             prefix: self.prefix.clone(),
             format: match self.format {

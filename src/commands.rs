@@ -140,7 +140,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             crate::train::resume(&dir, from, &opts)?
         }
         (None, Some(path)) => {
-            let cfg = crate::config::RunConfig::from_file_with(path, &args.set)?;
+            let mut set = args.set.clone();
+            if args.no_truncate {
+                set.push("data.truncate=false".to_string());
+            }
+            let cfg = crate::config::RunConfig::from_file_with(path, &set)?;
             let aside = prepare_output_dir(&cfg.output.dir, args.overwrite)?;
             let result = crate::train::train(&cfg, &opts);
             restore_or_drop(&cfg.output.dir, aside, result.is_ok())?;
@@ -266,6 +270,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             pooling: None,
             normalize: false,
             max_length: args.max_length,
+            truncate: !args.no_truncate,
             batch_size: args.batch_size.max(1),
             prefix: None,
             format: crate::embed::OutputFormat::Jsonl,
@@ -308,7 +313,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let classifier = crate::predict::Classifier::load(&args.model, args.max_length, &device)?;
+    let classifier = crate::predict::Classifier::load(&args.model, &crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate }, &device)?;
     let scheme = match args.entity_scheme {
         crate::cli::SchemeArg::Default => crate::metrics::EntityScheme::Default,
         crate::cli::SchemeArg::StrictIob2 => crate::metrics::EntityScheme::StrictIob2,
@@ -352,7 +357,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         logits: args.logits,
         threshold: args.threshold,
         batch_size: args.batch_size.max(1),
-        max_length: args.max_length,
+        lengths: crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate },
         device: crate::device::parse_device(&args.device)?,
     };
     let stdout = std::io::stdout();
@@ -360,9 +365,9 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
-            crate::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out)
+            crate::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut std::io::stderr())
         }
-        None => crate::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out),
+        None => crate::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut std::io::stderr()),
     }
 }
 

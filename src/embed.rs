@@ -39,6 +39,8 @@ pub struct EmbedOptions {
     pub pooling: Option<Pooling>,
     pub normalize: bool,
     pub max_length: Option<usize>,
+    /// Cut inputs longer than the max_length (and count them), or refuse them (`--no-truncate`).
+    pub truncate: bool,
     pub batch_size: usize,
     pub prefix: Option<String>,
     pub format: OutputFormat,
@@ -125,7 +127,7 @@ impl Embedder {
             loaded.model.use_bf16_matmuls()?;
         }
         let setup = files.embedding_setup(&config, &opts.asked())?;
-        let encoder = TextEncoder::from_file(files.tokenizer()?, setup.max_length)?;
+        let encoder = TextEncoder::from_file(files.tokenizer()?, setup.max_length)?.refusing_longer(!opts.truncate);
         Ok(Embedder { setup, model: loaded.model, encoder })
     }
 
@@ -134,20 +136,25 @@ impl Embedder {
         &self.setup
     }
 
+    /// The note on stderr when `truncated` of `of` texts (`what`) were cut.
+    pub fn truncation_note(&self, truncated: usize, of: usize, what: &str) -> Option<String> {
+        self.encoder.truncation_note(truncated, of, what, "see --max-length; --no-truncate refuses them")
+    }
+
     pub fn hidden_size(&self) -> usize {
         self.model.config().hidden_size
     }
 
     /// Embeds `texts` (each after the setup's prefix); returns the vectors in input order and how
-    /// many texts were truncated.
-    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<(Vec<Vec<f32>>, usize)> {
+    /// many texts were truncated. `at(i)` names text i in errors.
+    pub fn embed(&self, texts: &[&str], batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
         let encoded = if self.setup.prefix.is_empty() {
             self.encoder.encode_batch(texts)?
         } else {
             let prefixed: Vec<String> = texts.iter().map(|t| format!("{}{t}", self.setup.prefix)).collect();
             self.encoder.encode_batch(&prefixed.iter().map(String::as_str).collect::<Vec<_>>())?
         };
-        let truncated = encoded.iter().filter(|e| e.truncated).count();
+        let truncated = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
         let vectors = crate::inference::embeddings(&self.model, &rows, self.setup.pooling, self.setup.normalize, Budget::rows(batch_size))?;
         Ok((vectors, truncated))
@@ -165,9 +172,9 @@ pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dy
     let chunk_size = opts.batch_size * 32;
     let mut truncated = 0;
     let mut npy_rows: Vec<f32> = Vec::new();
-    for chunk in inputs.chunks(chunk_size) {
+    for (c, chunk) in inputs.chunks(chunk_size).enumerate() {
         let refs: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let (vectors, cut) = embedder.embed(&refs, opts.batch_size)?;
+        let (vectors, cut) = embedder.embed(&refs, opts.batch_size, &|i| format!("{source}, input {}", c * chunk_size + i + 1))?;
         truncated += cut;
         for (input, v) in chunk.iter().zip(vectors) {
             match opts.format {
@@ -187,13 +194,8 @@ pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dy
         write_npy(out, &npy_rows, inputs.len(), embedder.hidden_size())?;
     }
     out.flush()?;
-    if truncated > 0 {
-        writeln!(
-            notes,
-            "note: {truncated} of {} inputs were longer than {} tokens and were truncated (see --max-length)",
-            inputs.len(),
-            embedder.encoder.max_length()
-        )?;
+    if let Some(note) = embedder.truncation_note(truncated, inputs.len(), "inputs") {
+        writeln!(notes, "{note}")?;
     }
     Ok(())
 }

@@ -29,12 +29,17 @@ const CHUNK_ROWS: usize = 4096;
 pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> {
     let labels = LabelMap::new(c.config.id2label.clone(), true)?;
     let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold).with_tags(&c.config.id2label, opts.scheme);
+    let (mut rows, mut truncated) = (0, 0);
     for file in &opts.files {
         read_table_chunks(file, opts.format, &opts.columns, CHUNK_ROWS, &mut |chunk| {
             let targets = labels.encode(&chunk, c.kind)?;
             let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
+            (rows, truncated) = (rows + ds.len(), truncated + ds.truncated);
             crate::inference::score(&mut scorer, &c.model, &ds, crate::inference::Budget::rows(opts.batch_size))
         })?;
+    }
+    if let Some(note) = c.encoder.truncation_note(truncated, rows, "rows", "see --max-length; --no-truncate refuses them") {
+        eprintln!("{note}");
     }
     scorer.finish()
 }
@@ -168,8 +173,13 @@ pub fn retrieval_files(e: &crate::embed::Embedder, corpus: &Path, queries: &Path
                 .collect::<Result<Vec<_>>>()?,
         );
     }
-    let (dv, _) = e.embed(&refs(&doc_texts), batch)?;
-    let (qv, _) = e.embed(&refs(&q_texts), batch)?;
+    let (dv, cut_docs) = e.embed(&refs(&doc_texts), batch, &|i| format!("{}, row {}", corpus.display(), i + 1))?;
+    let (qv, cut_queries) = e.embed(&refs(&q_texts), batch, &|i| format!("{}, row {}", queries.display(), i + 1))?;
+    for (cut, of, what) in [(cut_docs, doc_texts.len(), "corpus texts"), (cut_queries, q_texts.len(), "queries")] {
+        if let Some(note) = e.truncation_note(cut, of, what) {
+            eprintln!("{note}");
+        }
+    }
     let why = format!("queries {} against corpus {}", queries.display(), corpus.display());
     Ok(EmbeddingEval { kind: "retrieval", why, rows: q_texts.len(), metrics: crate::embedding::retrieval(&qv, &dv, &relevant) })
 }
@@ -246,8 +256,12 @@ pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<
             }
         }
     }
-    let (av, _) = e.embed(&refs(&a), batch)?;
-    let (bv, _) = e.embed(&refs(&b), batch)?;
+    // Rows are numbered across the files, in order.
+    let (av, cut_a) = e.embed(&refs(&a), batch, &|i| format!("pair {} (first text)", i + 1))?;
+    let (bv, cut_b) = e.embed(&refs(&b), batch, &|i| format!("pair {} (second text)", i + 1))?;
+    if let Some(note) = e.truncation_note(cut_a + cut_b, a.len() + b.len(), "texts") {
+        eprintln!("{note}");
+    }
     Ok(if score_column.is_some() {
         EmbeddingEval { kind: "sts", why, rows: a.len(), metrics: crate::embedding::sts(&av, &bv, &scores) }
     } else {

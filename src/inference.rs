@@ -13,6 +13,28 @@ use crate::error::{Context, Result};
 use crate::model::{l2_normalize, Mode, ModernBert, Packed, Pooling};
 use crate::task::{RowLogits, Scorer};
 
+/// `--max-length` and `--no-truncate`, as every inference command takes them (see
+/// [`crate::model::max_length_rule`] and [`crate::data::TextEncoder::count_truncated`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lengths {
+    pub max_length: Option<usize>,
+    /// Cut longer inputs (and count them), or refuse them.
+    pub truncate: bool,
+}
+
+impl Default for Lengths {
+    fn default() -> Self {
+        Lengths { max_length: None, truncate: true }
+    }
+}
+
+impl Lengths {
+    /// The asked max_length, named as the flag.
+    pub fn asked(&self) -> Option<(usize, String)> {
+        self.max_length.map(|n| (n, "--max-length".to_string()))
+    }
+}
+
 /// How much one forward pass may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {

@@ -7,7 +7,7 @@ use candle_core::{DType, Device};
 use serde_json::{json, Map, Value};
 
 use crate::data::{TargetKind, TextEncoder};
-use crate::inference::Budget;
+use crate::inference::{Budget, Lengths};
 use crate::embed::{read_inputs, InputFormat};
 use crate::error::Result;
 use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBert, ModernBertConfig};
@@ -24,7 +24,7 @@ pub struct Classifier {
 impl Classifier {
     /// Loads a fine-tuned model (run folder, checkpoint, exported folder or hub id). A model without
     /// a trained head is refused: its predictions would be noise.
-    pub fn load(spec: &str, max_length: Option<usize>, device: &Device) -> Result<Self> {
+    pub fn load(spec: &str, lengths: &Lengths, device: &Device) -> Result<Self> {
         let files = ModelFiles::resolve(spec)?;
         let opts = LoadOptions { dtype: DType::F32, device: device.clone(), ..Default::default() };
         let config = ModernBertConfig::from_file(&files.config)?;
@@ -37,24 +37,21 @@ impl Classifier {
                 loaded.initialised.join(", ")
             );
         }
-        let limit = config.max_position_embeddings;
-        let max_length = match max_length {
-            Some(n) if n > limit => crate::bail!("--max-length {n} exceeds the model's max_position_embeddings ({limit})"),
-            Some(n) => n,
-            None => limit.min(512),
-        };
-        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?;
+        let max_length = files.max_length(&config, lengths.asked().as_ref())?;
+        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?.refusing_longer(!lengths.truncate);
         Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder })
     }
 
-    /// Logits for (text, optional pair) rows, in input order.
-    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    /// Logits for (text, optional pair) rows, in input order, and how many rows were truncated;
+    /// `at(i)` names row i in errors.
+    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
         let encoded = match pairs {
             Some(p) => self.encoder.encode_pair_batch(texts, p)?,
             None => self.encoder.encode_batch(texts)?,
         };
+        let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        crate::inference::sequence_logits(&self.model, &rows, Budget::rows(batch_size))
+        Ok((crate::inference::sequence_logits(&self.model, &rows, Budget::rows(batch_size))?, cut))
     }
 }
 
@@ -66,7 +63,7 @@ pub struct PredictOptions {
     pub logits: bool,
     pub threshold: f32,
     pub batch_size: usize,
-    pub max_length: Option<usize>,
+    pub lengths: Lengths,
     pub device: Device,
 }
 
@@ -159,26 +156,34 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
 }
 
 impl Classifier {
-    /// Per-token logits of raw texts, with each token's byte offsets and special-token flags.
-    pub fn token_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>> {
+    /// Per-token logits of raw texts, with each token's byte offsets and special-token flags, and how
+    /// many texts were truncated; `at(i)` names text i in errors.
+    #[allow(clippy::type_complexity)]
+    pub fn token_logits(&self, texts: &[&str], batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>, usize)> {
         let encoded = self.encoder.encode_with_offsets(texts)?;
+        let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
         let logits = crate::inference::token_logits(&self.model, &rows, Budget::rows(batch_size))?;
-        Ok(logits.into_iter().zip(encoded).map(|(l, e)| (l, e.offsets, e.special)).collect())
+        Ok((logits.into_iter().zip(encoded).map(|(l, e)| (l, e.offsets, e.special)).collect(), cut))
     }
 }
 
 /// `modernft predict`: inputs from `reader`, one JSON line per input on `out`, in input order.
-pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write) -> Result<()> {
+pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
     if opts.top_k == Some(0) {
         crate::bail!("--top-k must be at least 1");
     }
-    let classifier = Classifier::load(&opts.model, opts.max_length, &opts.device)?;
+    let classifier = Classifier::load(&opts.model, &opts.lengths, &opts.device)?;
     let inputs = read_inputs(reader, opts.input_format, source)?;
-    for chunk in inputs.chunks(opts.batch_size.max(1) * 32) {
+    let chunk_rows = opts.batch_size.max(1) * 32;
+    let mut truncated = 0;
+    for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+        let at = |i: usize| format!("{source}, input {}", c * chunk_rows + i + 1);
         if classifier.kind == TargetKind::Tags {
-            for (input, (logits, offsets, special)) in chunk.iter().zip(classifier.token_logits(&texts, opts.batch_size)?) {
+            let (results, cut) = classifier.token_logits(&texts, opts.batch_size, &at)?;
+            truncated += cut;
+            for (input, (logits, offsets, special)) in chunk.iter().zip(results) {
                 let mut obj = Map::new();
                 if let Some(id) = &input.id {
                     obj.insert("id".into(), id.clone());
@@ -192,7 +197,8 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         }
         let with_pairs = chunk.iter().all(|i| i.pair.is_some()) && !chunk.is_empty();
         let pairs: Vec<&str> = chunk.iter().filter_map(|i| i.pair.as_deref()).collect();
-        let logits = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.batch_size)?;
+        let (logits, cut) = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.batch_size, &at)?;
+        truncated += cut;
         for (input, l) in chunk.iter().zip(logits) {
             let mut obj = Map::new();
             if let Some(id) = &input.id {
@@ -203,5 +209,8 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         }
     }
     out.flush()?;
+    if let Some(note) = classifier.encoder.truncation_note(truncated, inputs.len(), "inputs", "see --max-length; --no-truncate refuses them") {
+        writeln!(notes, "{note}")?;
+    }
     Ok(())
 }

@@ -30,6 +30,9 @@ fn default_train_split() -> String {
 fn default_seed() -> u64 {
     42
 }
+fn yes() -> bool {
+    true
+}
 fn default_max_length() -> usize {
     512
 }
@@ -87,9 +90,13 @@ pub struct DataConfig {
     /// Seed for the validation split.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Truncate rows to this many tokens (special tokens included).
+    /// Truncate rows to this many tokens (special tokens included). Unset: the model's positions
+    /// (or a sentence-transformers folder's `max_seq_length`); see `model::max_length_rule`.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// Cut rows longer than `max_length` (counted in a note), or refuse them (`false`).
+    #[serde(default = "yes")]
+    pub truncate: bool,
     /// The column names came from command-line flags, not this section (for error messages).
     #[serde(skip)]
     pub columns_from_flags: bool,
@@ -289,10 +296,11 @@ pub fn tokenize_as(table: &Table, encoder: &TextEncoder, name: &str, targets: Op
         let encode = |texts: &[String]| -> Result<(TokenStore, usize)> {
             let mut store = TokenStore::new();
             let mut cut = 0;
-            for chunk in texts.chunks(4096) {
+            for (c, chunk) in texts.chunks(4096).enumerate() {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                for e in encoder.encode_batch(&refs)? {
-                    cut += e.truncated as usize;
+                let encoded = encoder.encode_batch(&refs)?;
+                cut += encoder.count_truncated(encoded.iter().map(|e| e.truncated), |i| format!("{}, row {}", table.source, c * 4096 + i + 1))?;
+                for e in encoded {
                     store.push(&e.ids);
                 }
             }
@@ -318,8 +326,8 @@ pub fn tokenize_as(table: &Table, encoder: &TextEncoder, name: &str, targets: Op
                 encoder.encode_pair_batch(&texts, &pairs)?
             }
         };
+        truncated += encoder.count_truncated(encoded.iter().map(|e| e.truncated), |i| format!("{}, row {}", table.source, start + i + 1))?;
         for e in encoded {
-            truncated += e.truncated as usize;
             tokens.push(&e.ids);
         }
     }
@@ -332,13 +340,16 @@ fn tokenize_words(table: &Table, words: &[Vec<String>], encoder: &TextEncoder, n
     let mut tokens = TokenStore::new();
     let mut starts = Vec::with_capacity(words.len());
     let mut truncated = 0;
-    for (chunk_texts, chunk_words) in table.texts.chunks(4096).zip(words.chunks(4096)) {
+    for (c, (chunk_texts, chunk_words)) in table.texts.chunks(4096).zip(words.chunks(4096)).enumerate() {
         let refs: Vec<&str> = chunk_texts.iter().map(String::as_str).collect();
-        for (enc, w) in encoder.encode_with_offsets(&refs)?.iter().zip(chunk_words) {
-            let firsts = crate::data::tokenize::first_subwords(w, enc);
-            truncated += (firsts.len() < w.len()) as usize;
+        let encoded = encoder.encode_with_offsets(&refs)?;
+        let firsts: Vec<Vec<u32>> = encoded.iter().zip(chunk_words).map(|(enc, w)| crate::data::tokenize::first_subwords(w, enc)).collect();
+        // A row counts as truncated when words were cut off (they have no first subword).
+        let cut = firsts.iter().zip(chunk_words).map(|(f, w)| f.len() < w.len());
+        truncated += encoder.count_truncated(cut, |i| format!("{}, row {}", table.source, c * 4096 + i + 1))?;
+        for (enc, f) in encoded.iter().zip(firsts) {
             tokens.push(&enc.ids);
-            starts.push(firsts);
+            starts.push(f);
         }
     }
     Ok(Dataset {

@@ -35,6 +35,8 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     max_length: usize,
+    /// `--no-truncate` / `[data] truncate = false`: an input longer than `max_length` is an error.
+    refuse_longer: bool,
 }
 
 impl TextEncoder {
@@ -55,11 +57,42 @@ impl TextEncoder {
             }))
             .context("cannot configure truncation")?;
         tokenizer.with_padding(None);
-        Ok(TextEncoder { tokenizer, max_length })
+        Ok(TextEncoder { tokenizer, max_length, refuse_longer: false })
     }
 
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// With `refuse`, [`Self::count_truncated`] refuses inputs longer than `max_length` instead of
+    /// counting them.
+    pub fn refusing_longer(mut self, refuse: bool) -> Self {
+        self.refuse_longer = refuse;
+        self
+    }
+
+    /// The one truncation rule, for every command: inputs longer than `max_length` were cut (the
+    /// tokenizer does it) and are counted here, for a note on stderr; when refusing (`--no-truncate`,
+    /// `[data] truncate = false`), the first one is an error that `at(i)` names (file and row).
+    pub fn count_truncated(&self, truncated: impl IntoIterator<Item = bool>, at: impl Fn(usize) -> String) -> Result<usize> {
+        let mut n = 0;
+        for (i, cut) in truncated.into_iter().enumerate() {
+            if cut && self.refuse_longer {
+                crate::bail!(
+                    "{}: longer than max_length ({} tokens) and truncation is off; raise the max_length (at most the model's positions) or allow truncation (leave out --no-truncate, or set [data] truncate = true)",
+                    at(i),
+                    self.max_length
+                );
+            }
+            n += cut as usize;
+        }
+        Ok(n)
+    }
+
+    /// The note that says how many of `of` inputs (`what`) were truncated, if any; `how` says which
+    /// settings change that.
+    pub fn truncation_note(&self, truncated: usize, of: usize, what: &str, how: &str) -> Option<String> {
+        (truncated > 0).then(|| format!("note: {truncated} of {of} {what} were longer than {} tokens and were truncated ({how})", self.max_length))
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -16,4 +16,4 @@ pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
 pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output};
 pub use packed::{pad_batch, Packed};
 pub use nn::{l2_normalize, Mode};
-pub use source::{Asked, EmbeddingSetup, ModelFiles, SentenceSettings};
+pub use source::{max_length_rule, Asked, EmbeddingSetup, ModelFiles, SentenceSettings};

@@ -55,7 +55,41 @@ pub struct EmbeddingSetup {
     pub max_length: usize,
 }
 
+/// The one `max_length` rule, the same for `train`, `eval`, `embed` and `predict`: what was asked
+/// (a flag or a config key, named in `asked`), else the folder's sentence-transformers
+/// `max_seq_length` (`folder`), else the model's positions. More than the positions is refused.
+/// Inputs longer than the result are truncated and counted, or refused with `--no-truncate`
+/// ([`crate::data::TextEncoder::count_truncated`]).
+pub fn max_length_rule(asked: Option<&(usize, String)>, folder: Option<usize>, positions: usize) -> Result<usize> {
+    let n = match (asked, folder) {
+        (Some((n, key)), _) if *n > positions => {
+            crate::bail!("{key} = {n} exceeds the model's max_position_embeddings ({positions}); use at most {positions}")
+        }
+        (Some((n, _)), _) => *n,
+        (None, Some(m)) => m.min(positions),
+        (None, None) => positions,
+    };
+    if n < 2 {
+        crate::bail!("max_length {n} leaves no room for [CLS] and [SEP]; pass a larger --max-length");
+    }
+    Ok(n)
+}
+
 impl ModelFiles {
+    /// [`max_length_rule`] for this folder; a notice on stderr says when what was asked overrides the
+    /// folder's `max_seq_length`.
+    pub fn max_length(&self, config: &crate::model::ModernBertConfig, asked: Option<&(usize, String)>) -> Result<usize> {
+        let folder = self.sentence.as_ref().and_then(|s| s.max_seq_length);
+        let n = max_length_rule(asked, folder, config.max_position_embeddings)
+            .map_err(|e| if folder.is_some() && asked.is_none() { e.wrap(format!("{}: max_seq_length", self.origin)) } else { e })?;
+        if let (Some((n, key)), Some(m)) = (asked, folder) {
+            if *n != m {
+                eprintln!("note: {key} = {n} overrides {}'s sentence-transformers setting (max_seq_length = {m})", self.origin);
+            }
+        }
+        Ok(n)
+    }
+
     /// Resolves pooling, normalisation, prefix and length for this model (see [`EmbeddingSetup`]);
     /// a notice on stderr says when an explicit setting overrides what the folder says.
     pub fn embedding_setup(&self, config: &crate::model::ModernBertConfig, asked: &Asked) -> Result<EmbeddingSetup> {
@@ -90,22 +124,7 @@ impl ModelFiles {
             (None, Some(prompt)) => prompt.clone(),
             (None, None) => String::new(),
         };
-        let limit = config.max_position_embeddings;
-        let max_length = match (&asked.max_length, st.and_then(|s| s.max_seq_length)) {
-            (Some((n, key)), _) if *n > limit => {
-                crate::bail!("{key} = {n} exceeds the model's max_position_embeddings ({limit}); use at most {limit}")
-            }
-            (Some((n, key)), Some(m)) if *n != m => {
-                overrides(key, n.to_string(), format!("max_seq_length = {m}"));
-                *n
-            }
-            (Some((n, _)), _) => *n,
-            (None, Some(m)) => m.min(limit),
-            (None, None) => limit,
-        };
-        if max_length < 2 {
-            crate::bail!("{origin}: max_seq_length {max_length} leaves no room for [CLS] and [SEP]; pass a larger --max-length");
-        }
+        let max_length = self.max_length(config, asked.max_length.as_ref())?;
         Ok(EmbeddingSetup { pooling, normalize, prefix, max_length })
     }
 }

@@ -329,27 +329,28 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     // A sentence-transformers folder's settings are what trains (what the config says explicitly
     // first); the run's config records the outcome, so a resumed run trains the same way.
     let cfg = &resolve_sentence_settings(cfg, sentence.as_ref(), &config)?;
-    let mut data_cfg = cfg.data.clone();
-    if data_cfg.max_length > config.max_position_embeddings {
-        if checkpoint.is_none() {
-            eprintln!(
-                "note: max_length {} exceeds the model's {} positions; using {}",
-                data_cfg.max_length, config.max_position_embeddings, config.max_position_embeddings
-            );
-        }
-        data_cfg.max_length = config.max_position_embeddings;
-    }
+    // The one max_length rule (as eval, embed and predict): the config's, else the model's positions.
     // What trains is what the run folder records (and what the export's max_seq_length says).
     let mut cfg = cfg.clone();
-    cfg.data.max_length = data_cfg.max_length;
+    let asked = cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string()));
+    cfg.data.max_length = crate::model::max_length_rule(asked.as_ref(), None, config.max_position_embeddings)?;
+    cfg.max_length_given = true;
     let cfg = &cfg;
-    let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?;
+    let data_cfg = &cfg.data;
+    let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?.refusing_longer(!data_cfg.truncate);
     let vocab = encoder.tokenizer().get_vocab_size(true);
     if vocab > config.vocab_size {
         crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
     }
     let embedding = cfg.task == crate::config::Task::Embedding;
-    let splits = if embedding { embedding_splits(cfg, &data_cfg, &encoder)? } else { load_splits(&data_cfg, &encoder, Some(kind))? };
+    let splits = if embedding { embedding_splits(cfg, data_cfg, &encoder)? } else { load_splits(data_cfg, &encoder, Some(kind))? };
+    if checkpoint.is_none() {
+        for ds in [Some(&splits.train), splits.validation.as_ref(), splits.test.as_ref()].into_iter().flatten() {
+            if let Some(note) = encoder.truncation_note(ds.truncated, ds.len(), &format!("{} rows", ds.name), "see [data] max_length; truncate = false refuses them") {
+                eprintln!("{note}");
+            }
+        }
+    }
     let names = match (&splits.labels, kind) {
         _ if embedding => config.id2label.clone(),
         (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],

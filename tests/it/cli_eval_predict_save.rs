@@ -160,3 +160,66 @@ fn save_formats_dtypes_and_refusals() {
     assert_eq!(serde_json::from_str::<Value>(v.trim()).unwrap()["embedding"].as_array().unwrap().len(), 32);
     let _ = fixtures();
 }
+
+/// One max_length rule for train, eval, embed and predict: unset means the model's positions; longer
+/// inputs are truncated and counted on stderr, or refused by name with --no-truncate; more than the
+/// positions is refused before any work.
+#[test]
+fn one_max_length_rule_for_train_eval_embed_and_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "classification");
+    let r = run_dir.to_str().unwrap();
+    // Unset in the config: the run records the model's 128 positions.
+    let recorded = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(recorded.contains("max_length = 128") && recorded.contains("truncate = true"), "{recorded}");
+    let long = vec!["wonderful"; 300].join(" ");
+    let input = format!("a fine film\n{long}\n");
+    let out = run(&["predict", "--model", r], &input);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(ok(out).lines().count(), 2);
+    assert!(stderr.contains("1 of 2 inputs were longer than 128 tokens"), "{stderr}");
+    let out = run(&["embed", "--model", "tests/fixtures/tiny-v4"], &input);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(ok(out).lines().count(), 2);
+    assert!(stderr.contains("1 of 2 inputs were longer than 128 tokens"), "{stderr}");
+    // --no-truncate names the input and writes nothing.
+    for cmd in ["predict", "embed"] {
+        let model = if cmd == "predict" { r } else { "tests/fixtures/tiny-v4" };
+        let out = run(&[cmd, "--model", model, "--no-truncate"], &input);
+        assert!(out.stdout.is_empty(), "{cmd}");
+        let e = err(out);
+        assert!(e.contains("stdin, input 2") && e.contains("longer than max_length (128 tokens)"), "{cmd}: {e}");
+    }
+    let data = tmp.path().join("long.jsonl");
+    std::fs::write(&data, format!("{{\"text\": \"fine\", \"label\": 1}}\n{{\"text\": \"{long}\", \"label\": 0}}\n")).unwrap();
+    let d = data.to_str().unwrap();
+    let out = run(&["eval", "--model", r, "--data", d, "--json"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 rows were longer than 128 tokens"));
+    ok(out);
+    let e = err(run(&["eval", "--model", r, "--data", d, "--no-truncate"], ""));
+    assert!(e.contains(&format!("{d}, row 2")) && e.contains("longer than max_length"), "{e}");
+    // train: the same note per split, the same refusal, before any folder is made.
+    let cfg = tmp.path().join("long.toml");
+    let new_run = tmp.path().join("run-long");
+    std::fs::write(
+        &cfg,
+        format!(
+            "task = \"classification\"\n[model]\nname = \"tests/fixtures/tiny-v4\"\n[data]\ntrain = \"{d}\"\n[training]\nbatch_size = 2\nmax_steps = 1\n[output]\ndir = \"{}\"\n",
+            new_run.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let e = err(run(&["train", "--quiet", "--config", c, "--no-truncate"], ""));
+    assert!(e.contains(&format!("{d}, row 2")) && e.contains("truncate = true"), "{e}");
+    assert!(!new_run.exists());
+    let e = err(run(&["train", "--quiet", "--config", c, "--set", "data.max_length=1000"], ""));
+    assert!(e.contains("[data] max_length = 1000 exceeds the model's max_position_embeddings (128)"), "{e}");
+    let out = run(&["train", "--quiet", "--config", c], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 train rows were longer than 128 tokens"), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(out);
+    for cmd in [&["predict", "--model", r][..], &["eval", "--model", r, "--data", d], &["embed", "--model", "tests/fixtures/tiny-v4"]] {
+        let e = err(run(&[cmd, &["--max-length", "1000"]].concat(), "x\n"));
+        assert!(e.contains("--max-length = 1000 exceeds the model's max_position_embeddings (128)"), "{cmd:?}: {e}");
+    }
+}
