@@ -7,9 +7,10 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{json, Value};
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBertConfig, Pooling};
-use crate::train::checkpoint::{write_folder_atomic, ModelFolder};
+use crate::model::save::{write_folder_atomic, ModelFolder};
+use crate::model::save::{read_prompts, write_sentence_transformers_files, SentenceModules, PROMPTS_FILE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -92,80 +93,6 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
             })
         }
     }
-}
-
-/// sentence-transformers' prompts file.
-const PROMPTS_FILE: &str = "config_sentence_transformers.json";
-
-/// What the module files of a sentence-transformers folder say.
-pub struct SentenceModules {
-    pub pooling: Pooling,
-    pub normalize: bool,
-    /// The length the model was trained with (`sentence_bert_config.json`).
-    pub max_seq_length: usize,
-    /// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`.
-    pub prompts: (Value, Option<String>),
-}
-
-/// The prompts of `config_sentence_transformers.json` in `at` (a folder, or a file whose folder is
-/// meant); none when there is no such file.
-pub fn read_prompts(at: &Path) -> Result<(Value, Option<String>)> {
-    let dir = if at.is_dir() { at } else { at.parent().unwrap_or(Path::new(".")) };
-    let path = dir.join(PROMPTS_FILE);
-    if !path.is_file() {
-        return Ok((json!({}), None));
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let prompts = match &v["prompts"] {
-        Value::Null => json!({}),
-        p @ Value::Object(_) => p.clone(),
-        other => crate::bail!("{}: prompts must be an object of name: text, found {other}", path.display()),
-    };
-    Ok((prompts, v["default_prompt_name"].as_str().map(str::to_string)))
-}
-
-/// The module files of a sentence-transformers folder, in the layout every version since v2 reads.
-pub fn write_sentence_transformers_files(dir: &Path, config: &ModernBertConfig, modules: &SentenceModules) -> Result<()> {
-    let SentenceModules { pooling, normalize, max_seq_length, prompts: (prompts, default_prompt_name) } = modules;
-    let (pooling, normalize) = (*pooling, *normalize);
-    let mut modules = vec![
-        json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
-        json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
-    ];
-    if normalize {
-        modules.push(json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
-        // A file keeps the folder in version control; every sentence-transformers version accepts `{}`.
-        std::fs::create_dir_all(dir.join("2_Normalize"))?;
-        std::fs::write(dir.join("2_Normalize/config.json"), "{}\n")?;
-    }
-    std::fs::write(dir.join("modules.json"), serde_json::to_string_pretty(&Value::Array(modules))?)?;
-    std::fs::create_dir_all(dir.join("1_Pooling"))?;
-    let pool = json!({
-        "word_embedding_dimension": config.hidden_size,
-        "pooling_mode_cls_token": pooling == Pooling::Cls,
-        "pooling_mode_mean_tokens": pooling == Pooling::Mean,
-        "pooling_mode_max_tokens": false,
-        "pooling_mode_mean_sqrt_len_tokens": false,
-        "pooling_mode_weightedmean_tokens": false,
-        "pooling_mode_lasttoken": false,
-        "include_prompt": true
-    });
-    std::fs::write(dir.join("1_Pooling/config.json"), serde_json::to_string_pretty(&pool)?)?;
-    std::fs::write(
-        dir.join("sentence_bert_config.json"),
-        serde_json::to_string_pretty(&json!({"max_seq_length": max_seq_length, "do_lower_case": false}))?,
-    )?;
-    std::fs::write(
-        dir.join("config_sentence_transformers.json"),
-        serde_json::to_string_pretty(&json!({
-            "__version__": {"sentence_transformers": "3.0.0", "modernft": env!("CARGO_PKG_VERSION")},
-            "prompts": prompts,
-            "default_prompt_name": default_prompt_name,
-            "similarity_fn_name": "cosine"
-        }))?,
-    )?;
-    Ok(())
 }
 
 /// The run folder a model came from, when it came from one (for the model card).

@@ -9,11 +9,14 @@ pub mod loss;
 pub mod modernbert;
 pub mod nn;
 pub mod packed;
+pub mod save;
 pub mod source;
+pub mod tokenizer;
 
 pub use config::{LayerType, ModernBertConfig, Pooling};
 pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};
 pub use modernbert::{HeadKind, ModernBert, ModernBertModel, Output};
 pub use packed::{pad_batch, Packed};
 pub use nn::{l2_normalize, Mode};
+pub use tokenizer::load_tokenizer;
 pub use source::{max_length_rule, Asked, EmbeddingSetup, ModelFiles, SentenceSettings};

@@ -59,7 +59,7 @@ pub struct EmbeddingSetup {
 /// (a flag or a config key, named in `asked`), else the folder's sentence-transformers
 /// `max_seq_length` (`folder`), else the model's positions. More than the positions is refused.
 /// Inputs longer than the result are truncated and counted, or refused with `--no-truncate`
-/// ([`crate::data::TextEncoder::count_truncated`]).
+/// (`data::TextEncoder::count_truncated`).
 pub fn max_length_rule(asked: Option<&(usize, String)>, folder: Option<usize>, positions: usize) -> Result<usize> {
     let n = match (asked, folder) {
         (Some((n, key)), _) if *n > positions => {
@@ -329,7 +329,7 @@ fn run_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
             }
         }
     }
-    Ok(crate::train::checkpoint::list_checkpoints(dir)?.pop().map(|(_, p)| p))
+    Ok(crate::model::save::list_checkpoints(dir)?.pop().map(|(_, p)| p))
 }
 
 /// ", but {parent} has: a, b, c" when the path's parent folder exists: the likely typo's neighbours.

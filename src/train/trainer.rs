@@ -786,13 +786,13 @@ fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary
             let encoder: Vec<(String, Tensor)> =
                 run.loaded.tensors.iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n.to_string(), t.clone()))).collect();
             ModelFolder { config: &run.config, tensors: &encoder, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
-            let modules = crate::export::SentenceModules {
+            let modules = crate::model::save::SentenceModules {
                 pooling: e.pooling,
                 normalize: e.normalize,
                 max_seq_length: run.cfg.data.max_length,
-                prompts: crate::export::read_prompts(&run.tokenizer)?,
+                prompts: crate::model::save::read_prompts(&run.tokenizer)?,
             };
-            crate::export::write_sentence_transformers_files(tmp, &run.config, &modules)
+            crate::model::save::write_sentence_transformers_files(tmp, &run.config, &modules)
         }
         None => ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp),
     })?;
