@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::data::{pad_batch, TextEncoder};
 use crate::error::Result;
-use crate::model::loss::cross_entropy;
+use crate::tasks::loss::cross_entropy;
 use crate::model::{build, HeadKind, LoadOptions, Mode, ModernBert, ModernBertConfig};
 use crate::rng::Rng;
 use crate::train::{AdamW, AdamWConfig};

@@ -315,8 +315,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     let classifier = crate::predict::Classifier::load(&args.model, &crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate }, &device)?;
     let scheme = match args.entity_scheme {
-        crate::cli::SchemeArg::Default => crate::metrics::EntityScheme::Default,
-        crate::cli::SchemeArg::StrictIob2 => crate::metrics::EntityScheme::StrictIob2,
+        crate::cli::SchemeArg::Default => crate::tasks::EntityScheme::Default,
+        crate::cli::SchemeArg::StrictIob2 => crate::tasks::EntityScheme::StrictIob2,
     };
     let opts = EvalOptions {
         files: files.clone(),

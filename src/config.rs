@@ -154,9 +154,9 @@ pub struct TrainingConfig {
     /// Shuffle the training rows every epoch (false: file order).
     pub shuffle: bool,
     /// Token classification: how tags form entities, as seqeval reads them (`default` or `strict-iob2`).
-    pub entity_scheme: crate::metrics::EntityScheme,
+    pub entity_scheme: crate::tasks::EntityScheme,
     /// Embedding: `mnrl` (MultipleNegativesRankingLoss on anchor/positive[/negative]) or `cosent` (scored pairs).
-    pub embedding_loss: crate::embedding::EmbeddingLoss,
+    pub embedding_loss: crate::tasks::embedding::EmbeddingLoss,
     /// Embedding: similarity scale of both losses (sentence-transformers' 20).
     pub loss_scale: f64,
     /// Embedding: Matryoshka dimensions (the loss is summed over truncations to each).
@@ -208,8 +208,8 @@ impl Default for TrainingConfig {
             group_by_length: false,
             shuffle: true,
             save_steps: None,
-            entity_scheme: crate::metrics::EntityScheme::Default,
-            embedding_loss: crate::embedding::EmbeddingLoss::Mnrl,
+            entity_scheme: crate::tasks::EntityScheme::Default,
+            embedding_loss: crate::tasks::embedding::EmbeddingLoss::Mnrl,
             loss_scale: 20.0,
             matryoshka_dims: None,
             mnrl_directions: vec!["query_to_doc".into()],
@@ -541,7 +541,7 @@ impl RunConfig {
     pub fn embedding_eval(&self) -> &str {
         match (&self.training.embedding_eval, self.training.embedding_loss) {
             (Some(e), _) => e,
-            (None, crate::embedding::EmbeddingLoss::Cosent) => "sts",
+            (None, crate::tasks::embedding::EmbeddingLoss::Cosent) => "sts",
             (None, _) => "retrieval",
         }
     }

@@ -12,7 +12,7 @@ use crate::data::read::{read_table_chunks, Columns, Format};
 use crate::data::{LabelMap, TargetKind};
 use crate::error::Result;
 use crate::predict::Classifier;
-use crate::task::{Evaluation, Scorer};
+use crate::tasks::{Evaluation, Scorer};
 
 pub struct EvalOptions {
     pub files: Vec<PathBuf>,
@@ -20,7 +20,7 @@ pub struct EvalOptions {
     pub columns: Columns,
     pub batch_size: usize,
     pub threshold: f32,
-    pub scheme: crate::metrics::EntityScheme,
+    pub scheme: crate::tasks::EntityScheme,
 }
 
 /// Rows per chunk read from the file.
@@ -95,7 +95,7 @@ pub fn render(ev: &Evaluation, labels: &[String], model: &str, data: &str) -> St
 
 /// The report for scripts.
 pub fn to_json(ev: &Evaluation, labels: &[String], model: &str, data: &str, kind: TargetKind) -> Value {
-    let mut v = json!({"model": model, "data": data, "rows": ev.rows, "task": crate::task::task_name(kind)});
+    let mut v = json!({"model": model, "data": data, "rows": ev.rows, "task": crate::tasks::task_name(kind)});
     for (k, m) in &ev.metrics {
         v[k] = json!(m);
     }
@@ -181,7 +181,7 @@ pub fn retrieval_files(e: &crate::embed::Embedder, corpus: &Path, queries: &Path
         }
     }
     let why = format!("queries {} against corpus {}", queries.display(), corpus.display());
-    Ok(EmbeddingEval { kind: "retrieval", why, rows: q_texts.len(), metrics: crate::embedding::retrieval(&qv, &dv, &relevant) })
+    Ok(EmbeddingEval { kind: "retrieval", why, rows: q_texts.len(), metrics: crate::tasks::embedding::retrieval(&qv, &dv, &relevant) })
 }
 
 /// How pair data is scored.
@@ -263,9 +263,9 @@ pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<
         eprintln!("{note}");
     }
     Ok(if score_column.is_some() {
-        EmbeddingEval { kind: "sts", why, rows: a.len(), metrics: crate::embedding::sts(&av, &bv, &scores) }
+        EmbeddingEval { kind: "sts", why, rows: a.len(), metrics: crate::tasks::embedding::sts(&av, &bv, &scores) }
     } else {
         let relevant: Vec<Vec<usize>> = (0..a.len()).map(|i| vec![i]).collect();
-        EmbeddingEval { kind: "retrieval", why, rows: a.len(), metrics: crate::embedding::retrieval(&av, &bv, &relevant) }
+        EmbeddingEval { kind: "retrieval", why, rows: a.len(), metrics: crate::tasks::embedding::retrieval(&av, &bv, &relevant) }
     })
 }

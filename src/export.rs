@@ -38,7 +38,7 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
     let weights = crate::model::Weights::open(&files.weights)?;
     // Export what the checkpoint holds: a classifier when it has one, else the encoder.
     let has_head = weights.contains("classifier.weight");
-    let token_model = crate::task::kind_of(&config) == crate::data::TargetKind::Tags;
+    let token_model = crate::tasks::kind_of(&config) == crate::data::TargetKind::Tags;
     let kind = match (opts.format, has_head) {
         (ExportFormat::Hf, true) if token_model => HeadKind::Token,
         (ExportFormat::Hf, true) => HeadKind::Sequence,

@@ -11,7 +11,7 @@ use candle_core::DType;
 use crate::data::{Dataset, TargetKind};
 use crate::error::{Context, Result};
 use crate::model::{l2_normalize, Mode, ModernBert, Packed, Pooling};
-use crate::task::{RowLogits, Scorer};
+use crate::tasks::{RowLogits, Scorer};
 
 /// `--max-length` and `--no-truncate`, as every inference command takes them (see
 /// [`crate::model::max_length_rule`] and [`crate::data::TextEncoder::count_truncated`]).

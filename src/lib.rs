@@ -17,8 +17,6 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod embed;
-pub mod embedding;
-pub mod metrics;
 pub mod error;
 pub mod evaluate;
 pub mod inference;
@@ -28,7 +26,7 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod rng;
-pub mod task;
+pub mod tasks;
 pub mod train;
 
 pub use error::{Context, Error, Result};

@@ -11,7 +11,7 @@ use crate::inference::{Budget, Lengths};
 use crate::embed::{read_inputs, InputFormat};
 use crate::error::Result;
 use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBert, ModernBertConfig};
-use crate::task::{kind_of, sigmoid, softmax};
+use crate::tasks::{kind_of, sigmoid, softmax};
 
 pub struct Classifier {
     pub files: ModelFiles,
@@ -85,7 +85,7 @@ fn prediction(c: &Classifier, logits: &[f32], opts: &PredictOptions) -> Map<Stri
         TargetKind::Tags => unreachable!("token classification predicts spans (see entities)"),
         TargetKind::Classification => {
             let p = softmax(logits);
-            let best = crate::task::argmax(&p) as usize;
+            let best = crate::tasks::argmax(&p) as usize;
             obj.insert("label".into(), json!(names[best]));
             obj.insert("score".into(), json!(p[best]));
             p
@@ -131,7 +131,7 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
         let new_word = words.last().is_none_or(|w| lead > 0 || text.get(w.1..start).is_none_or(|gap| gap.chars().any(char::is_whitespace)));
         if new_word {
             let p = softmax(l);
-            let tag = crate::task::argmax(&p) as usize;
+            let tag = crate::tasks::argmax(&p) as usize;
             words.push((start, end, tag, p[tag]));
         } else if let Some(w) = words.last_mut() {
             w.1 = end;
@@ -140,7 +140,7 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
     let name = |tag: usize| names.get(tag).map_or("O", String::as_str);
     let tags: Vec<&str> = words.iter().map(|w| name(w.2)).collect();
     let chars = |byte: usize| text[..byte].chars().count();
-    let spans: Vec<Value> = crate::metrics::entities(&[tags.clone()], crate::metrics::EntityScheme::Default)
+    let spans: Vec<Value> = crate::tasks::tokens::entities(&[tags.clone()], crate::tasks::EntityScheme::Default)
         .into_iter()
         .map(|e| {
             let (b0, b1) = (words[e.start].0, words[e.end].1);

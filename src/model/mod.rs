@@ -5,7 +5,6 @@
 
 pub mod config;
 pub mod load;
-pub mod loss;
 pub mod modernbert;
 pub mod nn;
 pub mod packed;

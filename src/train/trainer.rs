@@ -23,12 +23,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::config::RunConfig;
-use crate::data::{load_splits, Batch, Dataset, Sampler, SamplerState, Splits, TargetKind, TextEncoder};
+use crate::data::{load_splits, Batch, Dataset, Sampler, SamplerState, Splits, TargetKind, TextEncoder, TokenStore};
 use crate::error::{Context, Result};
 use crate::model::{build, HeadKind, LoadOptions, Loaded, ModelFiles, Mode, ModernBertConfig, Pooling, Weights};
 use crate::report;
 use crate::rng::Rng;
-use crate::task::{self, Evaluation};
+use crate::tasks::{self, Evaluation};
 use crate::train::checkpoint::{self, list_checkpoints, read_state, ModelFolder, TrainingState};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::schedule::Schedule;
@@ -77,12 +77,12 @@ struct Run {
 }
 
 struct EmbeddingRun {
-    loss: crate::embedding::EmbeddingLoss,
+    loss: crate::tasks::embedding::EmbeddingLoss,
     scale: f64,
     dims: Option<Vec<usize>>,
     pooling: Pooling,
     normalize: bool,
-    mnrl: crate::embedding::MnrlOptions,
+    mnrl: crate::tasks::embedding::MnrlOptions,
     /// `sts` or `retrieval`.
     eval: String,
 }
@@ -265,7 +265,7 @@ fn check_best_metric(cfg: &RunConfig, kind: TargetKind, embedding: bool, splits:
     let available: &[&str] = match (embedding, cfg.embedding_eval()) {
         (true, "sts") => &["spearman", "pearson"],
         (true, _) => &["mrr@10", "ndcg@10", "recall@1", "recall@10"],
-        (false, _) => task::metric_names(kind),
+        (false, _) => tasks::metric_names(kind),
     };
     let metric = cfg.training.metric_for_best_model.trim_start_matches("eval_");
     if !available.contains(&metric) {
@@ -364,7 +364,7 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
     if embedding {
         config.architectures = vec!["ModernBertModel".to_string()];
     } else {
-        config.problem_type = task::problem_type(kind).map(str::to_string);
+        config.problem_type = tasks::problem_type(kind).map(str::to_string);
         config.architectures = vec![match kind {
             TargetKind::Tags => "ModernBertForTokenClassification",
             _ => "ModernBertForSequenceClassification",
@@ -425,7 +425,7 @@ fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Devi
         dims: t.matryoshka_dims.clone(),
         pooling: config.classifier_pooling,
         normalize: cfg.model.normalize.unwrap_or(false),
-        mnrl: crate::embedding::MnrlOptions { directions: t.mnrl_directions.clone(), per_direction: t.mnrl_partition == "per_direction" },
+        mnrl: crate::tasks::embedding::MnrlOptions { directions: t.mnrl_directions.clone(), per_direction: t.mnrl_partition == "per_direction" },
         eval: cfg.embedding_eval().to_string(),
     });
     Ok(Run {
@@ -593,23 +593,23 @@ fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, Grad
         let loss = match &run.embedding {
             Some(e) => {
                 // Anchors, positives (and negatives), each encoded and pooled on its own.
-                let mut columns = vec![crate::embedding::encode_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
+                let mut columns = vec![pooled_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
                 for store in &ds.extra {
-                    columns.push(crate::embedding::encode_rows(&run.loaded.model, store, rows, e.pooling, mode)?);
+                    columns.push(pooled_rows(&run.loaded.model, store, rows, e.pooling, mode)?);
                 }
                 tokens += rows.iter().map(|&r| ds.tokens.row_len(r) + ds.extra.iter().map(|s| s.row_len(r)).sum::<usize>()).sum::<usize>();
                 let scores: Option<Vec<f32>> = match &ds.targets {
                     Some(crate::data::Targets::Regression(v)) => Some(rows.iter().map(|&r| v[r]).collect()),
                     _ => None,
                 };
-                let l = crate::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
+                let l = crate::tasks::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
                 (l / group.len() as f64)?
             }
             None => {
                 let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
                 tokens += batch.real_tokens();
                 let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
-                (task::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
+                (tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
             }
         };
         let value = loss.to_scalar::<f32>()? as f64;
@@ -635,6 +635,12 @@ fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, Grad
         });
     }
     Ok((loss_sum, total.context("an empty step")?, tokens))
+}
+
+/// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).
+pub fn pooled_rows(model: &crate::model::ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
+    let seqs: Vec<&[u32]> = rows.iter().map(|&i| store.row(i)).collect();
+    model.pooled(&crate::model::Packed::from_rows(&seqs, model.config().pad_token_id, model.model.device())?, pooling, mode)
 }
 
 /// `torch.nn.utils.clip_grad_norm_`: scales all gradients by max_norm / (norm + 1e-6) when that is
@@ -669,7 +675,7 @@ fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
     if let Some(e) = &run.embedding {
         return evaluate_embeddings(run, e, ds);
     }
-    let mut scorer = task::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
+    let mut scorer = tasks::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
     crate::inference::score(&mut scorer, &run.loaded.model, ds, crate::inference::Budget::rows(run.cfg.training.eval_batch_size))?;
     scorer.finish()
 }
@@ -677,12 +683,16 @@ fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
 /// STS or retrieval scores of the current encoder on a split of pairs.
 fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Evaluation> {
     let bs = run.cfg.training.eval_batch_size;
-    let a = crate::embedding::encode_all(&run.loaded.model, &ds.tokens, e.pooling, bs)?;
-    let b = crate::embedding::encode_all(&run.loaded.model, ds.extra.first().context("pairs need a second text column")?, e.pooling, bs)?;
+    let all = |store: &TokenStore| {
+        let rows: Vec<&[u32]> = (0..store.len()).map(|i| store.row(i)).collect();
+        crate::inference::embeddings(&run.loaded.model, &rows, e.pooling, false, crate::inference::Budget::rows(bs))
+    };
+    let a = all(&ds.tokens)?;
+    let b = all(ds.extra.first().context("pairs need a second text column")?)?;
     let metrics = match (e.eval.as_str(), &ds.targets) {
-        ("sts", Some(crate::data::Targets::Regression(gold))) => crate::embedding::sts(&a, &b, gold),
+        ("sts", Some(crate::data::Targets::Regression(gold))) => crate::tasks::embedding::sts(&a, &b, gold),
         ("sts", _) => crate::bail!("{}: STS evaluation needs a score per pair (label_column)", ds.source),
-        _ => crate::embedding::retrieval(&a, &b, &(0..a.len()).map(|i| vec![i]).collect::<Vec<_>>()),
+        _ => crate::tasks::embedding::retrieval(&a, &b, &(0..a.len()).map(|i| vec![i]).collect::<Vec<_>>()),
     };
     Ok(Evaluation {
         loss: f64::NAN,
@@ -692,7 +702,7 @@ fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Eval
         multi_label: None,
         regression: None,
         entities: None,
-        predictions: task::Predictions::Regression(Vec::new()),
+        predictions: tasks::Predictions::Regression(Vec::new()),
     })
 }
 
@@ -701,7 +711,7 @@ fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Eval
 fn embedding_splits(cfg: &RunConfig, data: &crate::data::DataConfig, encoder: &TextEncoder) -> Result<Splits> {
     use crate::data::dataset::load_splits_as;
     let scored = |yes: bool| yes.then_some(TargetKind::Regression);
-    let train_kind = scored(cfg.training.embedding_loss == crate::embedding::EmbeddingLoss::Cosent);
+    let train_kind = scored(cfg.training.embedding_loss == crate::tasks::embedding::EmbeddingLoss::Cosent);
     let only_train = crate::data::DataConfig { validation: None, validation_split: None, test: None, test_split: None, ..data.clone() };
     let mut splits = load_splits_as(&only_train, encoder, train_kind, true)?;
     let val_kind = scored(cfg.embedding_eval() == "sts");

@@ -5,7 +5,7 @@ use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use modernft::data::pad_batch;
-use modernft::model::loss::cross_entropy;
+use modernft::tasks::loss::cross_entropy;
 use modernft::model::{build, HeadKind, LoadOptions, Loaded, Mode, ModernBertConfig};
 use modernft::rng::Rng;
 use serde_json::json;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::{fixtures, max_abs, max_abs_diff};
-use modernft::model::loss::cross_entropy;
+use modernft::tasks::loss::cross_entropy;
 use modernft::model::{build, HeadKind, LoadOptions, Mode, ModernBertConfig, Weights};
 use modernft::train::{AdamW, AdamWConfig};
 

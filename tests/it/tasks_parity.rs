@@ -8,8 +8,9 @@ use candle_core::{DType, Device, IndexOp};
 use common::{fixtures, max_abs_diff};
 use modernft::data::dataset::tokenize;
 use modernft::data::{read_table, Columns, LabelMap, TargetKind, TextEncoder};
-use modernft::embedding::{embedding_loss, embedding_loss_with, encode_rows, EmbeddingLoss, MnrlOptions};
-use modernft::metrics::{entity_scores, EntityScheme};
+use modernft::tasks::embedding::{embedding_loss, embedding_loss_with, EmbeddingLoss, MnrlOptions};
+use modernft::train::trainer::pooled_rows as encode_rows;
+use modernft::tasks::tokens::{entity_scores, EntityScheme};
 use modernft::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, Pooling};
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ fn token_classification_matches_transformers() {
     let files = ModelFiles::from_dir(&dir).unwrap();
     let (config, loaded) = load_pretrained(&files, HeadKind::Token, &LoadOptions::default()).unwrap();
     assert!(loaded.initialised.is_empty());
-    assert_eq!(modernft::task::kind_of(&config), TargetKind::Tags);
+    assert_eq!(modernft::tasks::kind_of(&config), TargetKind::Tags);
     let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
 
     // Our alignment of the same sentences gives transformers' input ids and -100 pattern.
@@ -56,7 +57,7 @@ fn token_classification_matches_transformers() {
         let d = max_abs_diff(&logits.i((r, 0..n)).unwrap(), &reference["logits"].i((r, 0..n)).unwrap());
         assert!(d <= 1e-5, "row {r}: logits differ by {d}");
     }
-    let loss = modernft::task::token_loss(&logits, &ds, &[0, 1, 2]).unwrap();
+    let loss = modernft::tasks::token_loss(&logits, &ds, &[0, 1, 2]).unwrap();
     let d = max_abs_diff(&loss.reshape(1).unwrap(), &reference["loss"]);
     assert!(d <= 1e-5, "loss differs by {d}");
 }

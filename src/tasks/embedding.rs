@@ -11,10 +11,8 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Tensor};
 
-use crate::data::TokenStore;
 use crate::error::Result;
-use crate::metrics::{pearson, ranks};
-use crate::model::{Mode, ModernBert, Packed, Pooling};
+use crate::tasks::regression::{pearson, ranks};
 
 use crate::model::l2_normalize as unit_rows;
 
@@ -28,7 +26,7 @@ pub fn mnrl(anchors: &Tensor, candidates: &Tensor, scale: f64) -> Result<Tensor>
     let n = anchors.dim(0)?;
     let scores = (cos_sim(anchors, candidates)? * scale)?;
     let labels = Tensor::arange(0u32, n as u32, anchors.device())?;
-    crate::model::loss::cross_entropy(&scores, &labels)
+    crate::tasks::loss::cross_entropy(&scores, &labels)
 }
 
 /// MNRL's options, as sentence-transformers' `directions` and `partition_mode`.
@@ -142,18 +140,6 @@ pub fn embedding_loss_with(kind: EmbeddingLoss, columns: &[Tensor], scores: Opti
         });
     }
     total.ok_or_else(|| crate::err!("no Matryoshka dimensions"))
-}
-
-/// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).
-pub fn encode_rows(model: &ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
-    let seqs: Vec<&[u32]> = rows.iter().map(|&i| store.row(i)).collect();
-    model.pooled(&Packed::from_rows(&seqs, model.config().pad_token_id, model.model.device())?, pooling, mode)
-}
-
-/// Pooled vectors of every row of `store`, for evaluation, in row order.
-pub fn encode_all(model: &ModernBert, store: &TokenStore, pooling: Pooling, batch_size: usize) -> Result<Vec<Vec<f32>>> {
-    let rows: Vec<&[u32]> = (0..store.len()).map(|i| store.row(i)).collect();
-    crate::inference::embeddings(model, &rows, pooling, false, crate::inference::Budget::rows(batch_size))
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -1,4 +1,5 @@
-//! Per task: targets as tensors, the loss, predictions, and evaluation over a dataset.
+//! The tasks: per task its targets, loss, predictions and metrics (one file each), and here what
+//! dispatches on the task: the loss of a batch, and the [`Scorer`] that evaluates a model's logits.
 //!
 //! | task | head output | loss (as transformers) | metrics |
 //! |---|---|---|---|
@@ -7,14 +8,30 @@
 //! | regression | [b, 1] | MSE | MSE, MAE, Pearson, Spearman |
 //! | token classification | logits [b, seq, tags] | cross-entropy over first subwords | entity P/R/F1 (seqeval) |
 
+pub mod classification;
+pub mod embedding;
+pub mod loss;
+pub mod multi_label;
+pub mod regression;
+pub mod tokens;
+
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 
+pub use classification::{argmax, softmax, Classification};
+pub use multi_label::{sigmoid, MultiLabel};
+pub use regression::Regression;
+pub use tokens::{token_loss, EntityScheme, EntityScores};
+
 use crate::data::{Dataset, TargetKind, Targets};
 use crate::error::Result;
-use crate::metrics::{self, Classification, EntityScheme, EntityScores, MultiLabel, Regression};
-use crate::model::loss::{cross_entropy, mse};
+use loss::{bce_with_logits, cross_entropy, mse};
+
+/// Flat metric name → value, as logged (`accuracy`, `f1`, `mse`, ...).
+pub fn flat(named: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    named.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
 
 /// `problem_type` as transformers names it (unset for token classification: transformers accepts
 /// only these three).
@@ -35,27 +52,6 @@ pub fn task_name(kind: TargetKind) -> &'static str {
         TargetKind::Regression => "regression",
         TargetKind::Tags => "token classification",
     }
-}
-
-/// Cross-entropy over the tagged tokens of a batch: `logits` [b, seq, tags]; each row's first
-/// subwords carry their word's tag, every other token is ignored (transformers' -100).
-pub fn token_loss(logits: &Tensor, ds: &Dataset, rows: &[usize]) -> Result<Tensor> {
-    let (b, s, c) = logits.dims3()?;
-    let Some(Targets::Tags(tags)) = &ds.targets else { crate::bail!("{}: no tags", ds.source) };
-    let starts = ds.word_starts.as_ref().ok_or_else(|| crate::err!("{}: no word alignment", ds.source))?;
-    let (mut index, mut labels) = (Vec::new(), Vec::new());
-    for (r, &row) in rows.iter().enumerate() {
-        for (w, &t) in starts[row].iter().enumerate() {
-            index.push((r * s) as u32 + t);
-            labels.push(tags[row][w]);
-        }
-    }
-    if index.is_empty() {
-        crate::bail!("a batch without a single tagged word");
-    }
-    let dev = logits.device();
-    let picked = logits.reshape((b * s, c))?.index_select(&Tensor::new(index, dev)?, 0)?;
-    cross_entropy(&picked.to_dtype(DType::F32)?, &Tensor::new(labels, dev)?)
 }
 
 /// The loss of one batch for any task.
@@ -83,12 +79,6 @@ pub fn target_tensor(targets: &Targets, rows: &[usize], num_labels: usize, dev: 
         }
         Targets::Tags(_) => crate::bail!("tags are per token: use token_loss"),
     })
-}
-
-/// `BCEWithLogitsLoss()` (mean): max(x, 0) - x·y + log(1 + exp(-|x|)).
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    Ok(((logits.relu()? - (logits * targets)?)? + softplus)?.mean_all()?)
 }
 
 /// The task's loss of a batch; `logits` in the model dtype.
@@ -131,18 +121,6 @@ pub enum RowLogits {
     Sequence(Vec<Vec<f32>>),
     /// Token heads: per row, one vector per token.
     Tokens(Vec<Vec<Vec<f32>>>),
-}
-
-/// −log softmax(l)[y], in f64.
-fn cross_entropy_row(l: &[f32], y: u32) -> f64 {
-    let m = l.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let lse = m + l.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
-    lse - l.get(y as usize).map_or(f64::NAN, |&x| x as f64)
-}
-
-/// One term of `BCEWithLogitsLoss`: max(x, 0) − x·y + log(1 + exp(−|x|)).
-fn bce_term(x: f64, y: f64) -> f64 {
-    x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()
 }
 
 /// Accumulates a model's results over batches (or chunks of a file) and scores them at the end.
@@ -195,7 +173,7 @@ impl Scorer {
                     let mut pred = Vec::with_capacity(starts.len());
                     for (&start, &tag) in starts.iter().zip(tags) {
                         let l = row.get(start as usize).ok_or_else(|| crate::err!("internal: a word start past its row"))?;
-                        self.loss_sum += cross_entropy_row(l, tag);
+                        self.loss_sum += classification::cross_entropy_row(l, tag);
                         pred.push(argmax(l));
                     }
                     self.rows += pred.len();
@@ -204,14 +182,14 @@ impl Scorer {
                 }
             }
             (RowLogits::Sequence(logits), Targets::Class(new), Targets::Class(t), Predictions::Class(p)) => {
-                self.loss_sum += logits.iter().zip(new).map(|(l, &y)| cross_entropy_row(l, y)).sum::<f64>();
+                self.loss_sum += logits.iter().zip(new).map(|(l, &y)| classification::cross_entropy_row(l, y)).sum::<f64>();
                 t.extend_from_slice(new);
                 p.extend(logits.iter().map(|l| argmax(l)));
                 self.rows += logits.len();
             }
             (RowLogits::Sequence(logits), Targets::MultiLabel(new), Targets::MultiLabel(t), Predictions::MultiLabel(p)) => {
                 for (l, on) in logits.iter().zip(new) {
-                    let bce: f64 = l.iter().enumerate().map(|(c, &x)| bce_term(x as f64, if on.contains(&(c as u32)) { 1.0 } else { 0.0 })).sum();
+                    let bce: f64 = l.iter().enumerate().map(|(c, &x)| multi_label::bce_term(x as f64, if on.contains(&(c as u32)) { 1.0 } else { 0.0 })).sum();
                     self.loss_sum += bce / l.len().max(1) as f64;
                 }
                 t.extend(new.iter().cloned());
@@ -247,8 +225,8 @@ impl Scorer {
         };
         match (&self.truth, &self.predictions) {
             (Targets::Class(truth), Predictions::Class(pred)) => {
-                let m = metrics::classification(truth, pred, self.num_labels);
-                metrics.extend(metrics::flat(&[
+                let m = classification::classification(truth, pred, self.num_labels);
+                metrics.extend(flat(&[
                     ("accuracy", m.accuracy),
                     ("f1", m.f1_macro),
                     ("f1_macro", m.f1_macro),
@@ -260,8 +238,8 @@ impl Scorer {
                 ev.classification = Some(m);
             }
             (Targets::MultiLabel(truth), Predictions::MultiLabel(pred)) => {
-                let m = metrics::multi_label(truth, pred, self.num_labels);
-                metrics.extend(metrics::flat(&[
+                let m = multi_label::multi_label(truth, pred, self.num_labels);
+                metrics.extend(flat(&[
                     ("subset_accuracy", m.subset_accuracy),
                     ("accuracy", m.subset_accuracy),
                     ("f1", m.f1_micro),
@@ -271,16 +249,16 @@ impl Scorer {
                 ev.multi_label = Some(m);
             }
             (Targets::Regression(truth), Predictions::Regression(pred)) => {
-                let m = metrics::regression(truth, pred);
-                metrics.extend(metrics::flat(&[("mse", m.mse), ("mae", m.mae), ("pearson", m.pearson), ("spearman", m.spearman)]));
+                let m = regression::regression(truth, pred);
+                metrics.extend(flat(&[("mse", m.mse), ("mae", m.mae), ("pearson", m.pearson), ("spearman", m.spearman)]));
                 ev.regression = Some(m);
             }
             (Targets::Tags(truth), Predictions::Tags(pred)) => {
                 let name = |ids: &Vec<u32>| -> Vec<&str> { ids.iter().map(|&i| self.tag_names[i as usize].as_str()).collect() };
                 let t: Vec<Vec<&str>> = truth.iter().map(name).collect();
                 let p: Vec<Vec<&str>> = pred.iter().map(name).collect();
-                let m = metrics::entity_scores(&t, &p, self.scheme);
-                metrics.extend(metrics::flat(&[("precision", m.precision), ("recall", m.recall), ("f1", m.f1), ("accuracy", m.accuracy)]));
+                let m = tokens::entity_scores(&t, &p, self.scheme);
+                metrics.extend(flat(&[("precision", m.precision), ("recall", m.recall), ("f1", m.f1), ("accuracy", m.accuracy)]));
                 ev.rows = truth.len();
                 ev.entities = Some(m);
             }
@@ -302,21 +280,6 @@ pub fn kind_of(config: &crate::model::ModernBertConfig) -> TargetKind {
     }
 }
 
-pub fn argmax(v: &[f32]) -> u32 {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0 as u32
-}
-
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-pub fn softmax(v: &[f32]) -> Vec<f32> {
-    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|x| x / s).collect()
-}
-
 /// The metrics an evaluation of `kind` reports (without the `eval_` prefix), for checking
 /// `metric_for_best_model` before a run starts.
 pub fn metric_names(kind: TargetKind) -> &'static [&'static str] {
@@ -331,17 +294,6 @@ pub fn metric_names(kind: TargetKind) -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bce_matches_the_definition() {
-        let dev = Device::Cpu;
-        let x = Tensor::new(&[[2f32, -1.0], [0.5, 30.0]], &dev).unwrap();
-        let y = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
-        let got = bce_with_logits(&x, &y).unwrap().to_scalar::<f32>().unwrap() as f64;
-        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let want = -((s(2.0)).ln() + (1.0 - s(-1.0)).ln() + (1.0 - s(0.5)).ln() + s(30.0).ln()) / 4.0;
-        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    }
 
     /// `metric_names` (checked before a run starts) lists exactly what an evaluation reports.
     #[test]

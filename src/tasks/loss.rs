@@ -24,10 +24,28 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     Ok(pred.sub(target)?.sqr()?.mean_all()?)
 }
 
+/// `BCEWithLogitsLoss()` (mean): max(x, 0) - x·y + log(1 + exp(-|x|)).
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok(((logits.relu()? - (logits * targets)?)? + softplus)?.mean_all()?)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn bce_matches_the_definition() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[2f32, -1.0], [0.5, 30.0]], &dev).unwrap();
+        let y = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &dev).unwrap();
+        let got = bce_with_logits(&x, &y).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let want = -((s(2.0)).ln() + (1.0 - s(-1.0)).ln() + (1.0 - s(0.5)).ln() + s(30.0).ln()) / 4.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
 
     #[test]
     fn cross_entropy_matches_hand_computation() {
