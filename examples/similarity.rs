@@ -2,26 +2,23 @@
 //!
 //! cargo run --release --example similarity -- tests/fixtures/tiny-v4
 
-use modernft::embed::{EmbedOptions, Embedder, InputFormat, OutputFormat};
+use modernft::inference::embedder::{Embedder, EmbedderOptions};
 
 fn main() -> modernft::Result<()> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "tests/fixtures/tiny-v4".to_string());
-    let opts = EmbedOptions {
+    let opts = EmbedderOptions {
         model,
         pooling: None,
         normalize: true,
         max_length: None,
         truncate: true,
-        batch_size: 8,
         prefix: None,
-        format: OutputFormat::Jsonl,
-        input_format: InputFormat::Text,
         device: candle_core::Device::Cpu,
         bf16: false,
     };
     let embedder = Embedder::load(&opts)?;
     let texts = ["a wonderful film", "a brilliant movie", "the plot was predictable and awful"];
-    let (vectors, _) = embedder.embed(&texts, opts.batch_size, &|i| format!("text {}", i + 1))?;
+    let (vectors, _) = embedder.embed(&texts, 8, &|i| format!("text {}", i + 1))?;
     for (i, a) in vectors.iter().enumerate() {
         for (j, b) in vectors.iter().enumerate().skip(i + 1) {
             let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -1,7 +1,15 @@
 //! modernft: fine-tune ModernBERT encoders and serve what they learn.
 //!
-//! The modules follow the pipeline: `model` (config → modules → loading) → `data` (text → token ids)
-//! → `train` (optimizer) → `embed` (vectors out). `cli` turns raw arguments into validated options.
+//! Dependencies run one way (tests/it/layout.rs checks it):
+//!
+//! ```text
+//! cli → commands → {train, inference} → config → {tasks, data} → model → kernels
+//! ```
+//! `model` (config → modules → loading and saving folders), `data` (files → token ids → batches),
+//! `tasks` (per task its loss, predictions and metrics), `inference` (the one path from token ids to
+//! vectors, logits and scores), `train` (the loop, optimizer, checkpoints), `commands` (what each
+//! subcommand does), `cli` (flags turned into validated options). `error`, `rng`, `device` and
+//! `report` are leaves anyone may use.
 
 // Every unsafe operation sits in its own `unsafe` block with a `SAFETY:` comment, also inside
 // `unsafe fn`s (all of them live with the kernels).
@@ -9,21 +17,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub use kernels::cpu::alloc;
-pub mod bench;
-pub mod bench_kernels;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
-pub mod embed;
 pub mod error;
-pub mod evaluate;
 pub mod inference;
 pub mod kernels;
-pub mod export;
 pub mod model;
-pub mod predict;
 pub mod report;
 pub mod rng;
 pub mod tasks;

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use modernft::cli::{Cli, Command};
-use modernft::{commands, Result};
+use modernft::cli::{run as commands, Cli, Command};
+use modernft::Result;
 
 fn run(cli: Cli) -> Result<()> {
     match &cli.command {

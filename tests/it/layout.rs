@@ -119,3 +119,54 @@ fn model_and_kernels_import_each_other_without_cycles() {
         visit(n, &graph, &mut state, &mut Vec::new());
     }
 }
+
+/// The areas of `src/` (its top-level modules) in dependency order: each may name only areas
+/// before it (and the leaves), so dependencies run one way:
+/// cli → commands → train → inference → config → tasks → data → model → kernels
+/// (`cli` is the flags and `cli::run`, which turns them into options and calls the rest).
+/// `cargo test --test it layout::dependencies_run_one_way -- --nocapture` prints the graph.
+const LAYERS: &[&str] = &["kernels", "model", "data", "tasks", "config", "inference", "train", "commands", "cli"];
+/// Used by anyone; they name only each other.
+const LEAVES: &[&str] = &["error", "Error", "Result", "Context", "bail", "err", "rng", "device", "report", "alloc"];
+
+#[test]
+fn dependencies_run_one_way() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    regular_files(&src, &mut files);
+    let mut graph: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+        let rel = f.strip_prefix(&src).unwrap();
+        let area = rel.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        if area == "lib" || area == "main" {
+            continue;
+        }
+        assert!(LAYERS.contains(&area.as_str()) || LEAVES.contains(&area.as_str()), "src/{area} is in no layer: add it to LAYERS or LEAVES in tests/it/layout.rs");
+        // Code only: comments may name anything.
+        let text: String = std::fs::read_to_string(f).unwrap().lines().map(|l| format!("{}\n", l.split("//").next().unwrap_or(""))).collect();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() && name != area {
+                graph.entry(area.clone()).or_default().entry(name).or_default().insert(rel.display().to_string());
+            }
+        }
+    }
+    let rank = |a: &str| LAYERS.iter().position(|l| *l == a);
+    let mut wrong = Vec::new();
+    for (from, to) in &graph {
+        println!("{from:>9} → {}", to.keys().cloned().collect::<Vec<_>>().join(", "));
+        for (target, where_) in to {
+            let ok = match (rank(from), rank(target)) {
+                _ if LEAVES.contains(&target.as_str()) => true,
+                (Some(f), Some(t)) => t < f,
+                _ => false,
+            };
+            if !ok {
+                wrong.push(format!("{from} → {target} (in {})", where_.iter().cloned().collect::<Vec<_>>().join(", ")));
+            }
+        }
+    }
+    assert!(graph.get("cli").is_some_and(|t| t.contains_key("commands")), "the scan sees edges: {graph:?}");
+    assert!(wrong.is_empty(), "dependencies that run backwards (order: {}):\n{}", LAYERS.join(" ← "), wrong.join("\n"));
+}

@@ -1,11 +1,12 @@
-//! What each subcommand does, on top of the library: the glue between validated options and output.
+//! Each subcommand run: its flags turned into validated options, the command called, its output
+//! printed (`main` calls these).
 
 use std::io::{BufReader, Write};
 
 use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, InitArgs, InputFormatArg, PoolingArg, PredictArgs, SaveArgs, SplitArg, TaskArg, TrainArgs};
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
-use crate::embed;
+use crate::commands::embed;
 use crate::error::{Context, Result};
 use crate::model::ModelFiles;
 
@@ -239,7 +240,7 @@ fn pooling(p: PoolingArg) -> crate::model::Pooling {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    use crate::evaluate::{evaluate_files, render, to_json, write_plot, EvalOptions};
+    use crate::commands::eval::{evaluate_files, render, to_json, write_plot, EvalOptions};
     let device = crate::device::parse_device(&args.device)?;
     // Files and columns: from --data and flags, or a run config's [data] section.
     let mut cfg = match &args.config {
@@ -265,28 +266,26 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let is_embedding = files_probe.sentence.is_some()
         || !crate::model::Weights::open(&files_probe.weights)?.contains("classifier.weight");
     if is_embedding {
-        let opts = crate::embed::EmbedOptions {
+        let opts = crate::inference::embedder::EmbedderOptions {
             model: args.model.clone(),
             pooling: None,
             normalize: false,
             max_length: args.max_length,
             truncate: !args.no_truncate,
-            batch_size: args.batch_size.max(1),
             prefix: None,
-            format: crate::embed::OutputFormat::Jsonl,
-            input_format: crate::embed::InputFormat::Auto,
             device: device.clone(),
             bf16: false,
         };
-        let embedder = crate::embed::Embedder::load(&opts)?;
+        let batch_size = args.batch_size.max(1);
+        let embedder = crate::inference::embedder::Embedder::load(&opts)?;
         let ev = match (&args.corpus, &args.queries) {
-            (Some(c), Some(q)) => crate::evaluate::retrieval_files(&embedder, c, q, opts.batch_size)?,
+            (Some(c), Some(q)) => crate::commands::eval::retrieval_files(&embedder, c, q, batch_size)?,
             _ => {
                 // A score column named by a flag or the config must exist; the default `label` may
                 // be absent (then `score` is tried, as STS-B names it).
                 let named = args.columns.label_column.is_some() || (args.config.is_some() && cfg.label_column != DataConfig::default().label_column);
-                let how = crate::evaluate::PairScoring { evaluation: args.evaluation.into(), score_column_named: named };
-                crate::evaluate::pair_files(&embedder, &files, format, &cfg.columns(true), opts.batch_size, &how)?
+                let how = crate::commands::eval::PairScoring { evaluation: args.evaluation.into(), score_column_named: named };
+                crate::commands::eval::pair_files(&embedder, &files, format, &cfg.columns(true), batch_size, &how)?
             }
         };
         let stdout = std::io::stdout();
@@ -313,7 +312,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let classifier = crate::predict::Classifier::load(&args.model, &crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate }, &device)?;
+    let classifier = crate::commands::predict::Classifier::load(&args.model, &crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate }, &device)?;
     let scheme = match args.entity_scheme {
         crate::cli::SchemeArg::Default => crate::tasks::EntityScheme::Default,
         crate::cli::SchemeArg::StrictIob2 => crate::tasks::EntityScheme::StrictIob2,
@@ -345,12 +344,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
-    let opts = crate::predict::PredictOptions {
+    let opts = crate::commands::predict::PredictOptions {
         model: args.model.clone(),
         input_format: match args.input_format {
-            InputFormatArg::Auto => crate::embed::InputFormat::Auto,
-            InputFormatArg::Text => crate::embed::InputFormat::Text,
-            InputFormatArg::Jsonl => crate::embed::InputFormat::Jsonl,
+            InputFormatArg::Auto => crate::commands::embed::InputFormat::Auto,
+            InputFormatArg::Text => crate::commands::embed::InputFormat::Text,
+            InputFormatArg::Jsonl => crate::commands::embed::InputFormat::Jsonl,
         },
         all_scores: args.all_scores,
         top_k: args.top_k,
@@ -365,24 +364,24 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
-            crate::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut std::io::stderr())
+            crate::commands::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut std::io::stderr())
         }
-        None => crate::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut std::io::stderr()),
+        None => crate::commands::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut std::io::stderr()),
     }
 }
 
 pub fn save(args: &SaveArgs) -> Result<()> {
-    let opts = crate::export::SaveOptions {
+    let opts = crate::commands::save::SaveOptions {
         format: match args.format {
-            ExportFormatArg::Hf => crate::export::ExportFormat::Hf,
-            ExportFormatArg::SentenceTransformers => crate::export::ExportFormat::SentenceTransformers,
+            ExportFormatArg::Hf => crate::commands::save::ExportFormat::Hf,
+            ExportFormatArg::SentenceTransformers => crate::commands::save::ExportFormat::SentenceTransformers,
         },
-        dtype: crate::export::parse_dtype(&args.dtype)?,
+        dtype: crate::commands::save::parse_dtype(&args.dtype)?,
         pooling: args.pooling.map(pooling),
         normalize: args.normalize,
         overwrite: args.overwrite,
     };
-    crate::export::save(&args.source, &args.out, &opts)?;
+    crate::commands::save::save(&args.source, &args.out, &opts)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
@@ -392,7 +391,7 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| crate::err!("--threads: {e}"))?;
     }
     if args.mode == "kernels" {
-        for line in crate::bench_kernels::run(args.batch.max(1), args.seq.unwrap_or(128).max(1), args.steps)? {
+        for line in crate::commands::bench_kernels::run(args.batch.max(1), args.seq.unwrap_or(128).max(1), args.steps)? {
             println!("{line}");
         }
         return Ok(());
@@ -400,7 +399,7 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
     if args.mode != "train" && args.mode != "embed" {
         crate::bail!("--mode must be train, embed or kernels");
     }
-    let opts = crate::bench::BenchOptions {
+    let opts = crate::commands::bench::BenchOptions {
         size: args.size.clone().unwrap_or_else(|| if args.data.is_some() { "base".into() } else { "tiny".into() }),
         model_dir: args.model_dir.clone(),
         train: args.mode == "train",
@@ -419,6 +418,6 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
     if opts.bf16 && opts.train {
         crate::bail!("--dtype bf16 is for --mode embed (bf16 products are an inference path)");
     }
-    println!("{}", crate::bench::run(&opts)?);
+    println!("{}", crate::commands::bench::run(&opts)?);
     Ok(())
 }

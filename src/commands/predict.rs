@@ -1,59 +1,17 @@
-//! A fine-tuned classifier ready to use: `modernft predict` (texts → labels and probabilities) and
-//! the model side of `modernft eval`.
+//! `modernft predict`: texts in, one JSON line per text out (labels and probabilities, a score, or
+//! entities with character offsets), in input order.
 
 use std::io::{BufRead, Write};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use serde_json::{json, Map, Value};
 
-use crate::data::{TargetKind, TextEncoder};
-use crate::inference::{Budget, Lengths};
-use crate::embed::{read_inputs, InputFormat};
+use crate::commands::embed::{read_inputs, InputFormat};
+use crate::data::TargetKind;
 use crate::error::Result;
-use crate::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, ModernBert, ModernBertConfig};
-use crate::tasks::{kind_of, sigmoid, softmax};
-
-pub struct Classifier {
-    pub files: ModelFiles,
-    pub config: ModernBertConfig,
-    pub model: ModernBert,
-    pub encoder: TextEncoder,
-    pub kind: TargetKind,
-}
-
-impl Classifier {
-    /// Loads a fine-tuned model (run folder, checkpoint, exported folder or hub id). A model without
-    /// a trained head is refused: its predictions would be noise.
-    pub fn load(spec: &str, lengths: &Lengths, device: &Device) -> Result<Self> {
-        let files = ModelFiles::resolve(spec)?;
-        let opts = LoadOptions { dtype: DType::F32, device: device.clone(), ..Default::default() };
-        let config = ModernBertConfig::from_file(&files.config)?;
-        let head = if kind_of(&config) == TargetKind::Tags { HeadKind::Token } else { HeadKind::Sequence };
-        let (config, loaded) = load_pretrained(&files, head, &opts)?;
-        if !loaded.initialised.is_empty() {
-            crate::bail!(
-                "{} has no trained classification head (missing: {}); fine-tune it first with `modernft train`, or, for an embedding model, use `modernft embed`",
-                files.origin,
-                loaded.initialised.join(", ")
-            );
-        }
-        let max_length = files.max_length(&config, lengths.asked().as_ref())?;
-        let encoder = TextEncoder::from_file(files.tokenizer()?, max_length)?.refusing_longer(!lengths.truncate);
-        Ok(Classifier { kind: kind_of(&config), files, config, model: loaded.model, encoder })
-    }
-
-    /// Logits for (text, optional pair) rows, in input order, and how many rows were truncated;
-    /// `at(i)` names row i in errors.
-    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
-        let encoded = match pairs {
-            Some(p) => self.encoder.encode_pair_batch(texts, p)?,
-            None => self.encoder.encode_batch(texts)?,
-        };
-        let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
-        let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        Ok((crate::inference::sequence_logits(&self.model, &rows, Budget::rows(batch_size))?, cut))
-    }
-}
+pub use crate::inference::classifier::Classifier;
+use crate::inference::Lengths;
+use crate::tasks::{sigmoid, softmax};
 
 pub struct PredictOptions {
     pub model: String,
@@ -153,19 +111,6 @@ pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offse
         obj["words"] = json!(words.iter().map(|w| json!({"word": &text[w.0..w.1], "tag": name(w.2), "score": w.3})).collect::<Vec<_>>());
     }
     obj
-}
-
-impl Classifier {
-    /// Per-token logits of raw texts, with each token's byte offsets and special-token flags, and how
-    /// many texts were truncated; `at(i)` names text i in errors.
-    #[allow(clippy::type_complexity)]
-    pub fn token_logits(&self, texts: &[&str], batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>, usize)> {
-        let encoded = self.encoder.encode_with_offsets(texts)?;
-        let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
-        let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        let logits = crate::inference::token_logits(&self.model, &rows, Budget::rows(batch_size))?;
-        Ok((logits.into_iter().zip(encoded).map(|(l, e)| (l, e.offsets, e.special)).collect(), cut))
-    }
 }
 
 /// `modernft predict`: inputs from `reader`, one JSON line per input on `out`, in input order.

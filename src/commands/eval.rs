@@ -11,7 +11,7 @@ use crate::data::dataset::tokenize;
 use crate::data::read::{read_table_chunks, Columns, Format};
 use crate::data::{LabelMap, TargetKind};
 use crate::error::Result;
-use crate::predict::Classifier;
+use crate::inference::classifier::Classifier;
 use crate::tasks::{Evaluation, Scorer};
 
 pub struct EvalOptions {
@@ -147,7 +147,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
 }
 
 /// Retrieval over a corpus: MRR@10, NDCG@10, Recall@1/10.
-pub fn retrieval_files(e: &crate::embed::Embedder, corpus: &Path, queries: &Path, batch: usize) -> Result<EmbeddingEval> {
+pub fn retrieval_files(e: &crate::inference::embedder::Embedder, corpus: &Path, queries: &Path, batch: usize) -> Result<EmbeddingEval> {
     let docs = read_jsonl(corpus)?;
     let mut ids = std::collections::HashMap::new();
     let mut doc_texts = Vec::new();
@@ -202,7 +202,7 @@ pub struct PairScoring {
 
 /// Pairs: STS (Spearman/Pearson of cosine vs scores), or retrieval with each pair's second text as
 /// the one relevant document; [`PairScoring`] says which, and the result says why.
-pub fn pair_files(e: &crate::embed::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize, how: &PairScoring) -> Result<EmbeddingEval> {
+pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize, how: &PairScoring) -> Result<EmbeddingEval> {
     let named = cols.label.clone().unwrap_or_else(|| "label".to_string());
     // The score column: the named one, else the first of `label`, `score` the first file has.
     let candidates: Vec<String> = match how.evaluation {

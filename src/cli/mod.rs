@@ -1,11 +1,13 @@
 //! Command-line flags, defined once, and their conversion into validated options.
 
+pub mod run;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::device::parse_device;
-use crate::embed::{EmbedOptions, InputFormat, OutputFormat};
+use crate::commands::embed::{EmbedOptions, EmbedderOptions, InputFormat, OutputFormat};
 use crate::error::Result;
 use crate::model::Pooling;
 
@@ -143,12 +145,12 @@ pub enum EvaluationArg {
     Retrieval,
 }
 
-impl From<EvaluationArg> for crate::evaluate::PairEvaluation {
+impl From<EvaluationArg> for crate::commands::eval::PairEvaluation {
     fn from(a: EvaluationArg) -> Self {
         match a {
-            EvaluationArg::Auto => crate::evaluate::PairEvaluation::Auto,
-            EvaluationArg::Sts => crate::evaluate::PairEvaluation::Sts,
-            EvaluationArg::Retrieval => crate::evaluate::PairEvaluation::Retrieval,
+            EvaluationArg::Auto => crate::commands::eval::PairEvaluation::Auto,
+            EvaluationArg::Sts => crate::commands::eval::PairEvaluation::Sts,
+            EvaluationArg::Retrieval => crate::commands::eval::PairEvaluation::Retrieval,
         }
     }
 }
@@ -435,16 +437,20 @@ impl EmbedArgs {
             }
         }
         Ok(EmbedOptions {
-            model: self.model.clone(),
-            pooling: self.pooling.map(|p| match p {
-                PoolingArg::Cls => Pooling::Cls,
-                PoolingArg::Mean => Pooling::Mean,
-            }),
-            normalize: self.normalize,
-            max_length: self.max_length,
-            truncate: !self.no_truncate,
+            embedder: EmbedderOptions {
+                model: self.model.clone(),
+                pooling: self.pooling.map(|p| match p {
+                    PoolingArg::Cls => Pooling::Cls,
+                    PoolingArg::Mean => Pooling::Mean,
+                }),
+                normalize: self.normalize,
+                max_length: self.max_length,
+                truncate: !self.no_truncate,
+                prefix: self.prefix.clone(),
+                device: parse_device(&self.device)?,
+                bf16: self.precision == PrecisionArg::Bf16,
+            },
             batch_size: self.batch_size,
-            prefix: self.prefix.clone(),
             format: match self.format {
                 FormatArg::Jsonl => OutputFormat::Jsonl,
                 FormatArg::Npy => OutputFormat::Npy,
@@ -454,8 +460,6 @@ impl EmbedArgs {
                 InputFormatArg::Text => InputFormat::Text,
                 InputFormatArg::Jsonl => InputFormat::Jsonl,
             },
-            device: parse_device(&self.device)?,
-            bf16: self.precision == PrecisionArg::Bf16,
         })
     }
 }

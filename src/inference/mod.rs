@@ -6,6 +6,9 @@
 //!             → pool (+ L2 normalisation) | sequence logits | token logits → back in input order
 //! ```
 
+pub mod classifier;
+pub mod embedder;
+
 use candle_core::DType;
 
 use crate::data::{Dataset, TargetKind};
