@@ -205,7 +205,7 @@ pub fn render_summary(s: &crate::train::Summary) -> String {
     }
     for (name, ev) in [("validation", &s.validation), ("test", &s.test)] {
         if let Some(ev) = ev {
-            let _ = writeln!(out, "  {name:<18} {}", crate::train::trainer::format_metrics(&ev.metrics));
+            let _ = writeln!(out, "  {name:<18} {}", crate::train::evaluate::format_metrics(&ev.metrics));
         }
     }
     let _ = writeln!(out, "  model              {}", s.model_dir.display());

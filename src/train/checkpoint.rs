@@ -1,12 +1,15 @@
 //! Checkpoints: a model folder (`model::save`) plus the training state needed for an exact resume
 //! (`training_state.json`, `optimizer.safetensors`), each written atomically.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::data::SamplerState;
 use crate::error::{Context, Result};
+use crate::train::setup::Run;
 
 pub use crate::model::save::{list_checkpoints, save_safetensors, write_atomic, write_folder_atomic, ModelFolder, TRAINING_STATE};
 pub const OPTIMIZER_STATE: &str = "optimizer.safetensors";
@@ -49,4 +52,48 @@ pub fn read_state(checkpoint: &Path) -> Result<TrainingState> {
     let p = checkpoint.join(TRAINING_STATE);
     let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a training state", p.display()))
+}
+
+pub(crate) fn save(run: &Run, state: &TrainingState) -> Result<PathBuf> {
+    let dir = run.dir.join(format!("checkpoint-{}", state.step));
+    write_folder_atomic(&dir, |tmp| {
+        ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp)?;
+        // Test hooks, half way through writing checkpoint-N: an I/O error, or a pause (long enough
+        // for a test to kill the process in the middle of the write).
+        let at = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<usize>().ok()) == Some(state.step);
+        if at("MODERNFT_FAULT_CHECKPOINT") {
+            return Err(std::io::Error::other("injected I/O fault (MODERNFT_FAULT_CHECKPOINT)").into());
+        }
+        if at("MODERNFT_PAUSE_CHECKPOINT") {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+        }
+        let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.clone())).collect();
+        save_safetensors(&tmp.join(OPTIMIZER_STATE), &moments, None)?;
+        std::fs::write(tmp.join(TRAINING_STATE), serde_json::to_string_pretty(state)?)?;
+        Ok(())
+    })?;
+    let trainer_state = json!({
+        "global_step": state.step,
+        "best_metric": state.best_metric,
+        "best_model_checkpoint": state.best_checkpoint,
+        "last_checkpoint": format!("checkpoint-{}", state.step),
+        "metric_for_best_model": run.cfg.training.metric_for_best_model,
+    });
+    write_atomic(&run.dir.join("trainer_state.json"), serde_json::to_string_pretty(&trainer_state)?.as_bytes())?;
+    prune_checkpoints(run, state)?;
+    Ok(dir)
+}
+
+/// Keeps the newest `save_total_limit` checkpoints, and always the best one.
+pub(crate) fn prune_checkpoints(run: &Run, state: &TrainingState) -> Result<()> {
+    let Some(limit) = run.cfg.training.save_total_limit else { return Ok(()) };
+    let all = list_checkpoints(&run.dir)?;
+    let keep_from = all.len().saturating_sub(limit.max(1));
+    for (i, (_, path)) in all.iter().enumerate() {
+        let is_best = state.best_checkpoint.as_deref() == path.file_name().and_then(|n| n.to_str());
+        if i < keep_from && !is_best {
+            std::fs::remove_dir_all(path).with_context(|| format!("cannot remove old checkpoint {}", path.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,12 @@
 //! Training: optimizer, schedule, checkpoints and the loop.
 
 pub mod checkpoint;
+pub mod evaluate;
+pub mod finish;
 pub mod optim;
 pub mod schedule;
+pub mod setup;
+pub mod step;
 pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};

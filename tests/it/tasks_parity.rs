@@ -9,7 +9,7 @@ use common::{fixtures, max_abs_diff};
 use modernft::data::dataset::tokenize;
 use modernft::data::{read_table, Columns, LabelMap, TargetKind, TextEncoder};
 use modernft::tasks::embedding::{embedding_loss, embedding_loss_with, EmbeddingLoss, MnrlOptions};
-use modernft::train::trainer::pooled_rows as encode_rows;
+use modernft::train::step::pooled_rows as encode_rows;
 use modernft::tasks::tokens::{entity_scores, EntityScheme};
 use modernft::model::{load_pretrained, HeadKind, LoadOptions, ModelFiles, Mode, Pooling};
 use serde_json::Value;

@@ -1,0 +1,90 @@
+//! Evaluation during training: the validation split scored, the best checkpoint tracked, early
+//! stopping decided.
+
+use std::collections::BTreeMap;
+
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use crate::data::{Dataset, TokenStore};
+use crate::error::{Context, Result};
+use crate::tasks::{self, Evaluation};
+use crate::train::checkpoint::TrainingState;
+use crate::train::setup::{EmbeddingRun, Run};
+use crate::train::trainer::{append_metrics, epoch_of};
+
+/// Evaluates on the validation split, logs it, tracks the best checkpoint; returns whether early
+/// stopping ends the run.
+pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &ProgressBar) -> Result<bool> {
+    let t = &run.cfg.training;
+    let metric = t.metric_for_best_model.trim_start_matches("eval_");
+    let ev = evaluate(run)?;
+    let mut line = json!({"type": "eval", "step": state.step, "epoch": epoch_of(run, state)});
+    for (k, v) in &ev.metrics {
+        line[format!("eval_{k}")] = json!(v);
+    }
+    append_metrics(&run.dir, line)?;
+    bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+    let value = *ev.metrics.get(metric).with_context(|| {
+        format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
+    })?;
+    let greater = run.cfg.greater_is_better();
+    let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+    match state.best_metric {
+        Some(best) if !(better(value, best) && (value - best).abs() > t.early_stopping_threshold) => state.evals_without_improvement += 1,
+        _ => state.evals_without_improvement = 0,
+    }
+    if state.best_metric.is_none_or(|best| better(value, best)) {
+        state.best_metric = Some(value);
+        state.best_checkpoint = Some(format!("checkpoint-{}", state.step));
+    }
+    let stop = t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
+    if stop {
+        bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
+    }
+    Ok(stop)
+}
+
+pub(crate) fn evaluate(run: &Run) -> Result<Evaluation> {
+    let ds = run.splits.validation.as_ref().context("no validation split")?;
+    evaluate_on(run, ds)
+}
+
+pub(crate) fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
+    if let Some(e) = &run.embedding {
+        return evaluate_embeddings(run, e, ds);
+    }
+    let mut scorer = tasks::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
+    crate::inference::score(&mut scorer, &run.loaded.model, ds, crate::inference::Budget::rows(run.cfg.training.eval_batch_size))?;
+    scorer.finish()
+}
+
+/// STS or retrieval scores of the current encoder on a split of pairs.
+pub(crate) fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Evaluation> {
+    let bs = run.cfg.training.eval_batch_size;
+    let all = |store: &TokenStore| {
+        let rows: Vec<&[u32]> = (0..store.len()).map(|i| store.row(i)).collect();
+        crate::inference::embeddings(&run.loaded.model, &rows, e.pooling, false, crate::inference::Budget::rows(bs))
+    };
+    let a = all(&ds.tokens)?;
+    let b = all(ds.extra.first().context("pairs need a second text column")?)?;
+    let metrics = match (e.eval.as_str(), &ds.targets) {
+        ("sts", Some(crate::data::Targets::Regression(gold))) => crate::tasks::embedding::sts(&a, &b, gold),
+        ("sts", _) => crate::bail!("{}: STS evaluation needs a score per pair (label_column)", ds.source),
+        _ => crate::tasks::embedding::retrieval(&a, &b, &(0..a.len()).map(|i| vec![i]).collect::<Vec<_>>()),
+    };
+    Ok(Evaluation {
+        loss: f64::NAN,
+        rows: ds.len(),
+        metrics,
+        classification: None,
+        multi_label: None,
+        regression: None,
+        entities: None,
+        predictions: tasks::Predictions::Regression(Vec::new()),
+    })
+}
+
+pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join(" · ")
+}

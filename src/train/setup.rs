@@ -1,0 +1,285 @@
+//! A run prepared before its first step: the model, data, optimizer and schedule, each resolved
+//! and checked by a named step, writing nothing.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use crate::config::RunConfig;
+use crate::data::{load_splits, Sampler, Splits, TargetKind, TextEncoder};
+use crate::error::{Context, Result};
+use crate::model::{build, HeadKind, LoadOptions, Loaded, ModelFiles, ModernBertConfig, Pooling, Weights};
+use crate::tasks;
+use crate::train::checkpoint;
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::schedule::Schedule;
+
+/// Everything a run needs, prepared before the first step.
+pub(crate) struct Run {
+    pub(crate) cfg: RunConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) kind: TargetKind,
+    pub(crate) config: ModernBertConfig,
+    pub(crate) loaded: Loaded,
+    pub(crate) splits: Splits,
+    pub(crate) tokenizer: PathBuf,
+    pub(crate) sampler: Sampler,
+    pub(crate) schedule: Schedule,
+    pub(crate) optimizer: AdamW,
+    pub(crate) ga: usize,
+    pub(crate) total_steps: usize,
+    pub(crate) micro_per_epoch: usize,
+    /// Set for `task = "embedding"`: contrastive training on pooled vectors.
+    pub(crate) embedding: Option<EmbeddingRun>,
+}
+
+pub(crate) struct EmbeddingRun {
+    pub(crate) loss: crate::tasks::embedding::EmbeddingLoss,
+    pub(crate) scale: f64,
+    pub(crate) dims: Option<Vec<usize>>,
+    pub(crate) pooling: Pooling,
+    pub(crate) normalize: bool,
+    pub(crate) mnrl: crate::tasks::embedding::MnrlOptions,
+    /// `sts` or `retrieval`.
+    pub(crate) eval: String,
+}
+
+/// The run keeps its own copy of the tokenizer (checkpoints come and go, the run folder stays);
+/// from here on the run's files name that copy.
+pub(crate) fn install_tokenizer(run: &mut Run) -> Result<()> {
+    let copy = run.dir.join("tokenizer").join("tokenizer.json");
+    if !copy.is_file() {
+        let source = run.tokenizer.clone();
+        let src_dir = source.parent().unwrap_or(Path::new(".")).to_path_buf();
+        checkpoint::write_folder_atomic(&run.dir.join("tokenizer"), |tmp| {
+            std::fs::copy(&source, tmp.join("tokenizer.json")).with_context(|| format!("cannot copy {}", source.display()))?;
+            // With a sentence-transformers folder's prompts, which its export keeps.
+            for side in ["tokenizer_config.json", "special_tokens_map.json", "config_sentence_transformers.json"] {
+                if src_dir.join(side).is_file() {
+                    std::fs::copy(src_dir.join(side), tmp.join(side))?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    run.tokenizer = copy;
+    Ok(())
+}
+
+/// `metric_for_best_model` names a metric this task's evaluation reports (checked before any
+/// work, not at the first evaluation).
+pub(crate) fn check_best_metric(cfg: &RunConfig, kind: TargetKind, embedding: bool, splits: &Splits) -> Result<()> {
+    if splits.validation.is_none() || cfg.training.eval_strategy == "no" {
+        return Ok(());
+    }
+    let available: &[&str] = match (embedding, cfg.embedding_eval()) {
+        (true, "sts") => &["spearman", "pearson"],
+        (true, _) => &["mrr@10", "ndcg@10", "recall@1", "recall@10"],
+        (false, _) => tasks::metric_names(kind),
+    };
+    let metric = cfg.training.metric_for_best_model.trim_start_matches("eval_");
+    if !available.contains(&metric) {
+        crate::bail!("[training] metric_for_best_model = \"{metric}\" is not computed for this task; use one of: {}", available.join(", "));
+    }
+    Ok(())
+}
+
+/// `cfg` with a sentence-transformers folder's pooling, normalisation and max_seq_length filled in
+/// where the config does not set them ([`ModelFiles::embedding_setup`], as `embed` and `eval` read
+/// the folder).
+pub(crate) fn resolve_sentence_settings(cfg: &RunConfig, sentence: Option<&ModelFiles>, config: &ModernBertConfig) -> Result<RunConfig> {
+    let mut resolved = cfg.clone();
+    let Some(files) = sentence else { return Ok(resolved) };
+    let asked = crate::model::Asked {
+        pooling: cfg.model.pooling.as_deref().map(Pooling::parse).transpose()?.map(|p| (p, "[model] pooling".to_string())),
+        normalize: cfg.model.normalize.map(|n| (n, "[model] normalize".to_string())),
+        prefix: None,
+        max_length: cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string())),
+    };
+    let setup = files.embedding_setup(config, &asked)?;
+    if let Some(prompt) = files.sentence.as_ref().and_then(|s| s.default_prompt.as_ref()) {
+        eprintln!(
+            "note: {}'s default prompt {prompt:?} is not prepended to training texts (as in sentence-transformers' trainer); the exported model keeps it",
+            files.origin
+        );
+    }
+    resolved.model.pooling = Some(setup.pooling.as_str().to_string());
+    resolved.model.normalize = Some(setup.normalize);
+    resolved.data.max_length = setup.max_length;
+    resolved.max_length_given = true;
+    Ok(resolved)
+}
+
+/// Loads and checks everything a run needs; writes nothing.
+pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
+    // Embedding runs read scores (CoSENT, STS) as regression targets.
+    let kind = cfg.target_kind().unwrap_or(TargetKind::Regression);
+    // Model config, weights and tokenizer: from the checkpoint when resuming, else from [model].
+    let (mut config, weights, tokenizer, sentence) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
+        (Some(ck), _, _) => {
+            let files = ModelFiles::from_dir(ck)?;
+            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf(), None)
+        }
+        (None, Some(path), _) => {
+            let tok = cfg.model.tokenizer_source()?.resolve()?;
+            (ModernBertConfig::from_file(path)?, None, tok, None)
+        }
+        (None, None, Some(name)) => {
+            let files = ModelFiles::resolve(name)?;
+            let tok = match &cfg.model.tokenizer {
+                Some(t) => t.clone(),
+                None => files.tokenizer()?.to_path_buf(),
+            };
+            let config = ModernBertConfig::from_file(&files.config)?;
+            let weights = Weights::open(&files.weights)?;
+            (config, Some(weights), tok, files.sentence.is_some().then_some(files))
+        }
+        (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
+    };
+    // A sentence-transformers folder's settings are what trains (what the config says explicitly
+    // first); the run's config records the outcome, so a resumed run trains the same way.
+    let cfg = &resolve_sentence_settings(cfg, sentence.as_ref(), &config)?;
+    // The one max_length rule (as eval, embed and predict): the config's, else the model's positions.
+    // What trains is what the run folder records (and what the export's max_seq_length says).
+    let mut cfg = cfg.clone();
+    let asked = cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string()));
+    cfg.data.max_length = crate::model::max_length_rule(asked.as_ref(), None, config.max_position_embeddings)?;
+    cfg.max_length_given = true;
+    let cfg = &cfg;
+    let data_cfg = &cfg.data;
+    let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?.refusing_longer(!data_cfg.truncate);
+    let vocab = encoder.tokenizer().get_vocab_size(true);
+    if vocab > config.vocab_size {
+        crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
+    }
+    let embedding = cfg.task == crate::config::Task::Embedding;
+    let splits = if embedding { embedding_splits(cfg, data_cfg, &encoder)? } else { load_splits(data_cfg, &encoder, Some(kind))? };
+    if checkpoint.is_none() {
+        for ds in [Some(&splits.train), splits.validation.as_ref(), splits.test.as_ref()].into_iter().flatten() {
+            if let Some(note) = encoder.truncation_note(ds.truncated, ds.len(), &format!("{} rows", ds.name), "see [data] max_length; truncate = false refuses them") {
+                eprintln!("{note}");
+            }
+        }
+    }
+    let names = match (&splits.labels, kind) {
+        _ if embedding => config.id2label.clone(),
+        (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
+        (Some(l), _) => l.names().to_vec(),
+        (None, _) => crate::bail!("no labels were read"),
+    };
+    if checkpoint.is_some() && config.id2label != names {
+        crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
+    }
+    config.set_labels(names);
+    if embedding {
+        config.architectures = vec!["ModernBertModel".to_string()];
+    } else {
+        config.problem_type = tasks::problem_type(kind).map(str::to_string);
+        config.architectures = vec![match kind {
+            TargetKind::Tags => "ModernBertForTokenClassification",
+            _ => "ModernBertForSequenceClassification",
+        }
+        .to_string()];
+    }
+    if let Some(p) = &cfg.model.pooling {
+        config.classifier_pooling = Pooling::parse(p)?;
+    }
+    if let Some(d) = cfg.model.classifier_dropout {
+        config.classifier_dropout = d;
+    }
+    let opts = LoadOptions {
+        dtype: DType::F32,
+        device: device.clone(),
+        trainable: true,
+        seed: cfg.training.seed,
+        reinit_mismatched_classifier: true,
+    };
+    let head = match kind {
+        _ if embedding => HeadKind::None,
+        TargetKind::Tags => HeadKind::Token,
+        _ => HeadKind::Sequence,
+    };
+    let loaded = build(&config, weights.as_ref(), head, &opts)
+        .with_context(|| format!("cannot build the model for {}", dir.display()))?;
+    if !loaded.initialised.is_empty() && checkpoint.is_none() {
+        let all = loaded.initialised.len() == loaded.tensors.len();
+        if all {
+            eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
+        } else {
+            let replaced = weights.as_ref().is_some_and(|w| w.contains("classifier.weight"));
+            let why = if replaced { "the checkpoint's classifier has a different label count; re-initialised" } else { "not in the checkpoint, freshly initialised" };
+            eprintln!("note: {why}: {}", loaded.initialised.join(", "));
+        }
+    }
+    check_best_metric(cfg, kind, embedding, &splits)?;
+    if let (Some(dims), true) = (&cfg.training.matryoshka_dims, embedding) {
+        if let Some(d) = dims.iter().find(|&&d| d == 0 || d > config.hidden_size) {
+            crate::bail!("[training] matryoshka_dims: {d} is not between 1 and the model's hidden size {}", config.hidden_size);
+        }
+    }
+    let t = &cfg.training;
+    let mut sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    if t.batch_sampler == "no_duplicates" {
+        sampler = sampler.no_duplicates(crate::data::batch::text_keys(&splits.train));
+    }
+    let ga = t.gradient_accumulation_steps;
+    let micro_per_epoch = sampler.batches_per_epoch();
+    let steps_per_epoch = micro_per_epoch.div_ceil(ga);
+    let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
+    let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
+    let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
+    let optimizer = AdamW::new(&loaded.params, adam)?;
+    let embedding = embedding.then(|| EmbeddingRun {
+        loss: t.embedding_loss,
+        scale: t.loss_scale,
+        dims: t.matryoshka_dims.clone(),
+        pooling: config.classifier_pooling,
+        normalize: cfg.model.normalize.unwrap_or(false),
+        mnrl: crate::tasks::embedding::MnrlOptions { directions: t.mnrl_directions.clone(), per_direction: t.mnrl_partition == "per_direction" },
+        eval: cfg.embedding_eval().to_string(),
+    });
+    Ok(Run {
+        embedding,
+        cfg: cfg.clone(),
+        dir: dir.to_path_buf(),
+        kind,
+        config,
+        loaded,
+        splits,
+        tokenizer,
+        sampler,
+        schedule,
+        optimizer,
+        ga,
+        total_steps,
+        micro_per_epoch,
+    })
+}
+
+/// Embedding data: training pairs (scores only for CoSENT), validation pairs (scores only for STS);
+/// every text column is encoded on its own.
+pub(crate) fn embedding_splits(cfg: &RunConfig, data: &crate::data::DataConfig, encoder: &TextEncoder) -> Result<Splits> {
+    use crate::data::dataset::load_splits_as;
+    let scored = |yes: bool| yes.then_some(TargetKind::Regression);
+    let train_kind = scored(cfg.training.embedding_loss == crate::tasks::embedding::EmbeddingLoss::Cosent);
+    let only_train = crate::data::DataConfig { validation: None, validation_split: None, test: None, test_split: None, ..data.clone() };
+    let mut splits = load_splits_as(&only_train, encoder, train_kind, true)?;
+    let val_kind = scored(cfg.embedding_eval() == "sts");
+    if data.validation.is_some() || data.validation_split.is_some() {
+        let as_train = crate::data::DataConfig {
+            train: data.validation.clone(),
+            train_split: data.validation_split.clone().unwrap_or_default(),
+            validation: None,
+            validation_split: None,
+            test: None,
+            test_split: None,
+            validation_fraction: None,
+            negative_column: None,
+            ..data.clone()
+        };
+        let mut v = load_splits_as(&as_train, encoder, val_kind, true)?.train;
+        v.name = "validation".into();
+        splits.validation = Some(v);
+    }
+    Ok(splits)
+}

@@ -1,0 +1,108 @@
+//! One optimizer step, as nanoGPT writes it: forward and backward over the micro-batches, clip the
+//! global gradient norm, AdamW at the scheduled rate.
+
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+
+use crate::data::{Batch, TokenStore};
+use crate::error::{Context, Result};
+use crate::model::{Loaded, Mode, Pooling};
+use crate::tasks;
+use crate::train::setup::Run;
+use crate::train::trainer::last_checkpoint_hint;
+
+/// One optimizer step: forward and backward over the micro-batches, clip, AdamW at the scheduled
+/// rate. Returns (loss, gradient norm before clipping, learning rate, real tokens).
+pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize) -> Result<(f64, f64, f64, usize)> {
+    let (loss, mut grads, tokens) = accumulate(run, group, mode)
+        .map_err(|e| e.wrap(format!("training stopped at step {}{}", done + 1, last_checkpoint_hint(&run.dir))))?;
+    let grad_norm = clip_grad_norm(&run.loaded, &mut grads, run.cfg.training.max_grad_norm)?;
+    let lr = run.schedule.lr(done);
+    run.optimizer.step(&grads, lr)?;
+    Ok((loss, grad_norm, lr, tokens))
+}
+
+/// Forward and backward over the micro-batches of one step; returns the step's loss (the mean over
+/// its micro-batches), the summed gradients, and the number of real tokens.
+pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, GradStore, usize)> {
+    let dev = run.loaded.model.model.device().clone();
+    let mut total: Option<GradStore> = None;
+    let (mut loss_sum, mut tokens) = (0f64, 0usize);
+    for rows in group {
+        let ds = &run.splits.train;
+        let loss = match &run.embedding {
+            Some(e) => {
+                // Anchors, positives (and negatives), each encoded and pooled on its own.
+                let mut columns = vec![pooled_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
+                for store in &ds.extra {
+                    columns.push(pooled_rows(&run.loaded.model, store, rows, e.pooling, mode)?);
+                }
+                tokens += rows.iter().map(|&r| ds.tokens.row_len(r) + ds.extra.iter().map(|s| s.row_len(r)).sum::<usize>()).sum::<usize>();
+                let scores: Option<Vec<f32>> = match &ds.targets {
+                    Some(crate::data::Targets::Regression(v)) => Some(rows.iter().map(|&r| v[r]).collect()),
+                    _ => None,
+                };
+                let l = crate::tasks::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
+                (l / group.len() as f64)?
+            }
+            None => {
+                let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
+                tokens += batch.real_tokens();
+                let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
+                (tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
+            }
+        };
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            crate::bail!("the training loss is {value}; lower the learning rate, or check the data for extreme targets");
+        }
+        loss_sum += value;
+        let grads = loss.backward()?;
+        total = Some(match total {
+            None => grads,
+            Some(mut acc) => {
+                for (_, var) in &run.loaded.params {
+                    if let Some(g) = grads.get(var.as_tensor()) {
+                        let sum = match acc.get(var.as_tensor()) {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert(var.as_tensor(), sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    Ok((loss_sum, total.context("an empty step")?, tokens))
+}
+
+/// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).
+pub fn pooled_rows(model: &crate::model::ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
+    let seqs: Vec<&[u32]> = rows.iter().map(|&i| store.row(i)).collect();
+    model.pooled(&crate::model::Packed::from_rows(&seqs, model.config().pad_token_id, model.model.device())?, pooling, mode)
+}
+
+/// `torch.nn.utils.clip_grad_norm_`: scales all gradients by max_norm / (norm + 1e-6) when that is
+/// below 1. Returns the norm before clipping.
+pub(crate) fn clip_grad_norm(loaded: &Loaded, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let mut sq = 0f64;
+    for (_, var) in &loaded.params {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            for (_, var) in &loaded.params {
+                if let Some(g) = grads.remove(var.as_tensor()) {
+                    grads.insert(var.as_tensor(), (g * coef)?);
+                }
+            }
+        }
+    }
+    Ok(norm)
+}
