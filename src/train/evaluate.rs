@@ -11,7 +11,7 @@ use crate::error::{Context, Result};
 use crate::tasks::{self, Evaluation};
 use crate::train::checkpoint::TrainingState;
 use crate::train::setup::{EmbeddingRun, Run};
-use crate::train::trainer::{append_metrics, epoch_of};
+use crate::train::log::{append_metrics, epoch_of};
 
 /// Evaluates on the validation split, logs it, tracks the best checkpoint; returns whether early
 /// stopping ends the run.

@@ -11,7 +11,8 @@ use crate::report;
 use crate::tasks::Evaluation;
 use crate::train::checkpoint::{self, ModelFolder, TrainingState};
 use crate::train::setup::Run;
-use crate::train::trainer::{append_metrics, epoch_of, Summary};
+use crate::train::log::{append_metrics, epoch_of};
+use crate::train::trainer::Summary;
 use crate::train::evaluate::evaluate_on;
 
 pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary> {

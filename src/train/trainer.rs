@@ -11,17 +11,15 @@
 //! A run is exactly resumable: the checkpoint holds the weights, the AdamW moments, the step, the
 //! sampler position and the dropout RNG, and everything else is a function of those.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::config::RunConfig;
-use crate::data::SamplerState;
+use crate::data::{Sampler, SamplerState};
 use crate::error::{Context, Result};
 use crate::model::Mode;
 use crate::rng::Rng;
@@ -30,6 +28,7 @@ use crate::train::checkpoint::{self, list_checkpoints, read_state, TrainingState
 use crate::train::evaluate::evaluate_and_track;
 use crate::train::finish::finish;
 use crate::train::setup::{install_tokenizer, prepare, Run};
+use crate::train::log::Log;
 use crate::train::step::step;
 
 
@@ -204,103 +203,92 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
     run_loop(run, state, opts)
 }
 
-/// The loop: one optimizer step per pass, then what that step calls for (log, evaluate, checkpoint,
-/// stop). Each epoch's batch order is `sampler.epoch(e)`, so a resumed run sees the same batches as
-/// an uninterrupted one, in every epoch.
+/// The loop, top to bottom: take the step's micro-batches, train on them, then log, evaluate, save
+/// and stop as the step calls for. Each epoch's batch order is `sampler.epoch(e)`, so a resumed run
+/// sees the same batches as an uninterrupted one, in every epoch.
 fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Result<Summary> {
-    let bar = progress_bar(run.total_steps, state.step, opts.progress);
+    let mut log = Log::new(&run, &state, opts.progress);
     let mode = Mode::train(Rng::from_state(state.rng));
     let clock = (Instant::now(), state.train_seconds);
-    let mut window = (0f64, 0usize); // training loss summed since the last log line, and its steps
-    let mut order = (state.sampler.epoch, run.sampler.epoch(state.sampler.epoch));
+    let mut epoch = Epoch::default();
     let mut stopped_early = false;
-    // Debugging aid (documented in configs/README.md): the training rows of every step, as JSONL.
-    let batch_log = std::env::var_os("MODERNFT_BATCH_LOG").map(PathBuf::from);
     while state.step < run.total_steps && !stopped_early {
-        if order.0 != state.sampler.epoch {
-            order = (state.sampler.epoch, run.sampler.epoch(state.sampler.epoch));
-        }
-        let batches = &order.1;
-        if state.sampler.batch >= batches.len() {
-            state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
-            continue;
-        }
-        // One optimizer step over `ga` micro-batches (fewer at the end of an epoch).
-        let group = batches[state.sampler.batch..(state.sampler.batch + run.ga).min(batches.len())].to_vec();
-        if let Some(path) = &batch_log {
-            let line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group});
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("MODERNFT_BATCH_LOG: cannot open {}", path.display()))?;
-            writeln!(f, "{line}")?;
-        }
+        let group = epoch.next_step(&run.sampler, &mut state.sampler, run.ga);
+        log.batches(&state, &group)?;
         let (loss, grad_norm, lr, tokens) = step(&mut run, &group, &mode, state.step)?;
         state.step += 1;
         state.tokens_seen += tokens as u64;
-        state.sampler.batch += group.len();
-        let epoch_done = state.sampler.batch >= batches.len();
-        if epoch_done {
-            state.sampler = SamplerState { epoch: state.sampler.epoch + 1, batch: 0 };
-        }
         state.train_seconds = clock.1 + clock.0.elapsed().as_secs_f64();
-        window = (window.0 + loss, window.1 + 1);
+        let epoch_done = epoch.advance(&mut state.sampler, group.len());
         let last = state.step == run.total_steps;
-        log_step(&run, &state, &bar, opts, &mut window, (loss, grad_norm, lr), last)?;
-        let evaluate_now = run.splits.validation.is_some()
-            && match run.cfg.training.eval_strategy.as_str() {
-                // The end of training is always an evaluation point (as in transformers' Trainer).
-                "epoch" => epoch_done || last,
-                "steps" => state.step % run.cfg.training.eval_steps.unwrap_or(usize::MAX) == 0 || last,
-                _ => false,
-            };
-        let t = &run.cfg.training;
-        let mut save_now = t.save_steps.is_some_and(|n| n > 0 && state.step % n == 0) || (epoch_done && t.eval_strategy == "no") || last;
+        log.step(&run, &state, (loss, grad_norm, lr), last)?;
+        let (evaluate_now, save_now) = due(&run, &state, epoch_done, last);
         if evaluate_now {
-            stopped_early = evaluate_and_track(&run, &mut state, &bar)?;
-            save_now = true;
+            stopped_early = evaluate_and_track(&run, &mut state, &log.bar)?;
         }
         state.rng = mode.rng_state();
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        if save_now || interrupted || stopped_early {
+        if save_now || evaluate_now || interrupted || stopped_early {
             checkpoint::save(&run, &state)?;
         }
         if interrupted {
-            bar.abandon();
-            crate::bail!(
-                "interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`",
-                state.step,
-                run.dir.join(format!("checkpoint-{}", state.step)).display(),
-                run.dir.display()
-            );
+            log.bar.abandon();
+            let at = run.dir.join(format!("checkpoint-{}", state.step));
+            crate::bail!("interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`", state.step, at.display(), run.dir.display());
         }
     }
-    bar.finish_and_clear();
+    log.bar.finish_and_clear();
     finish(run, state, stopped_early)
 }
 
-pub(crate) fn epoch_of(run: &Run, state: &TrainingState) -> f64 {
-    state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64
+/// The batch order of the epoch the sampler is in, computed once per epoch.
+#[derive(Default)]
+struct Epoch {
+    order: Option<(usize, Vec<Vec<usize>>)>,
 }
 
-/// The progress bar every step; a `train` line in metrics.jsonl every `logging_steps` and at the end.
-fn log_step(run: &Run, state: &TrainingState, bar: &ProgressBar, opts: &TrainOptions, window: &mut (f64, usize), (loss, grad_norm, lr): (f64, f64, f64), last: bool) -> Result<()> {
-    let epoch = epoch_of(run, state);
-    let tps = state.tokens_seen as f64 / state.train_seconds.max(1e-9);
-    bar.set_position(state.step as u64);
-    bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
-    if state.step % run.cfg.training.logging_steps.max(1) == 0 || last {
-        let mean = window.0 / window.1.max(1) as f64;
-        append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
-        if !opts.progress {
-            eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
+impl Epoch {
+    fn batches(&mut self, sampler: &Sampler, epoch: usize) -> &[Vec<usize>] {
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.order = Some((epoch, sampler.epoch(epoch)));
         }
-        *window = (0.0, 0);
+        &self.order.as_ref().expect("set above").1
     }
-    Ok(())
+
+    /// The micro-batches of the next optimizer step: `ga` of them, fewer at the end of an epoch
+    /// (moving `at` to the next epoch first when this one is done).
+    fn next_step(&mut self, sampler: &Sampler, at: &mut SamplerState, ga: usize) -> Vec<Vec<usize>> {
+        while at.batch >= self.batches(sampler, at.epoch).len() {
+            *at = SamplerState { epoch: at.epoch + 1, batch: 0 };
+        }
+        let batches = self.batches(sampler, at.epoch);
+        batches[at.batch..(at.batch + ga).min(batches.len())].to_vec()
+    }
+
+    /// Moves `at` past `micro` micro-batches; returns whether that ended the epoch (then `at` is
+    /// the next epoch's first batch).
+    fn advance(&mut self, at: &mut SamplerState, micro: usize) -> bool {
+        at.batch += micro;
+        let done = self.order.as_ref().is_some_and(|(_, b)| at.batch >= b.len());
+        if done {
+            *at = SamplerState { epoch: at.epoch + 1, batch: 0 };
+        }
+        done
+    }
 }
 
-pub(crate) fn append_metrics(dir: &Path, line: Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("metrics.jsonl"))?;
-    writeln!(f, "{line}")?;
-    Ok(())
+/// What a finished step calls for: (evaluate, save). The end of training is always both (as in
+/// transformers' Trainer); an evaluation is always followed by a checkpoint.
+fn due(run: &Run, state: &TrainingState, epoch_done: bool, last: bool) -> (bool, bool) {
+    let t = &run.cfg.training;
+    let evaluate = run.splits.validation.is_some()
+        && match t.eval_strategy.as_str() {
+            "epoch" => epoch_done || last,
+            "steps" => state.step % t.eval_steps.unwrap_or(usize::MAX) == 0 || last,
+            _ => false,
+        };
+    let save = t.save_steps.is_some_and(|n| n > 0 && state.step % n == 0) || (epoch_done && t.eval_strategy == "no") || last;
+    (evaluate, save)
 }
 
 pub(crate) fn last_checkpoint_hint(dir: &Path) -> String {
@@ -310,13 +298,3 @@ pub(crate) fn last_checkpoint_hint(dir: &Path) -> String {
     }
 }
 
-fn progress_bar(total: usize, at: usize, show: bool) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total as u64), if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps · {msg} · ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_position(at as u64);
-    bar
-}
