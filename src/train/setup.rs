@@ -110,123 +110,21 @@ pub(crate) fn resolve_sentence_settings(cfg: &RunConfig, sentence: Option<&Model
     Ok(resolved)
 }
 
-/// Loads and checks everything a run needs; writes nothing.
+/// Loads and checks everything a run needs, in named steps; writes nothing.
 pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
     // Embedding runs read scores (CoSENT, STS) as regression targets.
     let kind = cfg.target_kind().unwrap_or(TargetKind::Regression);
-    // Model config, weights and tokenizer: from the checkpoint when resuming, else from [model].
-    let (mut config, weights, tokenizer, sentence) = match (checkpoint, &cfg.model.config, &cfg.model.name) {
-        (Some(ck), _, _) => {
-            let files = ModelFiles::from_dir(ck)?;
-            (ModernBertConfig::from_file(&files.config)?, Some(Weights::open(&files.weights)?), files.tokenizer()?.to_path_buf(), None)
-        }
-        (None, Some(path), _) => {
-            let tok = cfg.model.tokenizer_source()?.resolve()?;
-            (ModernBertConfig::from_file(path)?, None, tok, None)
-        }
-        (None, None, Some(name)) => {
-            let files = ModelFiles::resolve(name)?;
-            let tok = match &cfg.model.tokenizer {
-                Some(t) => t.clone(),
-                None => files.tokenizer()?.to_path_buf(),
-            };
-            let config = ModernBertConfig::from_file(&files.config)?;
-            let weights = Weights::open(&files.weights)?;
-            (config, Some(weights), tok, files.sentence.is_some().then_some(files))
-        }
-        (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
-    };
-    // A sentence-transformers folder's settings are what trains (what the config says explicitly
-    // first); the run's config records the outcome, so a resumed run trains the same way.
-    let cfg = &resolve_sentence_settings(cfg, sentence.as_ref(), &config)?;
-    // The one max_length rule (as eval, embed and predict): the config's, else the model's positions.
-    // What trains is what the run folder records (and what the export's max_seq_length says).
-    let mut cfg = cfg.clone();
-    let asked = cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string()));
-    cfg.data.max_length = crate::model::max_length_rule(asked.as_ref(), None, config.max_position_embeddings)?;
-    cfg.max_length_given = true;
-    let cfg = &cfg;
-    let data_cfg = &cfg.data;
-    let encoder = TextEncoder::from_file(&tokenizer, data_cfg.max_length)?.refusing_longer(!data_cfg.truncate);
-    let vocab = encoder.tokenizer().get_vocab_size(true);
-    if vocab > config.vocab_size {
-        crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", config.vocab_size);
-    }
     let embedding = cfg.task == crate::config::Task::Embedding;
-    let splits = if embedding { embedding_splits(cfg, data_cfg, &encoder)? } else { load_splits(data_cfg, &encoder, Some(kind))? };
-    if checkpoint.is_none() {
-        for ds in [Some(&splits.train), splits.validation.as_ref(), splits.test.as_ref()].into_iter().flatten() {
-            if let Some(note) = encoder.truncation_note(ds.truncated, ds.len(), &format!("{} rows", ds.name), "see [data] max_length; truncate = false refuses them") {
-                eprintln!("{note}");
-            }
-        }
-    }
-    let names = match (&splits.labels, kind) {
-        _ if embedding => config.id2label.clone(),
-        (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
-        (Some(l), _) => l.names().to_vec(),
-        (None, _) => crate::bail!("no labels were read"),
-    };
-    if checkpoint.is_some() && config.id2label != names {
-        crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
-    }
-    config.set_labels(names);
-    if embedding {
-        config.architectures = vec!["ModernBertModel".to_string()];
-    } else {
-        config.problem_type = tasks::problem_type(kind).map(str::to_string);
-        config.architectures = vec![match kind {
-            TargetKind::Tags => "ModernBertForTokenClassification",
-            _ => "ModernBertForSequenceClassification",
-        }
-        .to_string()];
-    }
-    if let Some(p) = &cfg.model.pooling {
-        config.classifier_pooling = Pooling::parse(p)?;
-    }
-    if let Some(d) = cfg.model.classifier_dropout {
-        config.classifier_dropout = d;
-    }
-    let opts = LoadOptions {
-        dtype: DType::F32,
-        device: device.clone(),
-        trainable: true,
-        seed: cfg.training.seed,
-        reinit_mismatched_classifier: true,
-    };
-    let head = match kind {
-        _ if embedding => HeadKind::None,
-        TargetKind::Tags => HeadKind::Token,
-        _ => HeadKind::Sequence,
-    };
-    let loaded = build(&config, weights.as_ref(), head, &opts)
+    let source = model_source(cfg, checkpoint)?;
+    let cfg = &settled_config(cfg, &source)?;
+    let encoder = tokenizer(cfg, &source)?;
+    let splits = data(cfg, kind, embedding, &encoder, checkpoint.is_none())?;
+    let config = model_config(cfg, source.config, kind, embedding, &splits, checkpoint.is_some())?;
+    let loaded = model(cfg, &config, source.weights.as_ref(), kind, embedding, device, checkpoint.is_none())
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
-    if !loaded.initialised.is_empty() && checkpoint.is_none() {
-        let all = loaded.initialised.len() == loaded.tensors.len();
-        if all {
-            eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
-        } else {
-            let replaced = weights.as_ref().is_some_and(|w| w.contains("classifier.weight"));
-            let why = if replaced { "the checkpoint's classifier has a different label count; re-initialised" } else { "not in the checkpoint, freshly initialised" };
-            eprintln!("note: {why}: {}", loaded.initialised.join(", "));
-        }
-    }
     check_best_metric(cfg, kind, embedding, &splits)?;
-    if let (Some(dims), true) = (&cfg.training.matryoshka_dims, embedding) {
-        if let Some(d) = dims.iter().find(|&&d| d == 0 || d > config.hidden_size) {
-            crate::bail!("[training] matryoshka_dims: {d} is not between 1 and the model's hidden size {}", config.hidden_size);
-        }
-    }
+    let (sampler, schedule, total_steps) = schedule(cfg, &splits);
     let t = &cfg.training;
-    let mut sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
-    if t.batch_sampler == "no_duplicates" {
-        sampler = sampler.no_duplicates(crate::data::batch::text_keys(&splits.train));
-    }
-    let ga = t.gradient_accumulation_steps;
-    let micro_per_epoch = sampler.batches_per_epoch();
-    let steps_per_epoch = micro_per_epoch.div_ceil(ga);
-    let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
-    let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
     let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
     let optimizer = AdamW::new(&loaded.params, adam)?;
     let embedding = embedding.then(|| EmbeddingRun {
@@ -246,14 +144,154 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         config,
         loaded,
         splits,
-        tokenizer,
+        tokenizer: source.tokenizer,
+        ga: t.gradient_accumulation_steps,
+        micro_per_epoch: sampler.batches_per_epoch(),
         sampler,
         schedule,
         optimizer,
-        ga,
         total_steps,
-        micro_per_epoch,
     })
+}
+
+/// Where the model comes from: config, weights and tokenizer.
+struct ModelSource {
+    config: ModernBertConfig,
+    weights: Option<Weights>,
+    tokenizer: PathBuf,
+    /// A sentence-transformers folder (its settings are what trains).
+    sentence: Option<ModelFiles>,
+}
+
+/// Step 1: the checkpoint's files when resuming, else `[model]`'s (a folder or hub id, or a config
+/// to train from scratch).
+fn model_source(cfg: &RunConfig, checkpoint: Option<&Path>) -> Result<ModelSource> {
+    Ok(match (checkpoint, &cfg.model.config, &cfg.model.name) {
+        (Some(ck), _, _) => {
+            let files = ModelFiles::from_dir(ck)?;
+            let tokenizer = files.tokenizer()?.to_path_buf();
+            ModelSource { config: ModernBertConfig::from_file(&files.config)?, weights: Some(Weights::open(&files.weights)?), tokenizer, sentence: None }
+        }
+        (None, Some(path), _) => ModelSource { config: ModernBertConfig::from_file(path)?, weights: None, tokenizer: cfg.model.tokenizer_source()?.resolve()?, sentence: None },
+        (None, None, Some(name)) => {
+            let files = ModelFiles::resolve(name)?;
+            let tokenizer = match &cfg.model.tokenizer {
+                Some(t) => t.clone(),
+                None => files.tokenizer()?.to_path_buf(),
+            };
+            let config = ModernBertConfig::from_file(&files.config)?;
+            let weights = Weights::open(&files.weights)?;
+            ModelSource { config, weights: Some(weights), tokenizer, sentence: files.sentence.is_some().then_some(files) }
+        }
+        (None, None, None) => crate::bail!("[model] needs `name` or `config`"),
+    })
+}
+
+/// Step 2: the config as it trains, recorded in the run folder so a resumed run trains the same
+/// way: a sentence-transformers folder's settings where the config does not set them, and the one
+/// max_length rule (as eval, embed and predict): the config's, else the model's positions.
+fn settled_config(cfg: &RunConfig, source: &ModelSource) -> Result<RunConfig> {
+    let mut cfg = resolve_sentence_settings(cfg, source.sentence.as_ref(), &source.config)?;
+    let asked = cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string()));
+    cfg.data.max_length = crate::model::max_length_rule(asked.as_ref(), None, source.config.max_position_embeddings)?;
+    cfg.max_length_given = true;
+    Ok(cfg)
+}
+
+/// Step 3: the tokenizer at the run's max_length, checked against the model's vocabulary.
+fn tokenizer(cfg: &RunConfig, source: &ModelSource) -> Result<TextEncoder> {
+    let encoder = TextEncoder::from_file(&source.tokenizer, cfg.data.max_length)?.refusing_longer(!cfg.data.truncate);
+    let vocab = encoder.tokenizer().get_vocab_size(true);
+    if vocab > source.config.vocab_size {
+        crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", source.config.vocab_size);
+    }
+    Ok(encoder)
+}
+
+/// Step 4: the splits, tokenized (a note per split that had rows truncated, on a new run).
+fn data(cfg: &RunConfig, kind: TargetKind, embedding: bool, encoder: &TextEncoder, new_run: bool) -> Result<Splits> {
+    let splits = if embedding { embedding_splits(cfg, &cfg.data, encoder)? } else { load_splits(&cfg.data, encoder, Some(kind))? };
+    if new_run {
+        for ds in [Some(&splits.train), splits.validation.as_ref(), splits.test.as_ref()].into_iter().flatten() {
+            if let Some(note) = encoder.truncation_note(ds.truncated, ds.len(), &format!("{} rows", ds.name), "see [data] max_length; truncate = false refuses them") {
+                eprintln!("{note}");
+            }
+        }
+    }
+    Ok(splits)
+}
+
+/// Step 5: the model config the run trains and exports: its labels (a resumed run's must match
+/// the data's), `problem_type`, architecture, pooling and classifier dropout.
+fn model_config(cfg: &RunConfig, mut config: ModernBertConfig, kind: TargetKind, embedding: bool, splits: &Splits, resuming: bool) -> Result<ModernBertConfig> {
+    let names = match (&splits.labels, kind) {
+        _ if embedding => config.id2label.clone(),
+        (_, TargetKind::Regression) => vec!["LABEL_0".to_string()],
+        (Some(l), _) => l.names().to_vec(),
+        (None, _) => crate::bail!("no labels were read"),
+    };
+    if resuming && config.id2label != names {
+        crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
+    }
+    config.set_labels(names);
+    if embedding {
+        config.architectures = vec!["ModernBertModel".to_string()];
+    } else {
+        config.problem_type = tasks::problem_type(kind).map(str::to_string);
+        config.architectures = vec![match kind {
+            TargetKind::Tags => "ModernBertForTokenClassification",
+            _ => "ModernBertForSequenceClassification",
+        }
+        .to_string()];
+    }
+    if let Some(p) = &cfg.model.pooling {
+        config.classifier_pooling = Pooling::parse(p)?;
+    }
+    if let Some(d) = cfg.model.classifier_dropout {
+        config.classifier_dropout = d;
+    }
+    if let (Some(dims), true) = (&cfg.training.matryoshka_dims, embedding) {
+        if let Some(d) = dims.iter().find(|&&d| d == 0 || d > config.hidden_size) {
+            crate::bail!("[training] matryoshka_dims: {d} is not between 1 and the model's hidden size {}", config.hidden_size);
+        }
+    }
+    Ok(config)
+}
+
+/// Step 6: the model with its head (a fresh head, or a classifier of another label count, is
+/// initialised; a new run says which tensors were).
+fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, kind: TargetKind, embedding: bool, device: &Device, new_run: bool) -> Result<Loaded> {
+    let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed, reinit_mismatched_classifier: true };
+    let head = match kind {
+        _ if embedding => HeadKind::None,
+        TargetKind::Tags => HeadKind::Token,
+        _ => HeadKind::Sequence,
+    };
+    let loaded = build(config, weights, head, &opts)?;
+    if !loaded.initialised.is_empty() && new_run {
+        if loaded.initialised.len() == loaded.tensors.len() {
+            eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
+        } else {
+            let replaced = weights.is_some_and(|w| w.contains("classifier.weight"));
+            let why = if replaced { "the checkpoint's classifier has a different label count; re-initialised" } else { "not in the checkpoint, freshly initialised" };
+            eprintln!("note: {why}: {}", loaded.initialised.join(", "));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Step 7: the batch order (seeded, per epoch), the number of optimizer steps and the learning-rate
+/// schedule over them.
+fn schedule(cfg: &RunConfig, splits: &Splits) -> (Sampler, Schedule, usize) {
+    let t = &cfg.training;
+    let mut sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    if t.batch_sampler == "no_duplicates" {
+        sampler = sampler.no_duplicates(crate::data::batch::text_keys(&splits.train));
+    }
+    let steps_per_epoch = sampler.batches_per_epoch().div_ceil(t.gradient_accumulation_steps);
+    let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
+    let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
+    (sampler, schedule, total_steps)
 }
 
 /// Embedding data: training pairs (scores only for CoSENT), validation pairs (scores only for STS);
