@@ -18,7 +18,7 @@ fn main() -> modernft::Result<()> {
     };
     let embedder = Embedder::load(&opts)?;
     let texts = ["a wonderful film", "a brilliant movie", "the plot was predictable and awful"];
-    let (vectors, _) = embedder.embed(&texts, 8, &|i| format!("text {}", i + 1))?;
+    let (vectors, _) = embedder.embed(&texts, modernft::inference::Budget::rows(8), &|i| format!("text {}", i + 1))?;
     for (i, a) in vectors.iter().enumerate() {
         for (j, b) in vectors.iter().enumerate().skip(i + 1) {
             let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

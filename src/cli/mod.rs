@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::device::parse_device;
 use crate::commands::embed::{EmbedOptions, EmbedderOptions, InputFormat, OutputFormat};
 use crate::error::Result;
+use crate::inference::Budget;
 use crate::model::Pooling;
 
 #[derive(Parser, Debug)]
@@ -122,6 +123,10 @@ pub struct EvalArgs {
     /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
     #[arg(long)]
     pub no_truncate: bool,
+    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
+    /// length, so long inputs go in smaller batches) [default: rows only].
+    #[arg(long, value_parser = at_least_one)]
+    pub max_batch_tokens: Option<usize>,
     /// Multi-label decision threshold on sigmoid scores.
     #[arg(long, default_value_t = 0.5, value_parser = probability)]
     pub threshold: f32,
@@ -218,6 +223,10 @@ pub struct PredictArgs {
     /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
     #[arg(long)]
     pub no_truncate: bool,
+    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
+    /// length, so long inputs go in smaller batches) [default: rows only].
+    #[arg(long, value_parser = at_least_one)]
+    pub max_batch_tokens: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -404,6 +413,10 @@ pub struct EmbedArgs {
     /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
     #[arg(long)]
     pub no_truncate: bool,
+    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
+    /// length, so long inputs go in smaller batches) [default: rows only].
+    #[arg(long, value_parser = at_least_one)]
+    pub max_batch_tokens: Option<usize>,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
@@ -450,7 +463,7 @@ impl EmbedArgs {
                 device: parse_device(&self.device)?,
                 bf16: self.precision == PrecisionArg::Bf16,
             },
-            batch_size: self.batch_size,
+            budget: Budget { rows: self.batch_size, tokens: self.max_batch_tokens },
             format: match self.format {
                 FormatArg::Jsonl => OutputFormat::Jsonl,
                 FormatArg::Npy => OutputFormat::Npy,

@@ -7,6 +7,7 @@ use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, 
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
 use crate::commands::embed;
+use crate::inference::Budget;
 use crate::error::{Context, Result};
 use crate::model::ModelFiles;
 
@@ -276,7 +277,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             device: device.clone(),
             bf16: false,
         };
-        let batch_size = args.batch_size.max(1);
+        let batch_size = Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens };
         let embedder = crate::inference::embedder::Embedder::load(&opts)?;
         let ev = match (&args.corpus, &args.queries) {
             (Some(c), Some(q)) => crate::commands::eval::retrieval_files(&embedder, c, q, batch_size)?,
@@ -321,7 +322,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         files: files.clone(),
         format,
         columns: cfg.columns_for(Some(classifier.kind), false),
-        batch_size: args.batch_size.max(1),
+        budget: Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens },
         threshold: args.threshold,
         scheme,
     };
@@ -355,7 +356,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         top_k: args.top_k,
         logits: args.logits,
         threshold: args.threshold,
-        batch_size: args.batch_size.max(1),
+        budget: Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens },
         lengths: crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate },
         device: crate::device::parse_device(&args.device)?,
     };

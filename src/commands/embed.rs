@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Context, Result};
 pub use crate::inference::embedder::{Embedder, EmbedderOptions};
+use crate::inference::Budget;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -33,7 +34,8 @@ pub enum InputFormat {
 pub struct EmbedOptions {
     /// The model and how it embeds (flags; what is not given comes from the model folder).
     pub embedder: EmbedderOptions,
-    pub batch_size: usize,
+    /// Rows (and optionally padded tokens) per forward pass.
+    pub budget: Budget,
     pub format: OutputFormat,
     pub input_format: InputFormat,
 }
@@ -89,18 +91,18 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
 
 /// Runs `embed` from `reader` to `out`; notices go to `notes`.
 pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
-    if opts.batch_size == 0 {
+    if opts.budget.rows == 0 {
         crate::bail!("--batch-size must be at least 1");
     }
     let embedder = Embedder::load(&opts.embedder)?;
     let inputs = read_inputs(reader, opts.input_format, source)?;
     // Chunks bound memory for long inputs while still letting each chunk sort by length.
-    let chunk_size = opts.batch_size * 32;
+    let chunk_size = opts.budget.rows * 32;
     let mut truncated = 0;
     let mut npy_rows: Vec<f32> = Vec::new();
     for (c, chunk) in inputs.chunks(chunk_size).enumerate() {
         let refs: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let (vectors, cut) = embedder.embed(&refs, opts.batch_size, &|i| format!("{source}, input {}", c * chunk_size + i + 1))?;
+        let (vectors, cut) = embedder.embed(&refs, opts.budget, &|i| format!("{source}, input {}", c * chunk_size + i + 1))?;
         truncated += cut;
         for (input, v) in chunk.iter().zip(vectors) {
             match opts.format {

@@ -12,13 +12,15 @@ use crate::data::read::{read_table_chunks, Columns, Format};
 use crate::data::{LabelMap, TargetKind};
 use crate::error::Result;
 use crate::inference::classifier::Classifier;
+use crate::inference::Budget;
 use crate::tasks::{Evaluation, Scorer};
 
 pub struct EvalOptions {
     pub files: Vec<PathBuf>,
     pub format: Option<Format>,
     pub columns: Columns,
-    pub batch_size: usize,
+    /// Rows (and optionally padded tokens) per forward pass.
+    pub budget: Budget,
     pub threshold: f32,
     pub scheme: crate::tasks::EntityScheme,
 }
@@ -35,7 +37,7 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
             let targets = labels.encode(&chunk, c.kind)?;
             let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
             (rows, truncated) = (rows + ds.len(), truncated + ds.truncated);
-            crate::inference::score(&mut scorer, &c.model, &ds, crate::inference::Budget::rows(opts.batch_size))
+            crate::inference::score(&mut scorer, &c.model, &ds, opts.budget)
         })?;
     }
     if let Some(note) = c.encoder.truncation_note(truncated, rows, "rows", "see --max-length; --no-truncate refuses them") {
@@ -147,7 +149,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
 }
 
 /// Retrieval over a corpus: MRR@10, NDCG@10, Recall@1/10.
-pub fn retrieval_files(e: &crate::inference::embedder::Embedder, corpus: &Path, queries: &Path, batch: usize) -> Result<EmbeddingEval> {
+pub fn retrieval_files(e: &crate::inference::embedder::Embedder, corpus: &Path, queries: &Path, batch: Budget) -> Result<EmbeddingEval> {
     let docs = read_jsonl(corpus)?;
     let mut ids = std::collections::HashMap::new();
     let mut doc_texts = Vec::new();
@@ -202,7 +204,7 @@ pub struct PairScoring {
 
 /// Pairs: STS (Spearman/Pearson of cosine vs scores), or retrieval with each pair's second text as
 /// the one relevant document; [`PairScoring`] says which, and the result says why.
-pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: usize, how: &PairScoring) -> Result<EmbeddingEval> {
+pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: Budget, how: &PairScoring) -> Result<EmbeddingEval> {
     let named = cols.label.clone().unwrap_or_else(|| "label".to_string());
     // The score column: the named one, else the first of `label`, `score` the first file has.
     let candidates: Vec<String> = match how.evaluation {

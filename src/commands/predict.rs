@@ -10,7 +10,7 @@ use crate::commands::embed::{read_inputs, InputFormat};
 use crate::data::TargetKind;
 use crate::error::Result;
 pub use crate::inference::classifier::Classifier;
-use crate::inference::Lengths;
+use crate::inference::{Budget, Lengths};
 use crate::tasks::{sigmoid, softmax};
 
 pub struct PredictOptions {
@@ -20,7 +20,8 @@ pub struct PredictOptions {
     pub top_k: Option<usize>,
     pub logits: bool,
     pub threshold: f32,
-    pub batch_size: usize,
+    /// Rows (and optionally padded tokens) per forward pass.
+    pub budget: Budget,
     pub lengths: Lengths,
     pub device: Device,
 }
@@ -120,13 +121,13 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
     }
     let classifier = Classifier::load(&opts.model, &opts.lengths, &opts.device)?;
     let inputs = read_inputs(reader, opts.input_format, source)?;
-    let chunk_rows = opts.batch_size.max(1) * 32;
+    let chunk_rows = opts.budget.rows.max(1) * 32;
     let mut truncated = 0;
     for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
         let at = |i: usize| format!("{source}, input {}", c * chunk_rows + i + 1);
         if classifier.kind == TargetKind::Tags {
-            let (results, cut) = classifier.token_logits(&texts, opts.batch_size, &at)?;
+            let (results, cut) = classifier.token_logits(&texts, opts.budget, &at)?;
             truncated += cut;
             for (input, (logits, offsets, special)) in chunk.iter().zip(results) {
                 let mut obj = Map::new();
@@ -142,7 +143,7 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         }
         let with_pairs = chunk.iter().all(|i| i.pair.is_some()) && !chunk.is_empty();
         let pairs: Vec<&str> = chunk.iter().filter_map(|i| i.pair.as_deref()).collect();
-        let (logits, cut) = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.batch_size, &at)?;
+        let (logits, cut) = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.budget, &at)?;
         truncated += cut;
         for (input, l) in chunk.iter().zip(logits) {
             let mut obj = Map::new();

@@ -40,14 +40,14 @@ impl Classifier {
 
     /// Logits for (text, optional pair) rows, in input order, and how many rows were truncated;
     /// `at(i)` names row i in errors.
-    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
+    pub fn logits(&self, texts: &[&str], pairs: Option<&[&str]>, budget: Budget, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
         let encoded = match pairs {
             Some(p) => self.encoder.encode_pair_batch(texts, p)?,
             None => self.encoder.encode_batch(texts)?,
         };
         let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        Ok((crate::inference::sequence_logits(&self.model, &rows, Budget::rows(batch_size))?, cut))
+        Ok((crate::inference::sequence_logits(&self.model, &rows, budget)?, cut))
     }
 }
 
@@ -55,11 +55,11 @@ impl Classifier {
     /// Per-token logits of raw texts, with each token's byte offsets and special-token flags, and how
     /// many texts were truncated; `at(i)` names text i in errors.
     #[allow(clippy::type_complexity)]
-    pub fn token_logits(&self, texts: &[&str], batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>, usize)> {
+    pub fn token_logits(&self, texts: &[&str], budget: Budget, at: &dyn Fn(usize) -> String) -> Result<(Vec<(Vec<Vec<f32>>, Vec<(usize, usize)>, Vec<bool>)>, usize)> {
         let encoded = self.encoder.encode_with_offsets(texts)?;
         let cut = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        let logits = crate::inference::token_logits(&self.model, &rows, Budget::rows(batch_size))?;
+        let logits = crate::inference::token_logits(&self.model, &rows, budget)?;
         Ok((logits.into_iter().zip(encoded).map(|(l, e)| (l, e.offsets, e.special)).collect(), cut))
     }
 }

@@ -69,7 +69,7 @@ impl Embedder {
 
     /// Embeds `texts` (each after the setup's prefix); returns the vectors in input order and how
     /// many texts were truncated. `at(i)` names text i in errors.
-    pub fn embed(&self, texts: &[&str], batch_size: usize, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
+    pub fn embed(&self, texts: &[&str], budget: Budget, at: &dyn Fn(usize) -> String) -> Result<(Vec<Vec<f32>>, usize)> {
         let encoded = if self.setup.prefix.is_empty() {
             self.encoder.encode_batch(texts)?
         } else {
@@ -78,7 +78,7 @@ impl Embedder {
         };
         let truncated = self.encoder.count_truncated(encoded.iter().map(|e| e.truncated), at)?;
         let rows: Vec<&[u32]> = encoded.iter().map(|e| e.ids.as_slice()).collect();
-        let vectors = crate::inference::embeddings(&self.model, &rows, self.setup.pooling, self.setup.normalize, Budget::rows(batch_size))?;
+        let vectors = crate::inference::embeddings(&self.model, &rows, self.setup.pooling, self.setup.normalize, budget)?;
         Ok((vectors, truncated))
     }
 }

@@ -223,3 +223,29 @@ fn one_max_length_rule_for_train_eval_embed_and_predict() {
         assert!(e.contains("--max-length = 1000 exceeds the model's max_position_embeddings (128)"), "{cmd:?}: {e}");
     }
 }
+
+/// A token budget per forward pass changes how inputs are batched, not what comes out.
+#[test]
+fn a_token_budget_per_batch_leaves_outputs_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = trained_run(tmp.path(), "classification");
+    let input: String = (1..=12).map(|n| format!("{}\n", vec!["a wonderful film"; n].join(" and "))).collect();
+    let vectors = |extra: &[&str]| -> Vec<Vec<f64>> {
+        let out = ok(run(&[&["embed", "--model", "tests/fixtures/tiny-v4", "--batch-size", "4"][..], extra].concat(), &input));
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    };
+    let (a, b) = (vectors(&[]), vectors(&["--max-batch-tokens", "40"]));
+    assert_eq!(a.len(), 12);
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5), "{x:?} vs {y:?}");
+    }
+    let scores = |extra: &[&str]| ok(run(&[&["predict", "--model", run_dir.to_str().unwrap(), "--all-scores"][..], extra].concat(), &input));
+    let (p, q) = (scores(&[]), scores(&["--max-batch-tokens", "40"]));
+    for (x, y) in p.lines().zip(q.lines()) {
+        let (x, y): (Value, Value) = (serde_json::from_str(x).unwrap(), serde_json::from_str(y).unwrap());
+        assert_eq!(x["label"], y["label"]);
+        assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-5);
+    }
+    let e = err(run(&["embed", "--model", "tests/fixtures/tiny-v4", "--max-batch-tokens", "0"], "x\n"));
+    assert!(e.contains("--max-batch-tokens"), "{e}");
+}
