@@ -226,11 +226,13 @@ impl Default for TrainingConfig {
 pub struct OutputConfig {
     /// The run folder: checkpoints, metrics.jsonl, plots, the resolved config.
     pub dir: PathBuf,
+    /// Where metrics also go while training: `"tensorboard"` (event files in `dir/tensorboard/`).
+    pub report_to: Vec<String>,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: PathBuf::from("runs/run") }
+        OutputConfig { dir: PathBuf::from("runs/run"), report_to: Vec::new() }
     }
 }
 
@@ -451,6 +453,9 @@ fn check_ranges(c: &RunConfig) -> Result<()> {
         crate::bail!(
             "`training.mnrl_partition` = \"per_direction\" with `mnrl_directions` = {directions:?}: query_to_query and doc_to_doc hold no positive, so each must be in a joint softmax; the partition must be \"joint\" here (as in sentence-transformers)"
         );
+    }
+    if let Some(r) = c.output.report_to.iter().find(|r| !["tensorboard", "none"].contains(&r.as_str())) {
+        crate::bail!("`output.report_to` = {:?}: \"{r}\" is not one of \"tensorboard\", \"none\"", c.output.report_to);
     }
     if c.training.batch_sampler == "no_duplicates" && c.training.group_by_length {
         crate::bail!("`training.batch_sampler` = \"no_duplicates\" and `training.group_by_length` = true both decide the batches; choose one");

@@ -285,6 +285,10 @@ pub struct TrainArgs {
     /// them: the same as `--set data.truncate=false`.
     #[arg(long, conflicts_with = "resume")]
     pub no_truncate: bool,
+    /// Also report metrics to `tensorboard` (event files in RUN/tensorboard/, for
+    /// `tensorboard --logdir runs`): the same as `--set 'output.report_to=["tensorboard"]'`.
+    #[arg(long, value_parser = ["tensorboard", "none"], conflicts_with = "resume")]
+    pub report_to: Vec<String>,
 }
 
 #[derive(Args, Debug)]

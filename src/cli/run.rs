@@ -146,6 +146,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             if args.no_truncate {
                 set.push("data.truncate=false".to_string());
             }
+            if !args.report_to.is_empty() {
+                set.push(format!("output.report_to={:?}", args.report_to));
+            }
             let cfg = crate::config::RunConfig::from_file_with(path, &set)?;
             let aside = prepare_output_dir(&cfg.output.dir, args.overwrite)?;
             let result = crate::train::train(&cfg, &opts);

@@ -65,9 +65,13 @@ pub(crate) fn epoch_of(run: &Run, state: &TrainingState) -> f64 {
     state.sampler.epoch as f64 + state.sampler.batch as f64 / run.micro_per_epoch.max(1) as f64
 }
 
+/// One line of `metrics.jsonl`, mirrored to TensorBoard when the run reports to it.
 pub(crate) fn append_metrics(dir: &Path, line: Value) -> Result<()> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("metrics.jsonl"))?;
     writeln!(f, "{line}")?;
+    if crate::train::tensorboard::enabled(dir) {
+        crate::train::tensorboard::mirror(dir, &line)?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod optim;
 pub mod schedule;
 pub mod setup;
 pub mod step;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use optim::{AdamW, AdamWConfig};

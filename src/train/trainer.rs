@@ -68,6 +68,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
     let started = (|| -> Result<()> {
         checkpoint::write_atomic(&dir.join("config.toml"), run.cfg.to_toml()?.as_bytes())?;
         checkpoint::write_atomic(&dir.join("metrics.jsonl"), b"")?;
+        if run.cfg.output.report_to.iter().any(|r| r == "tensorboard") {
+            crate::train::tensorboard::start(&dir, &run.cfg.to_toml()?)?;
+        }
         install_tokenizer(&mut run)
     })();
     let state = TrainingState {
@@ -183,6 +186,7 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
         .map(|l| format!("{l}\n"))
         .collect();
     checkpoint::write_atomic(&path, kept.as_bytes())?;
+    crate::train::tensorboard::truncate_after(dir, state.step as u64)?;
     if !later.is_empty() {
         let aside = dir.join("superseded");
         std::fs::create_dir_all(&aside).with_context(|| format!("cannot create {}", aside.display()))?;

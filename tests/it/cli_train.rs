@@ -644,3 +644,46 @@ fn impossible_values_are_refused_by_name_before_any_work() {
     refused(&["train", "--config", cfg.to_str().unwrap()], &["matryoshka_dims", "256", "128"]);
     assert!(!out.exists());
 }
+
+/// `--report-to tensorboard`: every number of metrics.jsonl is a scalar at its step in the run's
+/// event file (nothing else, nothing twice), and a run stopped by a failed checkpoint and resumed
+/// ends with the same scalars as an uninterrupted one (timing aside).
+#[test]
+fn tensorboard_mirrors_the_metrics_and_a_resumed_run_continues_the_same_curves() {
+    use modernft::train::tensorboard::{event_files, read_scalars};
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let cfg = epochs_config(&tmp.path().join("a"), &full);
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--report-to", "tensorboard"]).timed_output());
+    let files = event_files(&full);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let scalars = read_scalars(&files[0]).unwrap();
+    let mut expected = Vec::new();
+    for line in std::fs::read_to_string(full.join("metrics.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = v["type"].as_str().unwrap();
+        let prefix = if kind == "final" { format!("final_{}", v["split"].as_str().unwrap()) } else { kind.to_string() };
+        for (k, x) in v.as_object().unwrap() {
+            if ["type", "step", "split"].contains(&k.as_str()) || (kind == "eval" && k == "epoch") || !x.is_number() {
+                continue;
+            }
+            expected.push((format!("{prefix}/{}", k.trim_start_matches("eval_")), v["step"].as_u64().unwrap(), x.as_f64().unwrap() as f32));
+        }
+    }
+    assert!(expected.iter().any(|(t, s, _)| t == "eval/accuracy" && *s == 10) && expected.iter().any(|(t, _, _)| t == "final_validation/accuracy"));
+    assert_eq!(scalars, expected);
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"brain.Event:2") && has(b"hyperparameters") && has(b"learning_rate = 0.0005"));
+
+    let run = tmp.path().join("faulty");
+    let cfg = epochs_config(&tmp.path().join("b"), &run);
+    let res = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--report-to", "tensorboard"]).env("MODERNFT_FAULT_CHECKPOINT", "8").timed_output();
+    assert!(!res.status.success());
+    assert!(read_scalars(&event_files(&run)[0]).unwrap().iter().any(|(_, s, _)| *s > 4), "the failed run logged past checkpoint-4");
+    ok(modernft(&["train", "--quiet", "--resume", run.to_str().unwrap()]).timed_output());
+    let files = event_files(&run);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let timing = |v: &[(String, u64, f32)]| v.iter().filter(|(t, _, _)| t != "train/tokens_per_second").cloned().collect::<Vec<_>>();
+    assert_eq!(timing(&read_scalars(&files[0]).unwrap()), timing(&scalars));
+}
