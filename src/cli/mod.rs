@@ -356,7 +356,8 @@ pub struct DataArgs {
     /// How to read labels.
     #[arg(long, value_enum)]
     pub task: Option<TaskArg>,
-    /// Token budget per row (for the truncation count and padding figures).
+    /// Token budget per row (for the truncation count and padding figures) [default: the config's
+    /// `max_length`, else the model's positions as `train` uses them; 512 with only a tokenizer].
     #[arg(long, value_parser = max_length_arg)]
     pub max_length: Option<usize>,
     /// Batch size for the padding figures.

@@ -69,19 +69,42 @@ pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
     }
 }
 
+/// The model's `max_position_embeddings`, when a model is named (by `--model`, or the config's
+/// `[model]`); `None` when only a tokenizer is.
+fn model_positions(model: Option<&str>, run: Option<&crate::config::RunConfig>) -> Result<Option<usize>> {
+    let config = match (model, run) {
+        (Some(m), _) => ModelFiles::resolve_config(m)?,
+        (None, Some(r)) => match (&r.model.config, &r.model.name) {
+            (Some(path), _) => path.clone(),
+            (None, Some(name)) => ModelFiles::resolve_config(name)?,
+            (None, None) => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(crate::model::ModernBertConfig::from_file(&config)?.max_position_embeddings))
+}
+
 pub fn data(args: &DataArgs) -> Result<()> {
-    let (mut cfg, model_from_config, task_from_config) = match &args.config {
-        Some(path) => {
-            let run = crate::config::RunConfig::from_file(path)?;
-            (run.data.clone(), Some(run.model.tokenizer_source()?), Some(run.target_kind()))
-        }
+    let run = args.config.as_deref().map(crate::config::RunConfig::from_file).transpose()?;
+    let (mut cfg, model_from_config, task_from_config) = match &run {
+        Some(run) => (run.data.clone(), Some(run.model.tokenizer_source()?), Some(run.target_kind())),
         None => (DataConfig::default(), None, None),
     };
     apply_source_flags(&mut cfg, &args.source);
     cfg.columns_from_flags = args.config.is_none();
-    if let Some(m) = args.max_length {
-        cfg.max_length = m;
-    }
+    // The length train would use: the flag or the config's key, else the model's positions.
+    let given = args.max_length.or(run.as_ref().filter(|r| r.max_length_given).map(|r| r.data.max_length));
+    cfg.max_length = match given {
+        Some(n) => n,
+        None => match model_positions(args.model.as_deref(), run.as_ref()) {
+            Ok(Some(p)) => p,
+            Ok(None) => cfg.max_length,
+            Err(e) => {
+                eprintln!("note: {}; truncation is counted at {} tokens (pass --max-length)", e.chain(), cfg.max_length);
+                cfg.max_length
+            }
+        },
+    };
     cfg.validate()?;
     let kind = match args.task {
         Some(TaskArg::Classification) => Some(TargetKind::Classification),

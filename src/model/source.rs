@@ -302,15 +302,23 @@ impl ModelFiles {
     /// Just the tokenizer of `spec` (a folder or a hub id): for commands that only tokenize, a hub
     /// model's weights are not downloaded.
     pub fn resolve_tokenizer(spec: &str) -> Result<PathBuf> {
+        Self::resolve_one(spec, "tokenizer.json", |files| Ok(files.tokenizer()?.to_path_buf()))
+    }
+
+    /// Only the `config.json` of a model (no weights fetched from a hub).
+    pub fn resolve_config(spec: &str) -> Result<PathBuf> {
+        Self::resolve_one(spec, "config.json", |files| Ok(files.config.clone()))
+    }
+
+    /// One file of a model: from its folder (or run), else fetched alone from the hub.
+    fn resolve_one(spec: &str, name: &str, local: impl Fn(&ModelFiles) -> Result<PathBuf>) -> Result<PathBuf> {
         let path = Path::new(spec);
         if path.exists() || !looks_like_hub_id(spec) {
-            return Ok(Self::resolve(spec)?.tokenizer()?.to_path_buf());
+            return local(&Self::resolve(spec)?);
         }
         let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
         let fetch = hub_fetcher(Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string()))?;
-        fetch("tokenizer.json").with_context(|| {
-            format!("there is no local folder {spec}{}; tried as a Hugging Face hub id, its tokenizer.json could not be fetched", near_folders(path))
-        })
+        fetch(name).with_context(|| format!("there is no local folder {spec}{}; tried as a Hugging Face hub id, its {name} could not be fetched", near_folders(path)))
     }
 
     pub fn tokenizer(&self) -> Result<&Path> {

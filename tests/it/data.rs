@@ -250,6 +250,16 @@ fn data_command_reports_rows_labels_lengths_and_padding() {
     assert_eq!(v["labels"], serde_json::json!([["0", 22], ["1", 21], ["2", 21]]));
     assert!(v["truncated"].as_u64().unwrap() > 0);
     assert!(v["padding_grouped"].as_f64().unwrap() < v["padding_random"].as_f64().unwrap());
+    // Without --max-length, the length train would use: the model's positions (128 here), so no
+    // row of at most 15 tokens counts as truncated; with only a tokenizer, 512.
+    let long: String = (0..4).map(|_| format!("{{\"text\": \"{}\", \"label\": 0}}\n", "word ".repeat(100))).collect();
+    let long = write(dir.path(), "long.jsonl", long.as_bytes());
+    let out = std::process::Command::new(common::binary()).args(["data", "--json", "--train"]).arg(&long).args(["--model"]).arg(fixtures().join("tiny-v4")).timed_output();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["truncated"], 4, "100-word rows (303 tokens) are over the model's 128 positions: {v}");
+    let out = std::process::Command::new(common::binary()).args(["data", "--json", "--train"]).arg(&long).args(["--tokenizer"]).arg(fixtures().join("tiny-v4/tokenizer.json")).timed_output();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["truncated"], 0, "with only a tokenizer the budget is 512: {v}");
     // Without a tokenizer the command says what to pass.
     let out = std::process::Command::new(common::binary()).args(["data", "--train"]).arg(&train).timed_output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
