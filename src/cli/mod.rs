@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::device::parse_device;
 use crate::commands::embed::{EmbedOptions, EmbedderOptions, InputFormat, OutputFormat};
 use crate::error::Result;
-use crate::inference::Budget;
+use crate::inference::{Budget, Lengths};
 use crate::model::Pooling;
 
 #[derive(Parser, Debug)]
@@ -86,6 +86,34 @@ pub struct BenchArgs {
     pub padded: bool,
 }
 
+/// How long inputs may be and how many tokens a forward pass holds: the same flags on `eval`,
+/// `predict` and `embed`.
+#[derive(Args, Debug)]
+pub struct LengthArgs {
+    /// Truncate inputs to this many tokens, special tokens included [default: a sentence-transformers
+    /// folder's max_seq_length, else the model's positions].
+    #[arg(long, value_parser = max_length_arg)]
+    pub max_length: Option<usize>,
+    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
+    #[arg(long)]
+    pub no_truncate: bool,
+    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
+    /// length, so long inputs go in smaller batches) [default: rows only].
+    #[arg(long, value_parser = at_least_one)]
+    pub max_batch_tokens: Option<usize>,
+}
+
+impl LengthArgs {
+    pub fn lengths(&self) -> Lengths {
+        Lengths { max_length: self.max_length, truncate: !self.no_truncate }
+    }
+
+    /// `rows` per forward pass, within `--max-batch-tokens`.
+    pub fn budget(&self, rows: usize) -> Budget {
+        Budget { rows: rows.max(1), tokens: self.max_batch_tokens }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Run folder (its best model), checkpoint, exported folder or hub id.
@@ -116,17 +144,8 @@ pub struct EvalArgs {
     pub columns: ColumnArgs,
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub batch_size: usize,
-    /// Truncate rows to this many tokens [default: the folder's max_seq_length, else the model's
-    /// positions].
-    #[arg(long, value_parser = max_length_arg)]
-    pub max_length: Option<usize>,
-    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
-    #[arg(long)]
-    pub no_truncate: bool,
-    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
-    /// length, so long inputs go in smaller batches) [default: rows only].
-    #[arg(long, value_parser = at_least_one)]
-    pub max_batch_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     /// Multi-label decision threshold on sigmoid scores.
     #[arg(long, default_value_t = 0.5, value_parser = probability)]
     pub threshold: f32,
@@ -217,16 +236,8 @@ pub struct PredictArgs {
     pub threshold: f32,
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
-    /// Truncate inputs to this many tokens [default: the model's positions].
-    #[arg(long, value_parser = max_length_arg)]
-    pub max_length: Option<usize>,
-    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
-    #[arg(long)]
-    pub no_truncate: bool,
-    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
-    /// length, so long inputs go in smaller batches) [default: rows only].
-    #[arg(long, value_parser = at_least_one)]
-    pub max_batch_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -411,17 +422,8 @@ pub struct EmbedArgs {
     /// L2-normalise every vector (for cosine similarity by dot product).
     #[arg(long)]
     pub normalize: bool,
-    /// Truncate inputs to this many tokens, special tokens included [default: a sentence-transformers
-    /// folder's max_seq_length, else the model's maximum].
-    #[arg(long, value_parser = max_length_arg)]
-    pub max_length: Option<usize>,
-    /// Refuse inputs longer than the max length (an error naming the first) instead of truncating them.
-    #[arg(long)]
-    pub no_truncate: bool,
-    /// Also cap each forward pass at N padded tokens (rows × longest row; inputs are grouped by
-    /// length, so long inputs go in smaller batches) [default: rows only].
-    #[arg(long, value_parser = at_least_one)]
-    pub max_batch_tokens: Option<usize>,
+    #[command(flatten)]
+    pub lengths: LengthArgs,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
@@ -449,7 +451,7 @@ impl EmbedArgs {
         if self.batch_size == 0 {
             crate::bail!("--batch-size must be at least 1");
         }
-        if let Some(n) = self.max_length {
+        if let Some(n) = self.lengths.max_length {
             if n < 2 {
                 crate::bail!("--max-length must be at least 2 (room for [CLS] and [SEP])");
             }
@@ -462,13 +464,13 @@ impl EmbedArgs {
                     PoolingArg::Mean => Pooling::Mean,
                 }),
                 normalize: self.normalize,
-                max_length: self.max_length,
-                truncate: !self.no_truncate,
+                max_length: self.lengths.max_length,
+                truncate: !self.lengths.no_truncate,
                 prefix: self.prefix.clone(),
                 device: parse_device(&self.device)?,
                 bf16: self.precision == PrecisionArg::Bf16,
             },
-            budget: Budget { rows: self.batch_size, tokens: self.max_batch_tokens },
+            budget: self.lengths.budget(self.batch_size),
             format: match self.format {
                 FormatArg::Jsonl => OutputFormat::Jsonl,
                 FormatArg::Npy => OutputFormat::Npy,

@@ -7,7 +7,6 @@ use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, 
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
 use crate::commands::embed;
-use crate::inference::Budget;
 use crate::error::{Context, Result};
 use crate::model::ModelFiles;
 
@@ -297,13 +296,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             model: args.model.clone(),
             pooling: None,
             normalize: false,
-            max_length: args.max_length,
-            truncate: !args.no_truncate,
+            max_length: args.lengths.max_length,
+            truncate: !args.lengths.no_truncate,
             prefix: None,
             device: device.clone(),
             bf16: false,
         };
-        let batch_size = Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens };
+        let batch_size = args.lengths.budget(args.batch_size);
         let embedder = crate::inference::embedder::Embedder::load(&opts)?;
         let ev = match (&args.corpus, &args.queries) {
             (Some(c), Some(q)) => crate::commands::eval::retrieval_files(&embedder, c, q, batch_size)?,
@@ -339,7 +338,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let classifier = crate::commands::predict::Classifier::load(&args.model, &crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate }, &device)?;
+    let classifier = crate::commands::predict::Classifier::load(&args.model, &args.lengths.lengths(), &device)?;
     let scheme = match args.entity_scheme {
         crate::cli::SchemeArg::Default => crate::tasks::EntityScheme::Default,
         crate::cli::SchemeArg::StrictIob2 => crate::tasks::EntityScheme::StrictIob2,
@@ -348,7 +347,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         files: files.clone(),
         format,
         columns: cfg.columns_for(Some(classifier.kind), false),
-        budget: Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens },
+        budget: args.lengths.budget(args.batch_size),
         threshold: args.threshold,
         scheme,
     };
@@ -382,8 +381,8 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         top_k: args.top_k,
         logits: args.logits,
         threshold: args.threshold,
-        budget: Budget { rows: args.batch_size.max(1), tokens: args.max_batch_tokens },
-        lengths: crate::inference::Lengths { max_length: args.max_length, truncate: !args.no_truncate },
+        budget: args.lengths.budget(args.batch_size),
+        lengths: args.lengths.lengths(),
         device: crate::device::parse_device(&args.device)?,
     };
     let stdout = std::io::stdout();
