@@ -388,6 +388,7 @@ fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
     let t = &c.training;
     let n = |v: usize| Some(v as f64);
     let on = |v: Option<usize>| v.map(|v| v as f64);
+    let aug = c.data.augment.as_ref();
     vec![
         ("model.classifier_dropout", c.model.classifier_dropout, Range::UnitOpen),
         ("data.max_length", n(c.data.max_length), Range::AtLeastTwo),
@@ -409,6 +410,11 @@ fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
         ("training.early_stopping_threshold", Some(t.early_stopping_threshold), Range::NonNegative),
         ("training.save_total_limit", on(t.save_total_limit), Range::AtLeastOne),
         ("training.loss_scale", Some(t.loss_scale), Range::Positive),
+        ("data.augment.synonym_replacement", aug.map(|a| a.synonym_replacement), Range::Unit),
+        ("data.augment.random_insertion", aug.map(|a| a.random_insertion), Range::Unit),
+        ("data.augment.random_swap", aug.map(|a| a.random_swap), Range::Unit),
+        ("data.augment.random_deletion", aug.map(|a| a.random_deletion), Range::Unit),
+        ("data.augment.copies", aug.map(|a| a.copies as f64), Range::AtLeastOne),
     ]
 }
 
@@ -505,6 +511,9 @@ impl RunConfig {
             crate::bail!("multi_label applies to task = \"classification\" only");
         }
         check_ranges(self)?;
+        if let Some(a) = &self.data.augment {
+            a.validate(self.task == Task::TokenClassification)?;
+        }
         if t.eval_strategy == "steps" && t.eval_steps.is_none() {
             crate::bail!("[training] eval_strategy = \"steps\" needs eval_steps");
         }
@@ -602,9 +611,14 @@ mod tests {
     fn the_template_and_shipped_configs_parse() {
         let t = RunConfig::from_toml(TEMPLATE, "template.toml", &[]).unwrap();
         assert_eq!(t.training, TrainingConfig { save_total_limit: Some(2), ..TrainingConfig::default() });
-        for name in ["quickstart.toml", "imdb.toml", "sst2-small.toml", "wnut17-ner.toml", "stsb-regression.toml", "stsb-embedding.toml", "multilabel.toml"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name);
-            RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.ends_with(".toml")).collect();
+        names.sort();
+        for name in ["quickstart.toml", "quickstart-augment.toml", "imdb.toml", "sst2-small.toml", "wnut17-ner.toml", "stsb-regression.toml", "stsb-embedding.toml", "multilabel.toml"] {
+            assert!(names.iter().any(|n| n == name), "{name} is not shipped");
+        }
+        for name in &names {
+            RunConfig::from_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
         }
     }
 
@@ -622,6 +636,10 @@ mod tests {
                 }
                 None => assert!(doc.contains(&format!("| `{section}` |")), "key {section} undocumented"),
             }
+        }
+        assert!(doc.contains("### `[data.augment]`"), "section data.augment undocumented");
+        for key in serde_json::to_value(crate::data::augment::AugmentConfig::default()).unwrap().as_object().unwrap().keys() {
+            assert!(doc.contains(&format!("| `{key}` |")), "key data.augment.{key} undocumented");
         }
     }
 
@@ -662,6 +680,11 @@ mod tests {
             ("training.early_stopping_threshold", &["-0.1"], &["0"]),
             ("training.save_total_limit", &["0"], &["1"]),
             ("training.loss_scale", &["0", "-20"], &["20"]),
+            ("data.augment.synonym_replacement", &["1.5", "-0.1", "nan"], &["0", "1"]),
+            ("data.augment.random_insertion", &["2", "-1"], &["0.1"]),
+            ("data.augment.random_swap", &["1.01"], &["0.1"]),
+            ("data.augment.random_deletion", &["-0.5"], &["0.1", "1"]),
+            ("data.augment.copies", &["0"], &["1", "4"]),
             ("training.lr_scheduler", &["\"exp\"", "\"Linear\""], &["\"cosine\"", "\"constant\""]),
             ("training.eval_strategy", &["\"epochs\""], &["\"no\""]),
             ("training.embedding_eval", &["\"mteb\""], &["\"sts\""]),
@@ -683,6 +706,11 @@ mod tests {
             let mut extra: Vec<String> = Vec::new();
             if *key == "training.early_stopping_patience" {
                 extra.push("training.eval_strategy=\"epoch\"".into());
+            }
+            if key.starts_with("data.augment.") {
+                // A section that sets an operation, with the file its synonyms come from.
+                extra.push("data.augment.random_insertion=0.1".into());
+                extra.push("data.augment.synonyms=\"s.tsv\"".into());
             }
             for v in *refused {
                 let mut sets = extra.clone();

@@ -380,6 +380,10 @@ pub struct DataArgs {
     /// Print JSON (one object per split) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the report: the first N training rows next to their augmented copies (the
+    /// config's [data.augment], as the first epoch of `train` makes them).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub augment_preview: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -105,6 +105,11 @@ pub fn data(args: &DataArgs) -> Result<()> {
         },
     };
     cfg.validate()?;
+    let augmenter = match (args.augment_preview, &cfg.augment, &run) {
+        (None, _, _) => None,
+        (Some(_), Some(a), Some(run)) => Some(crate::data::augment::Augmenter::new(a, run.training.seed)?),
+        (Some(_), _, _) => crate::bail!("--augment-preview shows what a config's [data.augment] section does: pass --config with one"),
+    };
     let kind = match args.task {
         Some(TaskArg::Classification) => Some(TargetKind::Classification),
         Some(TaskArg::MultiLabel) => Some(TargetKind::MultiLabel),
@@ -122,6 +127,11 @@ pub fn data(args: &DataArgs) -> Result<()> {
     // No truncation here: the real lengths are what the report is about.
     let encoder = TextEncoder::from_file(&tokenizer, 1 << 24)?;
     let splits = load_splits(&cfg, &encoder, kind)?;
+    if let (Some(n), Some(augmenter)) = (args.augment_preview, &augmenter) {
+        let table = splits.train_table.as_ref().context("internal: the training rows as read were not kept")?;
+        write!(std::io::stdout().lock(), "{}", augmenter.preview(table, n, args.json))?;
+        return Ok(());
+    }
     let stats = all_stats(&splits, cfg.max_length, args.batch_size.max(1), args.seed);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use hf_hub::{Repo, RepoType};
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::AugmentConfig;
 use crate::data::labels::{LabelMap, TargetKind, Targets};
 use crate::data::read::{read_split, Columns, Format, SplitFiles, Table};
 use crate::data::tokenize::TextEncoder;
@@ -97,6 +98,9 @@ pub struct DataConfig {
     /// Cut rows longer than `max_length` (counted in a note), or refuse them (`false`).
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// `[data.augment]`: augmented copies of the training rows, new every epoch.
+    #[serde(default)]
+    pub augment: Option<AugmentConfig>,
     /// The column names came from command-line flags, not this section (for error messages).
     #[serde(skip)]
     pub columns_from_flags: bool,
@@ -371,6 +375,9 @@ pub struct Splits {
     pub test: Option<Dataset>,
     /// For classification and multi-label tasks.
     pub labels: Option<LabelMap>,
+    /// With `[data.augment]`: the training rows as read (row-aligned with `train`), which the
+    /// augmented copies are made from.
+    pub train_table: Option<Table>,
 }
 
 impl Splits {
@@ -415,6 +422,7 @@ pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<T
         }
     };
     let train_targets = targets_of(&train)?;
+    let mut train_table = config.augment.is_some().then(|| train.clone());
     let mut train = tokenize_as(&train, encoder, "train", train_targets, separate_texts)?;
     let mut validation = read_optional(val_files, "validation")?;
     if let Some(fraction) = config.validation_fraction {
@@ -426,9 +434,10 @@ pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<T
         validation = Some(train.select(&held, "validation"));
         train = train.select(&keep, "train");
         train.truncated = truncated;
+        train_table = train_table.map(|t| t.select(&keep));
     }
     let test = read_optional(test_files, "test")?;
-    Ok(Splits { train, validation, test, labels })
+    Ok(Splits { train, validation, test, labels, train_table })
 }
 
 /// Deterministic train/validation split of `n` rows: round(n · fraction) rows go to validation.

@@ -1,5 +1,6 @@
 //! Data: files and hub datasets → columns → labels → splits → token ids → batches.
 
+pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod labels;

@@ -152,6 +152,20 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.texts.is_empty()
     }
+
+    /// These rows, in this order.
+    pub fn select(&self, rows: &[usize]) -> Table {
+        let pick = |v: &Vec<String>| rows.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+        Table {
+            source: self.source.clone(),
+            first_row: self.first_row,
+            texts: pick(&self.texts),
+            pairs: self.pairs.as_ref().map(pick),
+            labels: self.labels.as_ref().map(|l| rows.iter().map(|&i| l[i].clone()).collect()),
+            words: self.words.as_ref().map(|w| rows.iter().map(|&i| w[i].clone()).collect()),
+            negatives: self.negatives.as_ref().map(pick),
+        }
+    }
 }
 
 /// Reads `path` in `format` (or the one its extension names).

@@ -20,6 +20,7 @@ pub struct Encoded {
     pub truncated: bool,
 }
 
+#[derive(Clone)]
 pub struct TextEncoder {
     tokenizer: Tokenizer,
     max_length: usize,

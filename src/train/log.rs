@@ -32,9 +32,12 @@ impl Log {
     }
 
     /// The rows of the step about to run (`state.step + 1`), when the batch log is on.
-    pub(crate) fn batches(&self, state: &TrainingState, group: &[Vec<usize>]) -> Result<()> {
+    /// With each row's token count (which shows an augmented copy changing from epoch to epoch).
+    pub(crate) fn batches(&self, run: &Run, state: &TrainingState, group: &[Vec<usize>]) -> Result<()> {
         let Some(path) = &self.batch_log else { return Ok(()) };
-        let line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group});
+        let rows = run.train_rows();
+        let lengths: Vec<Vec<usize>> = group.iter().map(|b| b.iter().map(|&r| rows.tokens.row_len(r)).collect()).collect();
+        let line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group, "lengths": lengths});
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("MODERNFT_BATCH_LOG: cannot open {}", path.display()))?;
         writeln!(f, "{line}")?;
         Ok(())

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 use crate::config::RunConfig;
-use crate::data::{load_splits, Sampler, Splits, TargetKind, TextEncoder};
+use crate::data::augment::Augmenter;
+use crate::data::{load_splits, Dataset, Sampler, Splits, Table, TargetKind, TextEncoder};
 use crate::error::{Context, Result};
 use crate::model::{build, HeadKind, LoadOptions, Loaded, ModelFiles, ModernBertConfig, Pooling, Weights};
 use crate::tasks;
@@ -31,6 +32,40 @@ pub(crate) struct Run {
     pub(crate) micro_per_epoch: usize,
     /// Set for `task = "embedding"`: contrastive training on pooled vectors.
     pub(crate) embedding: Option<EmbeddingRun>,
+    /// Set with `[data.augment]`: each epoch trains on the rows as read plus that epoch's copies.
+    pub(crate) augment: Option<Augmentation>,
+}
+
+/// `[data.augment]` in a run: the operations, the training rows as read, and the rows of the epoch
+/// the run is in (the originals, then the copies; see [`Augmenter::epoch_rows`]).
+pub(crate) struct Augmentation {
+    augmenter: Augmenter,
+    table: Table,
+    /// Truncates (a copy grown by insertions is cut at max_length, never refused).
+    encoder: TextEncoder,
+    separate_texts: bool,
+    epoch: usize,
+    rows: Dataset,
+}
+
+impl Run {
+    /// The rows the current epoch trains on (batches index these).
+    pub(crate) fn train_rows(&self) -> &Dataset {
+        self.augment.as_ref().map_or(&self.splits.train, |a| &a.rows)
+    }
+
+    /// Makes `epoch` the current one: with augmentation, its copies are made and the sampler is
+    /// rebuilt over them (a pure function of the seed and the epoch, so a resumed run rebuilds
+    /// the same rows); without, nothing changes.
+    pub(crate) fn enter_epoch(&mut self, epoch: usize) -> Result<()> {
+        let Some(a) = self.augment.as_mut() else { return Ok(()) };
+        if a.epoch != epoch {
+            a.rows = a.augmenter.epoch_rows(&self.splits.train, &a.table, &a.encoder, a.separate_texts, epoch)?;
+            a.epoch = epoch;
+            self.sampler = sampler(&self.cfg, &a.rows, self.splits.train.len());
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct EmbeddingRun {
@@ -118,12 +153,14 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     let source = model_source(cfg, checkpoint)?;
     let cfg = &settled_config(cfg, &source)?;
     let encoder = tokenizer(cfg, &source)?;
-    let splits = data(cfg, kind, embedding, &encoder, checkpoint.is_none())?;
+    let mut splits = data(cfg, kind, embedding, &encoder, checkpoint.is_none())?;
+    let augment = augmentation(cfg, &mut splits, &encoder, embedding, checkpoint.is_none())?;
     let config = model_config(cfg, source.config, kind, embedding, &splits, checkpoint.is_some())?;
     let loaded = model(cfg, &config, source.weights.as_ref(), kind, embedding, device, checkpoint.is_none())
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     check_best_metric(cfg, kind, embedding, &splits)?;
-    let (sampler, schedule, total_steps) = schedule(cfg, &splits);
+    let train_rows = augment.as_ref().map_or(&splits.train, |a| &a.rows);
+    let (sampler, schedule, total_steps) = schedule(cfg, train_rows, splits.train.len());
     let t = &cfg.training;
     let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
     let optimizer = AdamW::new(&loaded.params, adam)?;
@@ -138,6 +175,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     });
     Ok(Run {
         embedding,
+        augment,
         cfg: cfg.clone(),
         dir: dir.to_path_buf(),
         kind,
@@ -221,6 +259,30 @@ fn data(cfg: &RunConfig, kind: TargetKind, embedding: bool, encoder: &TextEncode
     Ok(splits)
 }
 
+/// Step 4b, with `[data.augment]`: the operations (their synonyms file read now, before any
+/// work) and epoch 0's rows.
+fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, embedding: bool, new_run: bool) -> Result<Option<Augmentation>> {
+    let Some(config) = &cfg.data.augment else { return Ok(None) };
+    let augmenter = Augmenter::new(config, cfg.training.seed)?;
+    let table = splits.train_table.take().context("internal: the training rows as read were not kept for augmentation")?;
+    let encoder = encoder.clone().refusing_longer(false);
+    let rows = augmenter.epoch_rows(&splits.train, &table, &encoder, embedding, 0)?;
+    if new_run {
+        let on: Vec<String> = config.operations().iter().filter(|(_, p)| *p > 0.0).map(|(op, p)| format!("{op} {p}")).collect();
+        eprintln!(
+            "augmenting: {} training rows + {} augmented cop{} each per epoch ({}); validation and test rows as read",
+            splits.train.len(),
+            config.copies,
+            if config.copies == 1 { "y" } else { "ies" },
+            on.join(", ")
+        );
+        if embedding && cfg.training.embedding_loss == crate::tasks::embedding::EmbeddingLoss::Mnrl && cfg.training.batch_sampler != "no_duplicates" {
+            eprintln!("note: with in-batch negatives, a row and its augmented copy in one batch are each other's negatives; batch_sampler = \"no_duplicates\" keeps them apart");
+        }
+    }
+    Ok(Some(Augmentation { augmenter, table, encoder, separate_texts: embedding, epoch: 0, rows }))
+}
+
 /// Step 5: the model config the run trains and exports: its labels (a resumed run's must match
 /// the data's), `problem_type`, architecture, pooling and classifier dropout.
 fn model_config(cfg: &RunConfig, mut config: ModernBertConfig, kind: TargetKind, embedding: bool, splits: &Splits, resuming: bool) -> Result<ModernBertConfig> {
@@ -280,14 +342,27 @@ fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, 
     Ok(loaded)
 }
 
-/// Step 7: the batch order (seeded, per epoch), the number of optimizer steps and the learning-rate
-/// schedule over them.
-fn schedule(cfg: &RunConfig, splits: &Splits) -> (Sampler, Schedule, usize) {
+/// The batch order over `rows` (seeded, per epoch). `original` rows come first in `rows`; with
+/// `no_duplicates`, an augmented copy also carries its source row's keys, so that a row and its
+/// copies never share a batch.
+fn sampler(cfg: &RunConfig, rows: &Dataset, original: usize) -> Sampler {
     let t = &cfg.training;
-    let mut sampler = Sampler::new(splits.train.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
-    if t.batch_sampler == "no_duplicates" {
-        sampler = sampler.no_duplicates(crate::data::batch::text_keys(&splits.train));
+    let sampler = Sampler::new(rows.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    if t.batch_sampler != "no_duplicates" {
+        return sampler;
     }
+    let mut keys = crate::data::batch::text_keys(rows);
+    for r in original..keys.len() {
+        let source = keys[Augmenter::source_row(r, original)].clone();
+        keys[r].extend(source);
+    }
+    sampler.no_duplicates(keys)
+}
+
+/// Step 7: the batch order, the number of optimizer steps and the learning-rate schedule over them.
+fn schedule(cfg: &RunConfig, rows: &Dataset, original: usize) -> (Sampler, Schedule, usize) {
+    let t = &cfg.training;
+    let sampler = sampler(cfg, rows, original);
     let steps_per_epoch = sampler.batches_per_epoch().div_ceil(t.gradient_accumulation_steps);
     let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
     let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);
@@ -313,6 +388,7 @@ pub(crate) fn embedding_splits(cfg: &RunConfig, data: &crate::data::DataConfig, 
             test_split: None,
             validation_fraction: None,
             negative_column: None,
+            augment: None,
             ..data.clone()
         };
         let mut v = load_splits_as(&as_train, encoder, val_kind, true)?.train;

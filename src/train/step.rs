@@ -30,7 +30,7 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result
     let mut total: Option<GradStore> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     for rows in group {
-        let ds = &run.splits.train;
+        let ds = run.train_rows();
         let loss = match &run.embedding {
             Some(e) => {
                 // Anchors, positives (and negatives), each encoded and pooled on its own.

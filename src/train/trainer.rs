@@ -19,7 +19,7 @@ use candle_core::Device;
 use serde_json::{json, Value};
 
 use crate::config::RunConfig;
-use crate::data::{Sampler, SamplerState};
+use crate::data::SamplerState;
 use crate::error::{Context, Result};
 use crate::model::Mode;
 use crate::rng::Rng;
@@ -217,8 +217,8 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
     let mut epoch = Epoch::default();
     let mut stopped_early = false;
     while state.step < run.total_steps && !stopped_early {
-        let group = epoch.next_step(&run.sampler, &mut state.sampler, run.ga);
-        log.batches(&state, &group)?;
+        let group = epoch.next_step(&mut run, &mut state.sampler)?;
+        log.batches(&run, &state, &group)?;
         let (loss, grad_norm, lr, tokens) = step(&mut run, &group, &mode, state.step)?;
         state.step += 1;
         state.tokens_seen += tokens as u64;
@@ -245,28 +245,31 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
     finish(run, state, stopped_early)
 }
 
-/// The batch order of the epoch the sampler is in, computed once per epoch.
+/// The batch order of the epoch the sampler is in, computed once per epoch (after the run enters
+/// the epoch: with augmentation, that makes the epoch's copies).
 #[derive(Default)]
 struct Epoch {
     order: Option<(usize, Vec<Vec<usize>>)>,
 }
 
 impl Epoch {
-    fn batches(&mut self, sampler: &Sampler, epoch: usize) -> &[Vec<usize>] {
+    fn batches(&mut self, run: &mut Run, epoch: usize) -> Result<&[Vec<usize>]> {
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.order = Some((epoch, sampler.epoch(epoch)));
+            run.enter_epoch(epoch)?;
+            self.order = Some((epoch, run.sampler.epoch(epoch)));
         }
-        &self.order.as_ref().expect("set above").1
+        Ok(&self.order.as_ref().expect("set above").1)
     }
 
     /// The micro-batches of the next optimizer step: `ga` of them, fewer at the end of an epoch
     /// (moving `at` to the next epoch first when this one is done).
-    fn next_step(&mut self, sampler: &Sampler, at: &mut SamplerState, ga: usize) -> Vec<Vec<usize>> {
-        while at.batch >= self.batches(sampler, at.epoch).len() {
+    fn next_step(&mut self, run: &mut Run, at: &mut SamplerState) -> Result<Vec<Vec<usize>>> {
+        let ga = run.ga;
+        while at.batch >= self.batches(run, at.epoch)?.len() {
             *at = SamplerState { epoch: at.epoch + 1, batch: 0 };
         }
-        let batches = self.batches(sampler, at.epoch);
-        batches[at.batch..(at.batch + ga).min(batches.len())].to_vec()
+        let batches = self.batches(run, at.epoch)?;
+        Ok(batches[at.batch..(at.batch + ga).min(batches.len())].to_vec())
     }
 
     /// Moves `at` past `micro` micro-batches; returns whether that ended the epoch (then `at` is

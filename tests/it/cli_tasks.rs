@@ -7,7 +7,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::run_with_stdin;
+use common::{ner_rows, run_with_stdin};
 use serde_json::Value;
 
 fn ok(out: Output) -> String {
@@ -39,20 +39,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn ner_rows(n: usize) -> String {
-    let people = [("john", "smith"), ("mary", "jones"), ("ann", "lee")];
-    let places = ["paris", "london", "rome"];
-    (0..n)
-        .map(|i| {
-            let (f, l) = people[i % 3];
-            let p = places[(i / 3) % 3];
-            let tokens = ["yesterday", f, l, "flew", "to", p];
-            let tags = ["O", "B-per", "I-per", "O", "O", "B-loc"];
-            format!("{}\n", serde_json::json!({"tokens": tokens, "tags": tags}))
-        })
-        .collect()
 }
 
 #[test]

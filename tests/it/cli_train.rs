@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{binary, fixtures, Timed};
+use common::{binary, fixtures, rewind, Timed};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -317,33 +317,6 @@ fn batch_log(path: &Path) -> Vec<(u64, u64, Vec<u64>)> {
             (v["step"].as_u64().unwrap(), v["epoch"].as_u64().unwrap(), rows)
         })
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-/// The run folder as it stood right after checkpoint-`step` was written: later checkpoints, the
-/// exported model and the finished flag removed.
-fn rewind(full: &Path, to: &Path, step: usize) {
-    copy_dir(full, to);
-    for e in std::fs::read_dir(to).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        let later = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s > step);
-        if later || name == "model" {
-            std::fs::remove_dir_all(&p).unwrap();
-        }
-    }
-    std::fs::remove_file(to.join("trainer_state.json")).unwrap();
 }
 
 fn model_bytes(run: &Path) -> Vec<u8> {

@@ -177,3 +177,45 @@ pub fn wait_child_timed(mut child: std::process::Child, what: &str) -> std::proc
     let collect = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
     std::process::Output { status, stdout: collect(out), stderr: collect(err) }
 }
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The run folder as it stood right after checkpoint-`step` was written: later checkpoints, the
+/// exported model and the finished flag removed.
+pub fn rewind(full: &Path, to: &Path, step: usize) {
+    copy_dir(full, to);
+    for e in std::fs::read_dir(to).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let later = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s > step);
+        if later || name == "model" {
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+    }
+    std::fs::remove_file(to.join("trainer_state.json")).unwrap();
+}
+
+/// Token-classification rows (`tokens`, `tags`): people and places in one sentence shape.
+pub fn ner_rows(n: usize) -> String {
+    let people = [("john", "smith"), ("mary", "jones"), ("ann", "lee")];
+    let places = ["paris", "london", "rome"];
+    (0..n)
+        .map(|i| {
+            let (f, l) = people[i % 3];
+            let p = places[(i / 3) % 3];
+            let tokens = ["yesterday", f, l, "flew", "to", p];
+            let tags = ["O", "B-per", "I-per", "O", "O", "B-loc"];
+            format!("{}\n", serde_json::json!({"tokens": tokens, "tags": tags}))
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod augment;
 mod cli_bench;
 mod cli_embed;
 mod cli_eval_predict_save;
