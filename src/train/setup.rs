@@ -154,7 +154,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     let cfg = &settled_config(cfg, &source)?;
     let encoder = tokenizer(cfg, &source)?;
     let mut splits = data(cfg, kind, embedding, &encoder, checkpoint.is_none())?;
-    let augment = augmentation(cfg, &mut splits, &encoder, embedding, checkpoint.is_none())?;
+    let augment = augmentation(cfg, &mut splits, &encoder, embedding, dir, checkpoint.is_none())?;
     let config = model_config(cfg, source.config, kind, embedding, &splits, checkpoint.is_some())?;
     let loaded = model(cfg, &config, source.weights.as_ref(), kind, embedding, device, checkpoint.is_none())
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
@@ -259,11 +259,23 @@ fn data(cfg: &RunConfig, kind: TargetKind, embedding: bool, encoder: &TextEncode
     Ok(splits)
 }
 
+/// The run folder's copy of the synonyms file (`synonyms.tsv` or `synonyms.json`), which a resumed
+/// run reads, so that it makes the same copies even if the original file changed or moved.
+pub(crate) fn synonyms_copy(cfg: &RunConfig, dir: &Path) -> Option<PathBuf> {
+    let given = cfg.data.augment.as_ref()?.synonyms.as_ref()?;
+    let json = given.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    Some(dir.join(if json { "synonyms.json" } else { "synonyms.tsv" }))
+}
+
 /// Step 4b, with `[data.augment]`: the operations (their synonyms file read now, before any
-/// work) and epoch 0's rows.
-fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, embedding: bool, new_run: bool) -> Result<Option<Augmentation>> {
+/// work; a resumed run reads the run folder's copy) and epoch 0's rows.
+fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, embedding: bool, dir: &Path, new_run: bool) -> Result<Option<Augmentation>> {
     let Some(config) = &cfg.data.augment else { return Ok(None) };
-    let augmenter = Augmenter::new(config, cfg.training.seed)?;
+    let mut config = config.clone();
+    if let Some(copy) = synonyms_copy(cfg, dir).filter(|c| !new_run && c.is_file()) {
+        config.synonyms = Some(copy);
+    }
+    let augmenter = Augmenter::new(&config, cfg.training.seed)?;
     let table = splits.train_table.take().context("internal: the training rows as read were not kept for augmentation")?;
     let encoder = encoder.clone().refusing_longer(false);
     let rows = augmenter.epoch_rows(&splits.train, &table, &encoder, embedding, 0)?;

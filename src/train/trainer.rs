@@ -27,7 +27,7 @@ use crate::tasks::Evaluation;
 use crate::train::checkpoint::{self, list_checkpoints, read_state, TrainingState};
 use crate::train::evaluate::evaluate_and_track;
 use crate::train::finish::finish;
-use crate::train::setup::{install_tokenizer, prepare, Run};
+use crate::train::setup::{install_tokenizer, prepare, synonyms_copy, Run};
 use crate::train::log::Log;
 use crate::train::step::step;
 
@@ -68,6 +68,10 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
     let started = (|| -> Result<()> {
         checkpoint::write_atomic(&dir.join("config.toml"), run.cfg.to_toml()?.as_bytes())?;
         checkpoint::write_atomic(&dir.join("metrics.jsonl"), b"")?;
+        if let (Some(copy), Some(from)) = (synonyms_copy(&run.cfg, &dir), run.cfg.data.augment.as_ref().and_then(|a| a.synonyms.as_ref())) {
+            let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+            checkpoint::write_atomic(&copy, &bytes)?;
+        }
         if run.cfg.output.report_to.iter().any(|r| r == "tensorboard") {
             crate::train::tensorboard::start(&dir, &run.cfg.to_toml()?)?;
         }

@@ -121,6 +121,11 @@ fn every_epoch_trains_the_rows_and_new_copies_and_resume_is_byte_exact() {
     assert!(differ >= 20, "only {differ} of 160 copies differ in length from their rows");
     // Resumed mid-epoch 0, at the epoch boundary and mid-epoch 1: the same batches of the same
     // copies, and byte-identical final weights.
+    // The run keeps its own copy of the synonyms file: editing the original does not change a
+    // resumed run's copies.
+    assert_eq!(std::fs::read_to_string(full.join("synonyms.tsv")).unwrap(), SYNONYMS);
+    let synonyms = tmp.path().join("cfg/synonyms.tsv");
+    std::fs::write(&synonyms, "movie\tcinema\n").unwrap();
     let want = std::fs::read(full.join("model/model.safetensors")).unwrap();
     for step in [8usize, 20, 28] {
         let run = tmp.path().join(format!("from-{step}"));
@@ -130,6 +135,7 @@ fn every_epoch_trains_the_rows_and_new_copies_and_resume_is_byte_exact() {
         assert_eq!(batch_log(&log2)[..], steps[step..], "resumed from checkpoint-{step}: other batches or other copies");
         assert!(std::fs::read(run.join("model/model.safetensors")).unwrap() == want, "resumed from checkpoint-{step}: other weights");
     }
+    std::fs::write(&synonyms, SYNONYMS).unwrap();
     // Validation rows are never augmented: the same accuracy as a model evaluated on the file.
     let dev = tmp.path().join("cfg/dev.jsonl");
     let (eval, _) = ok(modernft(&["eval", "--model", full.join("model").to_str().unwrap(), "--data", dev.to_str().unwrap(), "--json"]).timed_output());
