@@ -20,7 +20,6 @@ The Rust tests never run Python; re-run this script only when the fixtures must 
 """
 import json
 import os
-import shutil
 import sys
 
 import torch
@@ -169,6 +168,38 @@ def no_decay(name):
     return name.endswith("bias") or "norm" in name
 
 
+def link_tokenizer(out_dir):
+    """out_dir/tokenizer.json as a link to the one tokenizer (fixtures are stored once: tests/it/layout.rs)."""
+    link = os.path.join(out_dir, "tokenizer.json")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(os.path.join("..", "tokenizer", "tokenizer.json"), link)
+
+
+def adamw(model):
+    """torch AdamW (lr 1e-2) with Trainer's parameter groups: weight decay 0.01 except biases and norms."""
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not no_decay(n)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if no_decay(n)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+
+
+def grads_then_adamw(model, ref, ids, mask, labels):
+    """ref["grad.<name>"] from the gradients of the loss just backpropagated, then 3 AdamW steps on the
+    batch and ref["logits_after_adamw"]."""
+    for name, p in model.named_parameters():
+        ref["grad." + name] = p.grad.detach().clone()
+    model.zero_grad()
+    opt = adamw(model)
+    for _ in range(3):
+        opt.zero_grad()
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+    with torch.no_grad():
+        ref["logits_after_adamw"] = model(input_ids=ids, attention_mask=mask).logits.float()
+
+
 def references(model, fast, labels, out_dir):
     model.eval()  # dropout is 0 anyway; eval makes that explicit
     enc = fast(BATCH_TEXTS, padding=True, return_tensors="pt")
@@ -184,21 +215,7 @@ def references(model, fast, labels, out_dir):
         "last_hidden_state": model.model(input_ids=ids, attention_mask=mask).last_hidden_state.detach(),
         "loss": out.loss.detach().reshape(1),
     }
-    for name, p in model.named_parameters():
-        ref["grad." + name] = p.grad.detach().clone()
-    model.zero_grad()
-
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not no_decay(n)], "weight_decay": 0.01},
-        {"params": [p for n, p in model.named_parameters() if no_decay(n)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
-    for _ in range(3):
-        opt.zero_grad()
-        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
-        opt.step()
-    with torch.no_grad():
-        ref["logits_after_adamw"] = model(input_ids=ids, attention_mask=mask).logits.float()
+    grads_then_adamw(model, ref, ids, mask, labels)
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out_dir, "reference.safetensors"))
 
 
@@ -235,7 +252,7 @@ def main():
     randomize(m4, 11)
     save_file({k: v.contiguous() for k, v in m4.state_dict().items()}, os.path.join(d4, "model.safetensors"),
               metadata={"format": "pt"})
-    shutil.copy(os.path.join(ROOT, "tokenizer", "tokenizer.json"), d4)
+    link_tokenizer(d4)
     m4 = ModernBertForSequenceClassification.from_pretrained(d4)  # reload: the file is the reference
     references(m4, fast, [1, 0, 1], d4)
     m4 = ModernBertForSequenceClassification.from_pretrained(d4)
@@ -246,7 +263,7 @@ def main():
     m5 = ModernBertForSequenceClassification(v5_config(tok))
     randomize(m5, 22)
     m5.save_pretrained(d5)
-    shutil.copy(os.path.join(ROOT, "tokenizer", "tokenizer.json"), d5)
+    link_tokenizer(d5)
     m5 = ModernBertForSequenceClassification.from_pretrained(d5)
     references(m5, fast, [2, 0, 1], d5)
     print("wrote", ROOT, file=sys.stderr)

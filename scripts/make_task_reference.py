@@ -20,7 +20,6 @@ Writes:
 """
 import json
 import os
-import shutil
 import sys
 
 import torch
@@ -28,6 +27,9 @@ from safetensors.torch import save_file
 from sentence_transformers import SentenceTransformer, models
 from sentence_transformers.sentence_transformer import losses
 from transformers import ModernBertForTokenClassification, PreTrainedTokenizerFast
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_reference import link_tokenizer  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 TAGS = ["B-loc", "B-per", "I-loc", "I-per", "O"]
@@ -78,7 +80,7 @@ def token_reference():
             if name.startswith(("head.", "classifier.")):
                 p.copy_(torch.randn(p.shape) * 0.3 + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
     base.save_pretrained(out)
-    shutil.copy(os.path.join(ROOT, "tiny-v4", "tokenizer.json"), out)
+    link_tokenizer(out)
     model = ModernBertForTokenClassification.from_pretrained(out).eval()
     rows = [aligned(tok, w, t) for w, t in SENTENCES]
     n = max(len(r[0]) for r in rows)

@@ -197,12 +197,15 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
 }
 
 /// Checkpoint tensors that a model (with or without a task head) may leave unused without it being an error.
-fn ignorable(name: &str, encoder_only: bool) -> bool {
-    // The masked-LM decoder of pretrained checkpoints is never used for fine-tuning or embeddings.
-    if name.starts_with("decoder.") {
-        return true;
+fn ignorable(name: &str, kind: HeadKind) -> bool {
+    match kind {
+        // A tied decoder's weight is the token embeddings (a saved copy is not read); a
+        // classifier checkpoint's classifier has no place in a masked-LM model.
+        HeadKind::MaskedLm => name == "decoder.weight" || name.starts_with("classifier."),
+        // The masked-LM decoder of pretrained checkpoints is never used for fine-tuning or embeddings.
+        HeadKind::Sequence | HeadKind::Token => name.starts_with("decoder."),
+        HeadKind::None => name.starts_with("decoder.") || name.starts_with("head.") || name.starts_with("classifier."),
     }
-    encoder_only && (name.starts_with("head.") || name.starts_with("classifier."))
 }
 
 /// Builds ModernBERT with the given head from `weights` (or from scratch when `None`).
@@ -221,8 +224,7 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
         cutoff: config.initializer_cutoff_factor,
         state: state.clone(),
     };
-    let encoder_only = matches!(kind, HeadKind::None);
-    let unused_ok = |n: &str| ignorable(n, encoder_only);
+    let unused_ok = |n: &str| ignorable(n, kind);
     let model = {
         let vb = VarBuilder::from_backend(Box::new(source), opts.dtype, opts.device.clone());
         ModernBert::new(vb, config, kind)?

@@ -216,6 +216,11 @@ impl ModernBertModel {
         &self.config
     }
 
+    /// The token embedding matrix [vocab, hidden] (the masked-LM decoder's weight when tied).
+    pub fn token_embeddings(&self) -> &Tensor {
+        &self.embeddings.tok_embeddings.weight
+    }
+
     pub fn dtype(&self) -> DType {
         self.final_norm.weight.dtype()
     }
@@ -367,6 +372,7 @@ impl PredictionHead {
 }
 
 /// The task head on top of the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadKind {
     /// No head: the encoder alone (embeddings).
     None,
@@ -374,13 +380,22 @@ pub enum HeadKind {
     Sequence,
     /// `ModernBertForTokenClassification`: every token → head → classifier.
     Token,
+    /// `ModernBertForMaskedLM`: every token → head → decoder (its weight tied to the token
+    /// embeddings unless the config sets `tie_word_embeddings = false`; its own bias).
+    MaskedLm,
 }
 
-/// ModernBERT with an optional classification head. The classifier returns **logits**.
+/// ModernBERT with an optional task head (a classifier, or the masked-LM decoder). Heads return
+/// **logits**.
 pub struct ModernBert {
     pub model: ModernBertModel,
     head: Option<(PredictionHead, Linear)>,
     kind: HeadKind,
+}
+
+/// Whether the masked-LM decoder shares the token embeddings (transformers' default).
+pub fn ties_word_embeddings(c: &ModernBertConfig) -> bool {
+    c.extra.get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(true)
 }
 
 /// Outputs of one forward pass.
@@ -401,6 +416,17 @@ impl ModernBert {
                 // nn.Linear(hidden, num_labels) always has a bias.
                 let classifier = Linear::new(vb.pp("classifier"), c.hidden_size, c.num_labels(), true, std.final_out)?;
                 Some((head, classifier))
+            }
+            HeadKind::MaskedLm => {
+                let std = InitStd::new(c);
+                let head = PredictionHead::new(vb.pp("head"), c)?;
+                let decoder = if ties_word_embeddings(c) {
+                    let bias = if c.decoder_bias { Some(vb.pp("decoder").get_with_hints(c.vocab_size, "bias", candle_nn::Init::Const(0.0))?) } else { None };
+                    Linear::from_parts(model.token_embeddings().clone(), bias)
+                } else {
+                    Linear::new(vb.pp("decoder"), c.hidden_size, c.vocab_size, c.decoder_bias, std.out)?
+                };
+                Some((head, decoder))
             }
         };
         Ok(ModernBert { model, head, kind })
@@ -468,6 +494,26 @@ impl ModernBert {
         self.forward_padded(input_ids, attention_mask, mode)
     }
 
+    /// Masked-LM logits at the tokens `at` ((row, position in the row) pairs), [n, vocab]: the head
+    /// and the decoder run on those tokens only (transformers' `sparse_prediction`, which gives the
+    /// same logits and loss at those tokens).
+    pub fn masked_logits(&self, batch: &Packed, at: &[(usize, usize)], mode: &Mode) -> Result<Tensor> {
+        let (Some((head, decoder)), HeadKind::MaskedLm) = (&self.head, &self.kind) else {
+            crate::bail!("this model has no masked-LM head");
+        };
+        let (hidden, index): (Tensor, Vec<u32>) = if self.packs(mode) {
+            (self.model.forward_packed(batch, mode)?, at.iter().map(|&(r, p)| (batch.cu_seqlens[r] + p) as u32).collect())
+        } else {
+            let (ids, mask) = batch.padded(self.config().pad_token_id.unwrap_or(0))?;
+            let h = self.model.forward(&ids, Some(&mask), mode)?;
+            let (b, s, d) = h.dims3()?;
+            (h.reshape((b * s, d))?, at.iter().map(|&(r, p)| (r * s + p) as u32).collect())
+        };
+        let n = index.len();
+        let picked = hidden.index_select(&Tensor::from_vec(index, n, hidden.device())?, 0)?;
+        decoder.forward(&head.forward(&picked)?)
+    }
+
     /// The same as `forward` on a packed batch; `last_hidden_state` and token logits come back padded.
     pub fn forward_packed(&self, packed: &Packed, mode: &Mode) -> Result<Output> {
         let flat = self.model.forward_packed(packed, mode)?;
@@ -481,6 +527,7 @@ impl ModernBert {
                 let x = mode.dropout(&head.forward(&flat)?, self.config().classifier_dropout)?;
                 Some(packed.repad(&classifier.forward(&x)?)?)
             }
+            (Some((head, decoder)), HeadKind::MaskedLm) => Some(packed.repad(&decoder.forward(&head.forward(&flat)?)?)?),
             _ => None,
         };
         Ok(Output { last_hidden_state: packed.repad(&flat)?, logits })
@@ -500,6 +547,7 @@ impl ModernBert {
                 let x = mode.dropout(&head.forward(&hidden)?, self.config().classifier_dropout)?;
                 Some(classifier.forward(&x)?)
             }
+            (Some((head, decoder)), HeadKind::MaskedLm) => Some(decoder.forward(&head.forward(&hidden)?)?),
             _ => None,
         };
         Ok(Output { last_hidden_state: hidden, logits })

@@ -71,6 +71,12 @@ impl Linear {
         Ok(Linear { weight, bias, bf16: None })
     }
 
+    /// A layer over existing tensors (a weight shared with another module stays shared: its
+    /// gradients add up, as for PyTorch's tied weights).
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias, bf16: None }
+    }
+
     /// Multiplies in bf16 from now on (f32 weights on the CPU; inputs that need no gradient).
     pub fn use_bf16(&mut self) -> Result<()> {
         self.bf16 = Some(crate::kernels::bf16_linear(&self.weight, self.bias.as_ref())?);

@@ -80,8 +80,12 @@ fn finite_differences_agree_with_backprop_in_f64() {
 fn every_parameter_gets_a_nonzero_gradient() {
     let dev = Device::Cpu;
     let (ids, mask, labels) = batch(&dev);
-    for kind in ["sequence", "token"] {
-        let m = model(DType::F32, if kind == "sequence" { HeadKind::Sequence } else { HeadKind::Token });
+    for kind in ["sequence", "token", "masked-lm"] {
+        let m = model(DType::F32, match kind {
+            "sequence" => HeadKind::Sequence,
+            "token" => HeadKind::Token,
+            _ => HeadKind::MaskedLm,
+        });
         // Training mode, dropout included, must not cut the graph either.
         let mode = Mode::train(Rng::new(1));
         let logits = m.model.forward(&ids, Some(&mask), &mode).unwrap().logits.unwrap();
