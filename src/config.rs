@@ -24,6 +24,8 @@ pub enum Task {
     TokenClassification,
     /// Custom embeddings: contrastive training on (anchor, positive[, negative]) or scored pairs.
     Embedding,
+    /// Masked-LM (continued) pretraining on unlabelled text: domain adaptation before a task.
+    Mlm,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +161,9 @@ pub struct TrainingConfig {
     pub embedding_loss: crate::tasks::embedding::EmbeddingLoss,
     /// Embedding: similarity scale of both losses (sentence-transformers' 20).
     pub loss_scale: f64,
+    /// Masked-LM: the share of (non-special) tokens masked (ModernBERT's 30%); of those 80% become
+    /// the mask token, 10% a random token, 10% stay.
+    pub mlm_probability: f64,
     /// Embedding: Matryoshka dimensions (the loss is summed over truncations to each).
     pub matryoshka_dims: Option<Vec<usize>>,
     /// Embedding, MNRL: which similarity terms enter the softmax, as sentence-transformers'
@@ -211,6 +216,7 @@ impl Default for TrainingConfig {
             entity_scheme: crate::tasks::EntityScheme::Default,
             embedding_loss: crate::tasks::embedding::EmbeddingLoss::Mnrl,
             loss_scale: 20.0,
+            mlm_probability: 0.3,
             matryoshka_dims: None,
             mnrl_directions: vec!["query_to_doc".into()],
             mnrl_partition: "joint".into(),
@@ -352,6 +358,8 @@ enum Range {
     UnitOpen,
     /// [0, 1]
     Unit,
+    /// (0, 1)
+    Fraction,
     /// ≥ 1 (whole numbers)
     AtLeastOne,
     /// ≥ 2 (whole numbers)
@@ -366,6 +374,7 @@ impl Range {
                 Range::NonNegative => v >= 0.0,
                 Range::UnitOpen => (0.0..1.0).contains(&v),
                 Range::Unit => (0.0..=1.0).contains(&v),
+                Range::Fraction => v > 0.0 && v < 1.0,
                 Range::AtLeastOne => v >= 1.0,
                 Range::AtLeastTwo => v >= 2.0,
             }
@@ -377,6 +386,7 @@ impl Range {
             Range::NonNegative => "a finite number, 0 or more",
             Range::UnitOpen => "at least 0 and below 1",
             Range::Unit => "between 0 and 1",
+            Range::Fraction => "above 0 and below 1",
             Range::AtLeastOne => "at least 1",
             Range::AtLeastTwo => "at least 2 (room for [CLS] and [SEP])",
         }
@@ -410,6 +420,7 @@ fn numeric_keys(c: &RunConfig) -> Vec<(&'static str, Option<f64>, Range)> {
         ("training.early_stopping_threshold", Some(t.early_stopping_threshold), Range::NonNegative),
         ("training.save_total_limit", on(t.save_total_limit), Range::AtLeastOne),
         ("training.loss_scale", Some(t.loss_scale), Range::Positive),
+        ("training.mlm_probability", Some(t.mlm_probability), Range::Fraction),
         ("data.augment.synonym_replacement", aug.map(|a| a.synonym_replacement), Range::Unit),
         ("data.augment.random_insertion", aug.map(|a| a.random_insertion), Range::Unit),
         ("data.augment.random_swap", aug.map(|a| a.random_swap), Range::Unit),
@@ -523,6 +534,17 @@ impl RunConfig {
         if let Some(p) = &self.model.pooling {
             crate::model::Pooling::parse(p).context("[model] pooling")?;
         }
+        if self.data.group_texts.is_some() && self.task != Task::Mlm {
+            crate::bail!("[data] group_texts applies to task = \"mlm\" only");
+        }
+        if self.task == Task::Mlm {
+            if let Some(p) = &self.data.text_pair_column {
+                crate::bail!("task = \"mlm\" reads one text column (text_column); remove text_pair_column = \"{p}\"");
+            }
+            if self.data.augment.is_some() {
+                crate::bail!("[data.augment] is for labelled tasks; task = \"mlm\" already masks the text anew every epoch");
+            }
+        }
         if self.task == Task::Embedding {
             if self.data.text_pair_column.is_none() {
                 crate::bail!("task = \"embedding\" trains on pairs: set [data] text_column (anchor) and text_pair_column (positive)");
@@ -547,7 +569,7 @@ impl RunConfig {
             (Task::Classification, true) => TargetKind::MultiLabel,
             (Task::Regression, _) => TargetKind::Regression,
             (Task::TokenClassification, _) => TargetKind::Tags,
-            (Task::Embedding, _) => return None,
+            (Task::Embedding | Task::Mlm, _) => return None,
         })
     }
 
@@ -569,7 +591,7 @@ impl RunConfig {
     pub fn greater_is_better(&self) -> bool {
         self.training
             .greater_is_better
-            .unwrap_or(!matches!(self.training.metric_for_best_model.as_str(), "loss" | "mse" | "mae" | "rmse"))
+            .unwrap_or(!matches!(self.training.metric_for_best_model.trim_start_matches("eval_"), "loss" | "mse" | "mae" | "rmse" | "perplexity"))
     }
 }
 
@@ -680,6 +702,7 @@ mod tests {
             ("training.early_stopping_threshold", &["-0.1"], &["0"]),
             ("training.save_total_limit", &["0"], &["1"]),
             ("training.loss_scale", &["0", "-20"], &["20"]),
+            ("training.mlm_probability", &["0", "1", "-0.1"], &["0.15", "0.3"]),
             ("data.augment.synonym_replacement", &["1.5", "-0.1", "nan"], &["0", "1"]),
             ("data.augment.random_insertion", &["2", "-1"], &["0.1"]),
             ("data.augment.random_swap", &["1.01"], &["0.1"]),

@@ -98,6 +98,11 @@ pub struct DataConfig {
     /// Cut rows longer than `max_length` (counted in a note), or refuse them (`false`).
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// Masked-LM: concatenate the tokenized documents (each with its [CLS] and [SEP]) and cut them
+    /// into `max_length` blocks, as run_mlm.py's `group_texts` [default], or keep one row per
+    /// document (`false`, cut at `max_length`).
+    #[serde(default)]
+    pub group_texts: Option<bool>,
     /// `[data.augment]`: augmented copies of the training rows, new every epoch.
     #[serde(default)]
     pub augment: Option<AugmentConfig>,
@@ -238,6 +243,16 @@ impl TokenStore {
     pub fn total_tokens(&self) -> usize {
         self.ids.len()
     }
+    /// All rows end to end, cut into rows of `block` tokens (the last one may be shorter; run_mlm.py
+    /// drops it, here no text is lost).
+    pub fn grouped(&self, block: usize) -> TokenStore {
+        let mut out = TokenStore::new();
+        for chunk in self.ids.chunks(block.max(1)) {
+            out.push(chunk);
+        }
+        out
+    }
+
     pub fn select(&self, rows: &[usize]) -> TokenStore {
         let mut out = TokenStore::new();
         rows.iter().for_each(|&i| out.push(self.row(i)));

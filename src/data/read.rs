@@ -26,6 +26,8 @@ pub enum Format {
     Parquet,
     /// Token-per-line NER files: `token<TAB>tag`, blank lines between sentences.
     Conll,
+    /// Plain text, one document per line (blank lines skipped): unlabelled text for `task = "mlm"`.
+    Text,
 }
 
 impl Format {
@@ -40,8 +42,9 @@ impl Format {
             "tsv" | "tab" => Format::Tsv,
             "parquet" | "pq" => Format::Parquet,
             "conll" | "conll2003" | "bio" | "iob" => Format::Conll,
+            "txt" | "text" => Format::Text,
             _ => crate::bail!(
-                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv, .parquet or .conll (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"|\"conll\"`",
+                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv, .parquet, .conll or .txt (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"|\"conll\"|\"text\"`",
                 path.display()
             ),
         })
@@ -201,6 +204,7 @@ pub fn read_table_chunks(
         Format::Tsv => read_delimited(path, b'\t', cols, &mut sink)?,
         Format::Parquet => read_parquet(path, cols, &mut sink)?,
         Format::Conll => read_conll(path, cols, &mut sink)?,
+        Format::Text => read_text(path, cols, &mut sink)?,
     }
     sink.finish()
 }
@@ -422,6 +426,21 @@ fn words_row(words: Vec<String>, label: Option<RawLabel>, source: &str, at: &str
 }
 
 /// CoNLL: one `token ... tag` per line (tag last), a blank line between sentences, `-DOCSTART-` skipped.
+/// Plain text: every non-blank line is one document.
+fn read_text(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
+    if cols.label.is_some() || cols.text_pair.is_some() || cols.words.is_some() {
+        crate::bail!("{source}: a plain text file holds one document per line and no labels; it is for task = \"mlm\" (or give a .jsonl, .csv, .tsv or .parquet file with columns)");
+    }
+    each_line(open_maybe_gz(path)?, &source, |_, line| {
+        let line = line.trim_start_matches('\u{feff}').trim_end_matches('\r');
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        sink.push(line.to_string(), None, None)
+    })
+}
+
 fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
     if cols.words.is_none() {

@@ -498,9 +498,11 @@ impl ModernBert {
     /// and the decoder run on those tokens only (transformers' `sparse_prediction`, which gives the
     /// same logits and loss at those tokens).
     pub fn masked_logits(&self, batch: &Packed, at: &[(usize, usize)], mode: &Mode) -> Result<Tensor> {
-        let (Some((head, decoder)), HeadKind::MaskedLm) = (&self.head, &self.kind) else {
-            crate::bail!("this model has no masked-LM head");
-        };
+        self.mlm_decode(&self.masked_hidden(batch, at, mode)?)
+    }
+
+    /// The encoder's last hidden states at the tokens `at`, [n, hidden].
+    pub fn masked_hidden(&self, batch: &Packed, at: &[(usize, usize)], mode: &Mode) -> Result<Tensor> {
         let (hidden, index): (Tensor, Vec<u32>) = if self.packs(mode) {
             (self.model.forward_packed(batch, mode)?, at.iter().map(|&(r, p)| (batch.cu_seqlens[r] + p) as u32).collect())
         } else {
@@ -510,8 +512,15 @@ impl ModernBert {
             (h.reshape((b * s, d))?, at.iter().map(|&(r, p)| (r * s + p) as u32).collect())
         };
         let n = index.len();
-        let picked = hidden.index_select(&Tensor::from_vec(index, n, hidden.device())?, 0)?;
-        decoder.forward(&head.forward(&picked)?)
+        Ok(hidden.index_select(&Tensor::from_vec(index, n, hidden.device())?, 0)?)
+    }
+
+    /// The masked-LM head and decoder over hidden states [n, hidden] → logits [n, vocab].
+    pub fn mlm_decode(&self, hidden: &Tensor) -> Result<Tensor> {
+        let (Some((head, decoder)), HeadKind::MaskedLm) = (&self.head, &self.kind) else {
+            crate::bail!("this model has no masked-LM head");
+        };
+        decoder.forward(&head.forward(hidden)?)
     }
 
     /// The same as `forward` on a packed batch; `last_hidden_state` and token logits come back padded.

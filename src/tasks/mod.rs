@@ -11,6 +11,7 @@
 pub mod classification;
 pub mod embedding;
 pub mod loss;
+pub mod mlm;
 pub mod multi_label;
 pub mod regression;
 pub mod tokens;
@@ -113,6 +114,13 @@ pub struct Evaluation {
     pub regression: Option<Regression>,
     pub entities: Option<EntityScores>,
     pub predictions: Predictions,
+}
+
+impl Evaluation {
+    /// An evaluation that is only its metrics (embeddings, masked-LM): no per-task report.
+    pub fn of_metrics(rows: usize, loss: f64, metrics: BTreeMap<String, f64>) -> Self {
+        Evaluation { loss, rows, metrics, classification: None, multi_label: None, regression: None, entities: None, predictions: Predictions::Regression(Vec::new()) }
+    }
 }
 
 /// A model's logits for the rows of a dataset, in row order.

@@ -54,9 +54,36 @@ pub(crate) fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
     if let Some(e) = &run.embedding {
         return evaluate_embeddings(run, e, ds);
     }
+    if let Some(m) = &run.mlm {
+        return evaluate_masked_lm(run, m, ds);
+    }
     let mut scorer = tasks::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
     crate::inference::score(&mut scorer, &run.loaded.model, ds, crate::inference::Budget::rows(run.cfg.training.eval_batch_size))?;
     scorer.finish()
+}
+
+/// Masked-token loss, accuracy and perplexity on a split, each row masked the same way at every
+/// evaluation.
+pub(crate) fn evaluate_masked_lm(run: &Run, masking: &crate::tasks::mlm::Masking, ds: &Dataset) -> Result<Evaluation> {
+    let model = &run.loaded.model;
+    let mut score = crate::tasks::mlm::MlmScore::default();
+    let rows: Vec<usize> = (0..ds.len()).collect();
+    for chunk in rows.chunks(run.cfg.training.eval_batch_size.max(1)) {
+        let (batch, at, targets) = crate::train::step::masked_batch(masking, &ds.tokens, chunk, crate::tasks::mlm::EVALUATION, run.config.pad_token_id, model.model.device())?;
+        if at.is_empty() {
+            continue;
+        }
+        let hidden = model.masked_hidden(&batch, &at, &crate::model::Mode::eval())?;
+        // Logits a few hundred targets at a time: [targets, vocab] of a whole batch can be gigabytes.
+        for start in (0..at.len()).step_by(256) {
+            let n = 256.min(at.len() - start);
+            let logits = model.mlm_decode(&hidden.narrow(0, start, n)?)?;
+            let vocab = logits.dim(1)?;
+            score.add(&logits.flatten_all()?.to_vec1::<f32>()?, vocab, &targets[start..start + n]);
+        }
+    }
+    let metrics = score.metrics();
+    Ok(Evaluation::of_metrics(ds.len(), metrics["loss"], metrics))
 }
 
 /// STS or retrieval scores of the current encoder on a split of pairs.
@@ -73,16 +100,7 @@ pub(crate) fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> 
         ("sts", _) => crate::bail!("{}: STS evaluation needs a score per pair (label_column)", ds.source),
         _ => crate::tasks::embedding::retrieval(&a, &b, &(0..a.len()).map(|i| vec![i]).collect::<Vec<_>>()),
     };
-    Ok(Evaluation {
-        loss: f64::NAN,
-        rows: ds.len(),
-        metrics,
-        classification: None,
-        multi_label: None,
-        regression: None,
-        entities: None,
-        predictions: tasks::Predictions::Regression(Vec::new()),
-    })
+    Ok(Evaluation::of_metrics(ds.len(), f64::NAN, metrics))
 }
 
 pub fn format_metrics(m: &BTreeMap<String, f64>) -> String {

@@ -37,7 +37,12 @@ impl Log {
         let Some(path) = &self.batch_log else { return Ok(()) };
         let rows = run.train_rows();
         let lengths: Vec<Vec<usize>> = group.iter().map(|b| b.iter().map(|&r| rows.tokens.row_len(r)).collect()).collect();
-        let line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group, "lengths": lengths});
+        let mut line = json!({"step": state.step + 1, "epoch": state.sampler.epoch, "rows": group, "lengths": lengths});
+        if let Some(m) = &run.mlm {
+            // Masked-LM: each row's masked tokens this epoch.
+            let masked: Vec<Vec<usize>> = group.iter().map(|b| b.iter().map(|&r| m.row(rows.tokens.row(r), state.sampler.epoch, r).targets.len()).collect()).collect();
+            line["masked"] = json!(masked);
+        }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("MODERNFT_BATCH_LOG: cannot open {}", path.display()))?;
         writeln!(f, "{line}")?;
         Ok(())

@@ -34,6 +34,8 @@ pub(crate) struct Run {
     pub(crate) embedding: Option<EmbeddingRun>,
     /// Set with `[data.augment]`: each epoch trains on the rows as read plus that epoch's copies.
     pub(crate) augment: Option<Augmentation>,
+    /// Set for `task = "mlm"`: which tokens are masked (per epoch, per row).
+    pub(crate) mlm: Option<crate::tasks::mlm::Masking>,
 }
 
 /// `[data.augment]` in a run: the operations, the training rows as read, and the rows of the epoch
@@ -108,6 +110,7 @@ pub(crate) fn check_best_metric(cfg: &RunConfig, kind: TargetKind, embedding: bo
         return Ok(());
     }
     let available: &[&str] = match (embedding, cfg.embedding_eval()) {
+        _ if cfg.task == crate::config::Task::Mlm => &["loss", "accuracy", "perplexity"],
         (true, "sts") => &["spearman", "pearson"],
         (true, _) => &["mrr@10", "ndcg@10", "recall@1", "recall@10"],
         (false, _) => tasks::metric_names(kind),
@@ -153,12 +156,24 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     let source = model_source(cfg, checkpoint)?;
     let cfg = &settled_config(cfg, &source)?;
     let encoder = tokenizer(cfg, &source)?;
-    let mut splits = data(cfg, kind, embedding, &encoder, checkpoint.is_none())?;
+    let mlm = (cfg.task == crate::config::Task::Mlm)
+        .then(|| crate::tasks::mlm::Masking::new(encoder.tokenizer(), cfg.training.mlm_probability, cfg.training.seed))
+        .transpose()?;
+    let mut splits = match &mlm {
+        Some(_) => mlm_splits(cfg, &encoder, checkpoint.is_none())?,
+        None => data(cfg, kind, embedding, &encoder, checkpoint.is_none())?,
+    };
     let augment = augmentation(cfg, &mut splits, &encoder, embedding, dir, checkpoint.is_none())?;
-    let config = model_config(cfg, source.config, kind, embedding, &splits, checkpoint.is_some())?;
+    let config = model_config(cfg, source.config, kind, embedding || mlm.is_some(), &splits, checkpoint.is_some())?;
     let loaded = model(cfg, &config, source.weights.as_ref(), kind, embedding, device, checkpoint.is_none())
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     check_best_metric(cfg, kind, embedding, &splits)?;
+    if let (Some(m), true) = (&mlm, checkpoint.is_none()) {
+        let targets: usize = (0..splits.train.len()).map(|r| m.row(splits.train.tokens.row(r), 0, r).targets.len()).sum();
+        if targets == 0 {
+            crate::bail!("{}: no token of the training text can be masked (every token is special); give the documents text", splits.train.source);
+        }
+    }
     let train_rows = augment.as_ref().map_or(&splits.train, |a| &a.rows);
     let (sampler, schedule, total_steps) = schedule(cfg, train_rows, splits.train.len());
     let t = &cfg.training;
@@ -176,6 +191,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     Ok(Run {
         embedding,
         augment,
+        mlm,
         cfg: cfg.clone(),
         dir: dir.to_path_buf(),
         kind,
@@ -267,6 +283,24 @@ pub(crate) fn synonyms_copy(cfg: &RunConfig, dir: &Path) -> Option<PathBuf> {
     Some(dir.join(if json { "synonyms.json" } else { "synonyms.tsv" }))
 }
 
+/// Step 4, masked-LM: unlabelled text, each document with its [CLS] and [SEP]; with `group_texts`
+/// (the default) the documents of a split end to end in `max_length` blocks, else one row per
+/// document cut at `max_length`.
+fn mlm_splits(cfg: &RunConfig, encoder: &TextEncoder, new_run: bool) -> Result<Splits> {
+    let group = cfg.data.group_texts.unwrap_or(true);
+    let whole = TextEncoder::new(encoder.tokenizer().clone(), usize::MAX / 4)?;
+    let mut splits = load_splits(&cfg.data, if group { &whole } else { encoder }, None)?;
+    for ds in [Some(&mut splits.train), splits.validation.as_mut(), splits.test.as_mut()].into_iter().flatten() {
+        if group {
+            ds.tokens = ds.tokens.grouped(cfg.data.max_length);
+            ds.truncated = 0;
+        } else if let (true, Some(note)) = (new_run, encoder.truncation_note(ds.truncated, ds.len(), &format!("{} documents", ds.name), "see [data] max_length and group_texts")) {
+            eprintln!("{note}");
+        }
+    }
+    Ok(splits)
+}
+
 /// Step 4b, with `[data.augment]`: the operations (their synonyms file read now, before any
 /// work; a resumed run reads the run folder's copy) and epoch 0's rows.
 fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, embedding: bool, dir: &Path, new_run: bool) -> Result<Option<Augmentation>> {
@@ -308,7 +342,10 @@ fn model_config(cfg: &RunConfig, mut config: ModernBertConfig, kind: TargetKind,
         crate::bail!("the data's labels {:?} differ from the checkpoint's {:?}; resume with the data the run started with", names, config.id2label);
     }
     config.set_labels(names);
-    if embedding {
+    if cfg.task == crate::config::Task::Mlm {
+        config.architectures = vec!["ModernBertForMaskedLM".to_string()];
+        config.problem_type = None;
+    } else if embedding {
         config.architectures = vec!["ModernBertModel".to_string()];
     } else {
         config.problem_type = tasks::problem_type(kind).map(str::to_string);
@@ -337,6 +374,7 @@ fn model_config(cfg: &RunConfig, mut config: ModernBertConfig, kind: TargetKind,
 fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, kind: TargetKind, embedding: bool, device: &Device, new_run: bool) -> Result<Loaded> {
     let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed, reinit_mismatched_classifier: true };
     let head = match kind {
+        _ if cfg.task == crate::config::Task::Mlm => HeadKind::MaskedLm,
         _ if embedding => HeadKind::None,
         TargetKind::Tags => HeadKind::Token,
         _ => HeadKind::Sequence,

@@ -13,9 +13,10 @@ use crate::train::setup::Run;
 use crate::train::trainer::last_checkpoint_hint;
 
 /// One optimizer step: forward and backward over the micro-batches, clip, AdamW at the scheduled
-/// rate. Returns (loss, gradient norm before clipping, learning rate, real tokens).
-pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize) -> Result<(f64, f64, f64, usize)> {
-    let (loss, mut grads, tokens) = accumulate(run, group, mode)
+/// rate. Returns (loss, gradient norm before clipping, learning rate, real tokens). `epoch` is the
+/// epoch the micro-batches come from (masked-LM masks per epoch).
+pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize, epoch: usize) -> Result<(f64, f64, f64, usize)> {
+    let (loss, mut grads, tokens) = accumulate(run, group, mode, epoch)
         .map_err(|e| e.wrap(format!("training stopped at step {}{}", done + 1, last_checkpoint_hint(&run.dir))))?;
     let grad_norm = clip_grad_norm(&run.loaded, &mut grads, run.cfg.training.max_grad_norm)?;
     let lr = run.schedule.lr(done);
@@ -25,14 +26,19 @@ pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize
 
 /// Forward and backward over the micro-batches of one step; returns the step's loss (the mean over
 /// its micro-batches), the summed gradients, and the number of real tokens.
-pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result<(f64, GradStore, usize)> {
+pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: usize) -> Result<(f64, GradStore, usize)> {
     let dev = run.loaded.model.model.device().clone();
     let mut total: Option<GradStore> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     for rows in group {
         let ds = run.train_rows();
-        let loss = match &run.embedding {
-            Some(e) => {
+        let loss = match (&run.embedding, &run.mlm) {
+            (_, Some(masking)) => {
+                let (batch, at, targets) = masked_batch(masking, &ds.tokens, rows, epoch, run.config.pad_token_id, &dev)?;
+                tokens += batch.tokens();
+                (masked_lm_loss(&run.loaded.model, &batch, &at, &targets, mode)? / group.len() as f64)?
+            }
+            (Some(e), _) => {
                 // Anchors, positives (and negatives), each encoded and pooled on its own.
                 let mut columns = vec![pooled_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
                 for store in &ds.extra {
@@ -46,7 +52,7 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result
                 let l = crate::tasks::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
                 (l / group.len() as f64)?
             }
-            None => {
+            (None, None) => {
                 let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
                 tokens += batch.real_tokens();
                 let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
@@ -76,6 +82,30 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode) -> Result
         });
     }
     Ok((loss_sum, total.context("an empty step")?, tokens))
+}
+
+/// Rows of `store` masked as `epoch` masks them, packed, with the masked tokens ((row in the batch,
+/// position)) and their original ids.
+pub fn masked_batch(masking: &crate::tasks::mlm::Masking, store: &TokenStore, rows: &[usize], epoch: usize, pad: Option<u32>, dev: &candle_core::Device) -> Result<(crate::model::Packed, Vec<(usize, usize)>, Vec<u32>)> {
+    let (mut seqs, mut at, mut targets) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+    for (b, &r) in rows.iter().enumerate() {
+        let m = masking.row(store.row(r), epoch, r);
+        at.extend(m.targets.iter().map(|&(p, _)| (b, p)));
+        targets.extend(m.targets.iter().map(|&(_, t)| t));
+        seqs.push(m.ids);
+    }
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    Ok((crate::model::Packed::from_rows(&refs, pad, dev)?, at, targets))
+}
+
+/// Mean cross-entropy over the masked tokens. A batch without one (short rows, bad luck) gives a
+/// zero loss with zero gradients, not the NaN of an empty mean.
+pub fn masked_lm_loss(model: &crate::model::ModernBert, batch: &crate::model::Packed, at: &[(usize, usize)], targets: &[u32], mode: &Mode) -> Result<Tensor> {
+    if at.is_empty() {
+        return Ok((model.masked_logits(batch, &[(0, 0)], mode)?.sum_all()? * 0.0)?);
+    }
+    let logits = model.masked_logits(batch, at, mode)?;
+    crate::tasks::loss::cross_entropy(&logits, &Tensor::new(targets, logits.device())?)
 }
 
 /// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).

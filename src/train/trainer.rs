@@ -223,7 +223,7 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
     while state.step < run.total_steps && !stopped_early {
         let group = epoch.next_step(&mut run, &mut state.sampler)?;
         log.batches(&run, &state, &group)?;
-        let (loss, grad_norm, lr, tokens) = step(&mut run, &group, &mode, state.step)?;
+        let (loss, grad_norm, lr, tokens) = step(&mut run, &group, &mode, state.step, state.sampler.epoch)?;
         state.step += 1;
         state.tokens_seen += tokens as u64;
         state.train_seconds = clock.1 + clock.0.elapsed().as_secs_f64();

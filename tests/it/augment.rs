@@ -6,33 +6,9 @@ use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::{ner_rows, rewind, Timed};
+use common::{modernft, ner_rows, repo_root as root, rewind, succeeded as ok, write_file as write, Timed};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn modernft(args: &[&str]) -> Command {
-    let mut c = Command::new(common::binary());
-    c.current_dir(root()).args(args);
-    c
-}
-
-fn ok(out: Output) -> (String, String) {
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
-    (stdout, stderr)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 const SYNONYMS: &str = "# word<TAB>synonyms\nmovie\tfilm\tpicture\nreally\ttruly\nvery\thighly\nseemed\tappeared\nfelt\tseemed\nsadly\tunfortunately\nstory\ttale\tnarrative\n";
 
@@ -82,15 +58,8 @@ dir = "{out}"
     )
 }
 
-/// (step, epoch, rows, their token counts) per step.
 fn batch_log(path: &Path) -> Vec<(u64, u64, Vec<u64>, Vec<u64>)> {
-    let flat = |v: &Value| v.as_array().unwrap().iter().flat_map(|b| b.as_array().unwrap().iter().map(|r| r.as_u64().unwrap())).collect::<Vec<u64>>();
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .map(|v| (v["step"].as_u64().unwrap(), v["epoch"].as_u64().unwrap(), flat(&v["rows"]), flat(&v["lengths"])))
-        .collect()
+    common::batch_log_with(path, "lengths")
 }
 
 #[test]

@@ -219,3 +219,41 @@ pub fn ner_rows(n: usize) -> String {
         })
         .collect()
 }
+
+/// The repository root (where `cargo test` runs the binary from).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `modernft ARGS` run from the repository root.
+pub fn modernft(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(binary());
+    c.current_dir(repo_root()).args(args);
+    c
+}
+
+/// (stdout, stderr) of a run that must have succeeded (both shown when it did not).
+pub fn succeeded(out: std::process::Output) -> (String, String) {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Writes `dir/name` (creating `dir`) and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `MODERNFT_BATCH_LOG` lines as (step, epoch, rows, `field` per row: `lengths`, `masked`, ...).
+pub fn batch_log_with(path: &Path, field: &str) -> Vec<(u64, u64, Vec<u64>, Vec<u64>)> {
+    let flat = |v: &serde_json::Value| v.as_array().unwrap().iter().flat_map(|b| b.as_array().unwrap().iter().map(|r| r.as_u64().unwrap())).collect::<Vec<u64>>();
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["step"].as_u64().unwrap(), v["epoch"].as_u64().unwrap(), flat(&v["rows"]), flat(&v[field])))
+        .collect()
+}

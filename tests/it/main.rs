@@ -15,6 +15,7 @@ mod fuzz;
 mod gradients;
 mod layout;
 mod loading;
+mod mlm;
 mod parity;
 mod roundtrip;
 mod shared_modernbert;
