@@ -25,6 +25,16 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     portable::softmax_last_dim(x)
 }
 
+/// Cross-entropy per row of `logits` [rows, classes] against `targets` (one class per row), [rows],
+/// differentiable: one fused pass per row on the CPU (f32), else log-softmax and gather.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 && logits.rank() == 2 {
+        let op = cpu::cross_entropy::CrossEntropyRows { targets: std::sync::Arc::new(targets.to_vec()) };
+        return Ok(logits.contiguous()?.apply_op1(op)?);
+    }
+    portable::cross_entropy_rows(logits, targets)
+}
+
 /// LayerNorm over the last dimension with `weight` (and `bias`): fused on the CPU.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
     if cpu::kernels::fusable(x) && weight.dtype() == x.dtype() {

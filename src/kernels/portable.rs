@@ -36,3 +36,13 @@ pub fn glu(x: &Tensor, act: Activation) -> Result<Tensor> {
     let gate = x.narrow(D::Minus1, half, half)?;
     Ok((act.forward(&input)? * gate)?)
 }
+
+/// Cross-entropy per row: log-softmax, then the target's entry, negated.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let max = logits.max_keepdim(candle_core::D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(candle_core::D::Minus1)?.log()?;
+    let log_p = shifted.broadcast_sub(&lse)?;
+    let index = Tensor::from_vec(targets.to_vec(), (targets.len(), 1), logits.device())?;
+    Ok(log_p.gather(&index, 1)?.squeeze(1)?.neg()?)
+}

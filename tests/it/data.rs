@@ -334,7 +334,7 @@ fn data_reads_every_shipped_config() {
         let task = cfg.get("task").and_then(|t| t.as_str()).unwrap_or("classification");
         let multi = cfg.get("multi_label").and_then(|t| t.as_bool()).unwrap_or(false);
         match (task, multi) {
-            ("embedding", _) | ("regression", _) => assert!(labels.is_empty(), "{name}: {train}"),
+            ("embedding", _) | ("regression", _) | ("mlm", _) => assert!(labels.is_empty(), "{name}: {train}"),
             ("token-classification", _) => {
                 assert_eq!(train["label_unit"], "tags", "{name}: {train}");
                 let sum: u64 = labels.iter().map(|l| l[1].as_u64().unwrap()).sum();

@@ -5,6 +5,7 @@
 //!   `cu_seqlens`; `small_matmul` is its small-matrix product.
 //! - `kernels`: fused LayerNorm and GeGLU, and the shared SIMD helpers (exp, erf, masks, slices).
 //! - `softmax`: softmax over the last dimension (the padded path's attention).
+//! - `cross_entropy`: cross-entropy per row (the losses; a masked-LM decoder's 50k classes).
 //! - `product`: the linear layers' matrix products through `gemm`, rows split between threads.
 //! - `bf16`: the AVX-512 BF16 product behind `--precision bf16` inference.
 //! - `alloc`: allocator settings that keep tensor-sized buffers on a reused heap.
@@ -12,6 +13,7 @@
 
 pub mod alloc;
 pub mod attention;
+pub mod cross_entropy;
 pub mod bf16;
 pub mod kernels;
 pub mod mmap;
