@@ -10,6 +10,7 @@ use crate::commands::embed::{read_inputs, InputFormat};
 use crate::data::TargetKind;
 use crate::error::Result;
 pub use crate::inference::classifier::Classifier;
+use crate::inference::fill_mask::FillMask;
 use crate::inference::{Budget, Lengths};
 use crate::tasks::{sigmoid, softmax};
 
@@ -119,6 +120,10 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
     if opts.top_k == Some(0) {
         crate::bail!("--top-k must be at least 1");
     }
+    let files = crate::model::ModelFiles::resolve(&opts.model)?;
+    if FillMask::is_masked_lm(&crate::model::ModernBertConfig::from_file(&files.config)?) {
+        return fill_mask(opts, reader, source, out, notes);
+    }
     let classifier = Classifier::load(&opts.model, &opts.lengths, &opts.device)?;
     let inputs = read_inputs(reader, opts.input_format, source)?;
     let chunk_rows = opts.budget.rows.max(1) * 32;
@@ -156,6 +161,40 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
     }
     out.flush()?;
     if let Some(note) = classifier.encoder.truncation_note(truncated, inputs.len(), "inputs", "see --max-length; --no-truncate refuses them") {
+        writeln!(notes, "{note}")?;
+    }
+    Ok(())
+}
+
+/// A masked-LM model: per input `{"masks": [[{"token", "token_str", "score", "sequence"}, ...], ...]}`,
+/// one list per mask token in the text (in text order), the `--top-k` most likely tokens each
+/// (default 5, as `pipeline("fill-mask")`).
+fn fill_mask(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
+    let model = FillMask::load(&opts.model, &opts.lengths, &opts.device)?;
+    let inputs = read_inputs(reader, opts.input_format, source)?;
+    let k = opts.top_k.unwrap_or(5);
+    let chunk_rows = opts.budget.rows.max(1) * 32;
+    let mut truncated = 0;
+    for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
+        let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
+        let at = |i: usize| format!("{source}, input {}", c * chunk_rows + i + 1);
+        let (fills, cut) = model.fill(&texts, k, opts.budget, &at)?;
+        truncated += cut;
+        for (input, masks) in chunk.iter().zip(fills) {
+            let mut obj = Map::new();
+            if let Some(id) = &input.id {
+                obj.insert("id".into(), id.clone());
+            }
+            let masks: Vec<Value> = masks
+                .iter()
+                .map(|m| json!(m.iter().map(|f| json!({"token": f.token, "token_str": f.token_str, "score": f.score, "sequence": f.sequence})).collect::<Vec<_>>()))
+                .collect();
+            obj.insert("masks".into(), json!(masks));
+            writeln!(out, "{}", Value::Object(obj))?;
+        }
+    }
+    out.flush()?;
+    if let Some(note) = model.encoder.truncation_note(truncated, inputs.len(), "inputs", "see --max-length; --no-truncate refuses them") {
         writeln!(notes, "{note}")?;
     }
     Ok(())

@@ -39,9 +39,13 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
     // Export what the checkpoint holds: a classifier when it has one, else the encoder.
     let has_head = weights.contains("classifier.weight");
     let token_model = crate::tasks::kind_of(&config) == crate::data::TargetKind::Tags;
+    // A masked-LM (a `task = "mlm"` run, or a hub checkpoint as ModernBERT is published) keeps its
+    // head and decoder in the transformers layout.
+    let masked_lm = !has_head && config.architectures.iter().any(|a| a == "ModernBertForMaskedLM") && weights.contains("head.dense.weight");
     let kind = match (opts.format, has_head) {
         (ExportFormat::Hf, true) if token_model => HeadKind::Token,
         (ExportFormat::Hf, true) => HeadKind::Sequence,
+        (ExportFormat::Hf, false) if masked_lm => HeadKind::MaskedLm,
         _ => HeadKind::None,
     };
     let (config, loaded) = load_pretrained(&files, kind, &LoadOptions::default()).map(|(_, l)| (config, l))?;
@@ -50,7 +54,7 @@ pub fn save(src: &str, out: &Path, opts: &SaveOptions) -> Result<()> {
     match opts.format {
         ExportFormat::Hf => {
             let mut config = config;
-            if !has_head {
+            if !has_head && !masked_lm {
                 config.architectures = vec!["ModernBertModel".into()];
             }
             write_folder_atomic(out, |tmp| {

@@ -8,6 +8,7 @@
 
 pub mod classifier;
 pub mod embedder;
+pub mod fill_mask;
 
 use candle_core::DType;
 

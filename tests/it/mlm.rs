@@ -99,6 +99,31 @@ fn masked_lm_learns_masks_anew_every_epoch_resumes_exactly_and_starts_a_classifi
     assert_eq!(config.architectures, ["ModernBertForMaskedLM"]);
     assert!(loaded.initialised.is_empty(), "{:?}", loaded.initialised);
     assert!(loaded.tensor("decoder.bias").is_some() && loaded.tensor("decoder.weight").is_none());
+    // `save --format hf` keeps it a masked-LM; `predict` on it fills masks (top 5 by default, as
+    // pipeline("fill-mask")), and a text without a mask is an error naming the input.
+    let saved = tmp.path().join("saved");
+    ok(modernft(&["save", full.to_str().unwrap(), "--out", saved.to_str().unwrap(), "--format", "hf"]).timed_output());
+    let files = modernft::model::ModelFiles::from_dir(&saved).unwrap();
+    let (config, again) = modernft::model::load_pretrained(&files, modernft::model::HeadKind::MaskedLm, &Default::default()).unwrap();
+    assert_eq!(config.architectures, ["ModernBertForMaskedLM"]);
+    assert!(again.initialised.is_empty() && again.tensor("decoder.bias").unwrap().to_vec1::<f32>().unwrap() == loaded.tensor("decoder.bias").unwrap().to_vec1::<f32>().unwrap());
+    let input = write(tmp.path(), "masked.txt", "the movie was [MASK] good\n[MASK] acting , [MASK] plot\n");
+    let (out, _) = ok(modernft(&["predict", "--model", full.to_str().unwrap(), "--input", input.to_str().unwrap()]).timed_output());
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["masks"].as_array().unwrap().len(), 1);
+    assert_eq!(lines[1]["masks"].as_array().unwrap().len(), 2, "one list per mask");
+    for mask in lines.iter().flat_map(|l| l["masks"].as_array().unwrap()) {
+        let fills = mask.as_array().unwrap();
+        assert_eq!(fills.len(), 5);
+        let scores: Vec<f64> = fills.iter().map(|f| f["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores.iter().sum::<f64>() <= 1.0 + 1e-6, "{scores:?}");
+        assert!(fills.iter().all(|f| f["sequence"].as_str().unwrap().contains(f["token_str"].as_str().unwrap()) && !f["sequence"].as_str().unwrap().contains("[MASK]")), "{fills:?}");
+    }
+    let no_mask = write(tmp.path(), "plain.txt", "the movie was [MASK] good\nno mask here\n");
+    let e = modernft(&["predict", "--model", full.to_str().unwrap(), "--input", no_mask.to_str().unwrap()]).timed_output();
+    let stderr = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && stderr.contains("input 2") && stderr.contains("[MASK]"), "{stderr}");
     // ... and the encoder a classifier starts from (only the classifier is new).
     let labelled: String = std::fs::read_to_string(root().join("examples/quickstart/train.jsonl")).unwrap().lines().take(64).map(|l| format!("{l}\n")).collect();
     let labelled = write(tmp.path(), "labelled.jsonl", &labelled);
@@ -128,6 +153,19 @@ fn documents_kept_whole_and_the_errors() {
     assert_eq!(batch_log(&log).iter().map(|s| s.2.len()).sum::<usize>(), 240);
     let state: Value = serde_json::from_str(&std::fs::read_to_string(run.join("trainer_state.json")).unwrap()).unwrap();
     assert_eq!(state["validation_rows"], 40);
+    // A published masked-LM checkpoint keeps its head and decoder: nothing is initialised.
+    let (train, _) = corpus(&tmp.path().join("corpus"));
+    let from_hub_style = write(
+        tmp.path(),
+        "from-mlm.toml",
+        &format!(
+            "task = \"mlm\"\n[model]\nname = \"tests/fixtures/tiny-mlm\"\n[data]\ntrain = \"{}\"\nmax_length = 32\n[training]\nmax_steps = 2\neval_strategy = \"no\"\n[output]\ndir = \"{}\"\n",
+            train.display(),
+            tmp.path().join("from-mlm").display()
+        ),
+    );
+    let (_, stderr) = ok(modernft(&["train", "--quiet", "--config", from_hub_style.to_str().unwrap()]).timed_output());
+    assert!(!stderr.contains("initialised"), "{stderr}");
     let refused = |args: &[&str], want: &[&str]| {
         let out = modernft(args).timed_output();
         let e = String::from_utf8_lossy(&out.stderr).to_string();
