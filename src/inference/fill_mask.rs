@@ -22,9 +22,11 @@ pub struct FillMask {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fill {
     pub token: u32,
+    /// The token decoded on its own (a leading space kept, as the pipeline's `token_str`).
     pub token_str: String,
     pub score: f32,
-    /// The text with this mask filled (the other masks left as they are).
+    /// The text with this mask filled, decoded without special tokens (so other masks drop out),
+    /// as the pipeline decodes a one-mask text.
     pub sequence: String,
 }
 
@@ -96,7 +98,7 @@ impl FillMask {
                     ids[pos] = id;
                     let token_str = tok.decode(&[id], false).map_err(|err| crate::err!("cannot decode token {id}: {err}"))?;
                     let sequence = tok.decode(&ids, true).map_err(|err| crate::err!("cannot decode: {err}"))?;
-                    one.push(Fill { token: id, token_str: token_str.trim().to_string(), score, sequence: sequence.trim().to_string() });
+                    one.push(Fill { token: id, token_str, score, sequence });
                 }
                 fills.push(one);
             }
