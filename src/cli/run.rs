@@ -299,6 +299,14 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     };
     // A model without a classification head is an embedding model: STS or retrieval.
     let files_probe = crate::model::ModelFiles::resolve(&args.model)?;
+    let masked_lm = crate::inference::fill_mask::FillMask::is_masked_lm(&crate::model::ModernBertConfig::from_file(&files_probe.config)?);
+    if masked_lm && cfg.text_pair_column.is_none() && args.corpus.is_none() {
+        crate::bail!(
+            "{} is a masked-LM (ModernBertForMaskedLM): `modernft predict` fills its [MASK] tokens, and its training run reports the masked-token loss, accuracy and perplexity; to classify, fine-tune it first (`[model] name = \"{}\"` in a task config); pairs (--text-pair-column) evaluate its encoder as embeddings",
+            files_probe.origin,
+            args.model
+        );
+    }
     let is_embedding = files_probe.sentence.is_some()
         || !crate::model::Weights::open(&files_probe.weights)?.contains("classifier.weight");
     if is_embedding {

@@ -24,6 +24,13 @@ impl Classifier {
         let files = ModelFiles::resolve(spec)?;
         let opts = LoadOptions { dtype: DType::F32, device: device.clone(), ..Default::default() };
         let config = ModernBertConfig::from_file(&files.config)?;
+        if crate::inference::fill_mask::FillMask::is_masked_lm(&config) {
+            crate::bail!(
+                "{} is a masked-LM (ModernBertForMaskedLM): `modernft predict` fills its [MASK] tokens; to classify, fine-tune it first (`[model] name = \"{}\"` in a task config)",
+                files.origin,
+                spec
+            );
+        }
         let head = if kind_of(&config) == TargetKind::Tags { HeadKind::Token } else { HeadKind::Sequence };
         let (config, loaded) = load_pretrained(&files, head, &opts)?;
         if !loaded.initialised.is_empty() {

@@ -124,6 +124,10 @@ fn masked_lm_learns_masks_anew_every_epoch_resumes_exactly_and_starts_a_classifi
     let e = modernft(&["predict", "--model", full.to_str().unwrap(), "--input", no_mask.to_str().unwrap()]).timed_output();
     let stderr = String::from_utf8_lossy(&e.stderr);
     assert!(!e.status.success() && stderr.contains("input 2") && stderr.contains("[MASK]"), "{stderr}");
+    // `eval` says what a masked-LM is for instead of refusing a missing classifier.
+    let e = modernft(&["eval", "--model", full.to_str().unwrap(), "--data", labelled_probe(tmp.path()).to_str().unwrap()]).timed_output();
+    let stderr = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && stderr.contains("masked-LM") && stderr.contains("predict"), "{stderr}");
     // ... and the encoder a classifier starts from (only the classifier is new).
     let labelled: String = std::fs::read_to_string(root().join("examples/quickstart/train.jsonl")).unwrap().lines().take(64).map(|l| format!("{l}\n")).collect();
     let labelled = write(tmp.path(), "labelled.jsonl", &labelled);
@@ -140,6 +144,11 @@ fn masked_lm_learns_masks_anew_every_epoch_resumes_exactly_and_starts_a_classifi
     );
     let (_, stderr) = ok(modernft(&["train", "--quiet", "--config", clf_cfg.to_str().unwrap()]).timed_output());
     assert!(stderr.contains("classifier.weight") && !stderr.contains("head.dense"), "{stderr}");
+}
+
+/// A few labelled rows.
+fn labelled_probe(dir: &Path) -> PathBuf {
+    write(dir, "probe.jsonl", "{\"text\": \"a fine film\", \"label\": \"positive\"}\n")
 }
 
 #[test]
