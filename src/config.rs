@@ -76,6 +76,13 @@ pub struct ModelSection {
     /// Embedding runs: L2-normalise the exported model's vectors (a Normalize module).
     #[serde(default)]
     pub normalize: Option<bool>,
+    /// Whole tokens to add to the tokenizer (as `tokenizer.add_tokens`); the token embeddings grow
+    /// to hold them (as `resize_token_embeddings`).
+    #[serde(default)]
+    pub add_tokens: Vec<String>,
+    /// A UTF-8 file of tokens to add, one per line (surrounding whitespace and blank lines ignored).
+    #[serde(default)]
+    pub add_tokens_file: Option<PathBuf>,
 }
 
 
@@ -108,6 +115,36 @@ impl ModelSection {
             (None, Some(n)) => Ok(TokenizerSource::Model(n.clone())),
             (None, None) => crate::bail!("[model] names no tokenizer: set `tokenizer = \"path/tokenizer.json\"` (or `name` = a model that has one)"),
         }
+    }
+
+    /// The tokens to add: `add_tokens`, then `add_tokens_file`'s lines, each once, in that order
+    /// (empty when neither is set). An empty token, or a file without any, is an error naming it.
+    pub fn new_tokens(&self) -> Result<Vec<String>> {
+        let mut tokens: Vec<String> = Vec::new();
+        let mut push = |t: &str| {
+            if !tokens.iter().any(|k| k == t) {
+                tokens.push(t.to_string());
+            }
+        };
+        for (i, t) in self.add_tokens.iter().enumerate() {
+            if t.trim().is_empty() {
+                crate::bail!("[model] add_tokens[{i}] = {t:?} is empty: a token needs at least one visible character");
+            }
+            push(t);
+        }
+        if let Some(path) = &self.add_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read [model] add_tokens_file {} (a UTF-8 file, one token per line)", path.display()))?;
+            let mut any = false;
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                push(line);
+                any = true;
+            }
+            if !any {
+                crate::bail!("[model] add_tokens_file {} lists no tokens: write one token per line", path.display());
+            }
+        }
+        Ok(tokens)
     }
 }
 
@@ -273,6 +310,33 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The valid keys of every section, read off the defaults (so they can never drift from the structs).
 fn known_keys() -> serde_json::Value {
     serde_json::to_value(RunConfig::default()).expect("config serializes")
+}
+
+/// The key (`section.key`, as deep as it goes) whose value alone does not deserialize: names the key
+/// in a type error (a `toml::Value` carries no position). `None` when no single key is to blame.
+fn failing_key(value: &toml::Value) -> Option<String> {
+    fn alone(path: &[&str], v: &toml::Value) -> toml::Value {
+        path.iter().rev().fold(v.clone(), |inner, key| toml::Value::Table(toml::map::Map::from_iter([(key.to_string(), inner)])))
+    }
+    fn find(path: &mut Vec<String>, v: &toml::Value) -> Option<String> {
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        if alone(&keys, v).try_into::<RunConfig>().is_ok() {
+            return None;
+        }
+        if let Some(table) = v.as_table() {
+            for (k, child) in table {
+                path.push(k.clone());
+                let found = find(path, child);
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        Some(path.join("."))
+    }
+    let table = value.as_table()?;
+    table.iter().find_map(|(k, v)| find(&mut vec![k.clone()], v))
 }
 
 /// Rejects keys the config does not have, suggesting the nearest valid one.
@@ -501,9 +565,10 @@ impl RunConfig {
         apply_overrides(&mut value, overrides)?;
         check_keys(&value, source)?;
         let given = value.get("data").and_then(|d| d.get("max_length")).is_some();
-        let mut config: RunConfig = value
-            .try_into()
-            .map_err(|e: toml::de::Error| crate::err!("{source}: {}", e.message()))?;
+        let mut config: RunConfig = value.clone().try_into().map_err(|e: toml::de::Error| match failing_key(&value) {
+            Some(key) => crate::err!("{source}: `{key}`: {}", e.message()),
+            None => crate::err!("{source}: {}", e.message()),
+        })?;
         config.max_length_given = given;
         config.validate().with_context(|| format!("{source}"))?;
         Ok(config)
@@ -534,6 +599,7 @@ impl RunConfig {
         if let Some(p) = &self.model.pooling {
             crate::model::Pooling::parse(p).context("[model] pooling")?;
         }
+        self.model.new_tokens()?;
         if self.data.group_texts.is_some() && self.task != Task::Mlm {
             crate::bail!("[data] group_texts applies to task = \"mlm\" only");
         }
@@ -670,7 +736,12 @@ mod tests {
         let e = RunConfig::from_toml("[model]\nname = \"m\"\n[data]\ntrain = \"a.jsonl\"\n[training]\nlr_scheduler = \"exp\"\n", "x.toml", &[]).unwrap_err().chain();
         assert!(e.contains("lr_scheduler"), "{e}");
         let e = RunConfig::from_toml("[data]\ntrain = \"a.jsonl\"\n[training]\nbatch_size = \"big\"\n", "x.toml", &[]).unwrap_err().chain();
-        assert!(e.contains("batch_size") || e.contains("invalid type"), "{e}");
+        assert!(e.contains("`training.batch_size`: invalid type"), "{e}");
+        // A wrong type names its key, however deep.
+        let e = RunConfig::from_toml("[model]\nname = \"m\"\nadd_tokens = \"zebra\"\n[data]\ntrain = \"a.jsonl\"\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("`model.add_tokens`: invalid type"), "{e}");
+        let e = RunConfig::from_toml("[data]\ntrain = \"a.jsonl\"\n[data.augment]\ncopies = \"two\"\n", "x.toml", &[]).unwrap_err().chain();
+        assert!(e.contains("`data.augment.copies`: invalid type"), "{e}");
         let e = RunConfig::from_toml("", "x.toml", &[]).unwrap_err().chain();
         assert!(e.contains("train"), "{e}");
     }

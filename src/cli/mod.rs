@@ -380,6 +380,11 @@ pub struct DataArgs {
     /// Print JSON (one object per split) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A token to add to the tokenizer (as `[model] add_tokens`; repeat the flag for more): the
+    /// report then says how many rows contain each added token and how much shorter the data
+    /// tokenizes.
+    #[arg(long, value_name = "TOKEN")]
+    pub add_token: Vec<String>,
     /// Instead of the report: the first N training rows next to their augmented copies (the
     /// config's [data.augment], as the first epoch of `train` makes them).
     #[arg(long, value_name = "N", value_parser = at_least_one)]

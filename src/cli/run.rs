@@ -126,13 +126,35 @@ pub fn data(args: &DataArgs) -> Result<()> {
     };
     // No truncation here: the real lengths are what the report is about.
     let encoder = TextEncoder::from_file(&tokenizer, 1 << 24)?;
-    let splits = load_splits(&cfg, &encoder, kind)?;
+    let mut new_tokens = match &run {
+        Some(run) => run.model.new_tokens()?,
+        None => Vec::new(),
+    };
+    for t in &args.add_token {
+        if !new_tokens.contains(t) {
+            new_tokens.push(t.clone());
+        }
+    }
+    // With added tokens, the data as train tokenizes it (and, for the comparison, without them).
+    let (splits, without, added_ids) = if new_tokens.is_empty() {
+        (load_splits(&cfg, &encoder, kind)?, None, Vec::new())
+    } else {
+        let mut extended = encoder.tokenizer().clone();
+        let ids = crate::model::vocabulary::add_tokens(&mut extended, &new_tokens)?;
+        let with = load_splits(&cfg, &TextEncoder::new(extended, 1 << 24)?, kind)?;
+        (with, Some(load_splits(&cfg, &encoder, kind)?), ids)
+    };
     if let (Some(n), Some(augmenter)) = (args.augment_preview, &augmenter) {
         let table = splits.train_table.as_ref().context("internal: the training rows as read were not kept")?;
         write!(std::io::stdout().lock(), "{}", augmenter.preview(table, n, args.json))?;
         return Ok(());
     }
-    let stats = all_stats(&splits, cfg.max_length, args.batch_size.max(1), args.seed);
+    let mut stats = all_stats(&splits, cfg.max_length, args.batch_size.max(1), args.seed);
+    if let Some(without) = &without {
+        for ((st, with), without) in stats.iter_mut().zip(splits.all()).zip(without.all()) {
+            st.added_tokens = Some(crate::data::stats::added_token_stats(with, without, &added_ids));
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {

@@ -27,6 +27,29 @@ pub struct SplitStats {
     /// Fraction of padding tokens per epoch at `batch_size`, shuffled, and grouped by length.
     pub padding_random: f64,
     pub padding_grouped: f64,
+    /// With `[model] add_tokens`: what they do to this split (the other figures are the data as
+    /// train tokenizes it, with them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added_tokens: Option<AddedTokenStats>,
+}
+
+/// What added tokens do to a split: the rows that contain each, and the split's tokens (every row
+/// whole, not cut at max_length) without and with them.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AddedTokenStats {
+    /// (token, id, rows that contain it).
+    pub rows_with: Vec<(String, u32, usize)>,
+    pub tokens_without: usize,
+    pub tokens_with: usize,
+}
+
+/// [`AddedTokenStats`] of a split tokenized `with` the added tokens and `without` them.
+pub fn added_token_stats(with: &Dataset, without: &Dataset, ids: &[(String, u32)]) -> AddedTokenStats {
+    let rows_with = ids
+        .iter()
+        .map(|(token, id)| (token.clone(), *id, (0..with.len()).filter(|&r| with.tokens.row(r).contains(id)).count()))
+        .collect();
+    AddedTokenStats { rows_with, tokens_without: without.tokens.lengths().iter().sum(), tokens_with: with.tokens.lengths().iter().sum() }
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -67,6 +90,7 @@ pub fn split_stats(ds: &Dataset, label_names: Option<&[String]>, max_length: usi
         labels,
         padding_random: Sampler::new(capped.clone(), batch_size, true, false, seed).padding_waste(0),
         padding_grouped: Sampler::new(capped, batch_size, true, true, seed).padding_waste(0),
+        added_tokens: None,
     }
 }
 
@@ -92,6 +116,33 @@ pub fn render(stats: &[SplitStats], max_length: usize, batch_size: usize) -> Str
         let _ = writeln!(s, "\nlabels ({}, share of {} {}):", st.split, st.label_total, st.label_unit);
         for (name, count) in &st.labels {
             let _ = writeln!(s, "  {:<20} {:>8}  {:>5.1}%", name, count, 100.0 * *count as f64 / st.label_total.max(1) as f64);
+        }
+    }
+    let added: Vec<(&SplitStats, &AddedTokenStats)> = stats.iter().filter_map(|st| Some((st, st.added_tokens.as_ref()?))).collect();
+    if let Some((_, first)) = added.first() {
+        let _ = write!(s, "\nadded tokens: rows that contain each\n  {:<24} {:>7}", "token", "id");
+        for (st, _) in &added {
+            let _ = write!(s, "  {:>18}", st.split);
+        }
+        let _ = writeln!(s);
+        for (i, (token, id, _)) in first.rows_with.iter().enumerate() {
+            let _ = write!(s, "  {:<24} {:>7}", format!("{token:?}"), id);
+            for (st, a) in &added {
+                let rows = a.rows_with[i].2;
+                let _ = write!(s, "  {:>18}", format!("{rows} ({:.1}%)", 100.0 * rows as f64 / st.rows.max(1) as f64));
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s, "tokens (whole rows) without → with the added tokens:");
+        for (st, a) in &added {
+            let change = 100.0 * (a.tokens_with as f64 - a.tokens_without as f64) / a.tokens_without.max(1) as f64;
+            let _ = writeln!(s, "  {:<11} {:>10} → {:>10} ({change:+.1}%)", st.split, a.tokens_without, a.tokens_with);
+        }
+        if added.iter().any(|(_, a)| a.tokens_with > a.tokens_without) {
+            let _ = writeln!(
+                s,
+                "  (longer: an added token is matched on its own, so a byte-level tokenizer splits the space before it off as a\n   token of its own, and a word the vocabulary already held whole with its space gains nothing)"
+            );
         }
     }
     let _ = writeln!(s, "\npadding at batch size {batch_size} (share of tokens that are padding):");

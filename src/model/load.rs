@@ -76,13 +76,21 @@ pub struct LoadOptions {
     /// Re-initialise `classifier.*` tensors whose shape differs from the checkpoint's (a new label
     /// set), instead of failing; transformers' `ignore_mismatched_sizes` for the classifier only.
     pub reinit_mismatched_classifier: bool,
+    /// Grow the checkpoint's token embeddings (and a masked-LM decoder's bias) to the config's
+    /// larger `vocab_size`, as `resize_token_embeddings` does ([`crate::model::vocabulary`]): for
+    /// runs that add tokens.
+    pub grow_vocab: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dtype: DType::F32, device: Device::Cpu, trainable: false, seed: 42, reinit_mismatched_classifier: false }
+        LoadOptions { dtype: DType::F32, device: Device::Cpu, trainable: false, seed: 42, reinit_mismatched_classifier: false, grow_vocab: false }
     }
 }
+
+/// The tensors [`LoadOptions::grow_vocab`] grows.
+const TOKEN_EMBEDDINGS: &str = "model.embeddings.tok_embeddings.weight";
+const DECODER_BIAS: &str = "decoder.bias";
 
 pub struct Loaded {
     pub model: ModernBert,
@@ -114,6 +122,8 @@ pub struct ParamSource<'a> {
     weights: Option<&'a Weights>,
     trainable: bool,
     reinit_mismatched_classifier: bool,
+    grow_vocab: bool,
+    seed: u64,
     cutoff: f64,
     state: Arc<Mutex<SourceState>>,
 }
@@ -136,6 +146,22 @@ impl<'a> ParamSource<'a> {
     }
 }
 
+impl ParamSource<'_> {
+    /// `t` grown to `shape` when it is the token embeddings or a decoder bias with fewer rows than
+    /// the config's vocabulary and growing is asked for; otherwise `t` as it is.
+    fn grown(&self, name: &str, t: Tensor, shape: &Shape) -> Result<Tensor> {
+        let (have, want) = (t.dims(), shape.dims());
+        if !self.grow_vocab || have.len() != want.len() || have.first() >= want.first() || have[1..] != want[1..] {
+            return Ok(t);
+        }
+        match name {
+            TOKEN_EMBEDDINGS => crate::model::vocabulary::grow_embeddings(&t, want[0], self.seed),
+            DECODER_BIAS => crate::model::vocabulary::grow_bias(&t, want[0]),
+            _ => Ok(t),
+        }
+    }
+}
+
 impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
     fn get(&self, shape: Shape, name: &str, hint: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let mut state = self.state.lock().expect("param source lock");
@@ -150,6 +176,10 @@ impl candle_nn::var_builder::SimpleBackend for ParamSource<'_> {
             Some((w, stored)) if w.names.contains(&stored) && !mismatched_head(w, &stored) => {
                 let files = || w.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
                 let t = w.load(&stored, dev).map_err(|e| msg(format!("{}: tensor `{stored}`: {}", files(), e.chain())))?;
+                let t = match self.grown(name, t, &shape) {
+                    Ok(t) => t,
+                    Err(e) => return Err(msg(format!("{}: tensor `{stored}`: {}", files(), e.chain()))),
+                };
                 if t.shape() != &shape {
                     return Err(msg(format!(
                         "{}: tensor `{stored}` has shape {:?}, but config.json needs {:?}: the weights and config.json do not belong together",
@@ -221,6 +251,8 @@ pub fn build(config: &ModernBertConfig, weights: Option<&Weights>, kind: HeadKin
         weights,
         trainable: opts.trainable,
         reinit_mismatched_classifier: opts.reinit_mismatched_classifier,
+        grow_vocab: opts.grow_vocab,
+        seed: opts.seed,
         cutoff: config.initializer_cutoff_factor,
         state: state.clone(),
     };

@@ -11,6 +11,7 @@ pub mod packed;
 pub mod save;
 pub mod source;
 pub mod tokenizer;
+pub mod vocabulary;
 
 pub use config::{LayerType, ModernBertConfig, Pooling};
 pub use load::{build, load_pretrained, LoadOptions, Loaded, Weights};

@@ -36,6 +36,14 @@ pub(crate) struct Run {
     pub(crate) augment: Option<Augmentation>,
     /// Set for `task = "mlm"`: which tokens are masked (per epoch, per row).
     pub(crate) mlm: Option<crate::tasks::mlm::Masking>,
+    /// Set with `[model] add_tokens`: the tokenizer with them, which the run folder keeps.
+    pub(crate) new_vocabulary: Option<NewVocabulary>,
+}
+
+/// `[model] add_tokens` in a run: the tokenizer with the tokens added and each token's id.
+pub(crate) struct NewVocabulary {
+    tokenizer: tokenizers::Tokenizer,
+    ids: Vec<(String, u32)>,
 }
 
 /// `[data.augment]` in a run: the operations, the training rows as read, and the rows of the epoch
@@ -88,8 +96,15 @@ pub(crate) fn install_tokenizer(run: &mut Run) -> Result<()> {
     if !copy.is_file() {
         let source = run.tokenizer.clone();
         let src_dir = source.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let extended = run.new_vocabulary.as_ref().map(|v| &v.tokenizer);
         checkpoint::write_folder_atomic(&run.dir.join("tokenizer"), |tmp| {
-            std::fs::copy(&source, tmp.join("tokenizer.json")).with_context(|| format!("cannot copy {}", source.display()))?;
+            match extended {
+                // With the added tokens (as transformers' save_pretrained writes them).
+                Some(t) => t.save(tmp.join("tokenizer.json"), true).with_context(|| format!("cannot write {}", tmp.join("tokenizer.json").display()))?,
+                None => {
+                    std::fs::copy(&source, tmp.join("tokenizer.json")).with_context(|| format!("cannot copy {}", source.display()))?;
+                }
+            }
             // With a sentence-transformers folder's prompts, which its export keeps.
             for side in ["tokenizer_config.json", "special_tokens_map.json", "config_sentence_transformers.json"] {
                 if src_dir.join(side).is_file() {
@@ -155,7 +170,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     let embedding = cfg.task == crate::config::Task::Embedding;
     let source = model_source(cfg, checkpoint)?;
     let cfg = &settled_config(cfg, &source)?;
-    let encoder = tokenizer(cfg, &source)?;
+    let (encoder, new_vocabulary) = tokenizer(cfg, &source, checkpoint.is_some())?;
     let mlm = (cfg.task == crate::config::Task::Mlm)
         .then(|| crate::tasks::mlm::Masking::new(encoder.tokenizer(), cfg.training.mlm_probability, cfg.training.seed))
         .transpose()?;
@@ -164,10 +179,15 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         None => data(cfg, kind, embedding, &encoder, checkpoint.is_none())?,
     };
     let augment = augmentation(cfg, &mut splits, &encoder, embedding, dir, checkpoint.is_none())?;
-    let config = model_config(cfg, source.config, kind, embedding || mlm.is_some(), &splits, checkpoint.is_some())?;
+    let old_vocab = source.config.vocab_size;
+    let mut config = model_config(cfg, source.config, kind, embedding || mlm.is_some(), &splits, checkpoint.is_some())?;
+    config.vocab_size = config.vocab_size.max(crate::model::vocabulary::rows_needed(encoder.tokenizer()));
     let loaded = model(cfg, &config, source.weights.as_ref(), kind, embedding, device, checkpoint.is_none())
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     check_best_metric(cfg, kind, embedding, &splits)?;
+    if let (Some(v), true) = (&new_vocabulary, checkpoint.is_none()) {
+        eprintln!("{}", v.note(old_vocab, config.vocab_size, source.weights.is_some()));
+    }
     if let (Some(m), true) = (&mlm, checkpoint.is_none()) {
         let targets: usize = (0..splits.train.len()).map(|r| m.row(splits.train.tokens.row(r), 0, r).targets.len()).sum();
         if targets == 0 {
@@ -192,6 +212,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         embedding,
         augment,
         mlm,
+        new_vocabulary,
         cfg: cfg.clone(),
         dir: dir.to_path_buf(),
         kind,
@@ -249,17 +270,62 @@ fn settled_config(cfg: &RunConfig, source: &ModelSource) -> Result<RunConfig> {
     let asked = cfg.max_length_given.then(|| (cfg.data.max_length, "[data] max_length".to_string()));
     cfg.data.max_length = crate::model::max_length_rule(asked.as_ref(), None, source.config.max_position_embeddings)?;
     cfg.max_length_given = true;
+    // The tokens themselves, not the file that listed them (which may change or move).
+    cfg.model.add_tokens = cfg.model.new_tokens()?;
+    cfg.model.add_tokens_file = None;
     Ok(cfg)
 }
 
-/// Step 3: the tokenizer at the run's max_length, checked against the model's vocabulary.
-fn tokenizer(cfg: &RunConfig, source: &ModelSource) -> Result<TextEncoder> {
-    let encoder = TextEncoder::from_file(&source.tokenizer, cfg.data.max_length)?.refusing_longer(!cfg.data.truncate);
-    let vocab = encoder.tokenizer().get_vocab_size(true);
-    if vocab > source.config.vocab_size {
-        crate::bail!("the tokenizer has {vocab} tokens but the model's vocab_size is {}; use the model's own tokenizer", source.config.vocab_size);
+/// Step 3: the tokenizer at the run's max_length, with `[model] add_tokens` added, checked against
+/// the model's vocabulary (which grows to hold added tokens; a resumed run's tokenizer already
+/// holds them).
+fn tokenizer(cfg: &RunConfig, source: &ModelSource, resuming: bool) -> Result<(TextEncoder, Option<NewVocabulary>)> {
+    let mut tokenizer = crate::model::load_tokenizer(&source.tokenizer)?;
+    let tokens = cfg.model.new_tokens()?;
+    let vocab = crate::model::vocabulary::rows_needed(&tokenizer);
+    let new_vocabulary = if tokens.is_empty() {
+        if vocab > source.config.vocab_size {
+            crate::bail!(
+                "the tokenizer {} has ids up to {} but the model's vocab_size is {}; use the model's own tokenizer, or list the tokens it lacks in [model] add_tokens",
+                source.tokenizer.display(),
+                vocab - 1,
+                source.config.vocab_size
+            );
+        }
+        None
+    } else {
+        let ids = crate::model::vocabulary::add_tokens(&mut tokenizer, &tokens)?;
+        let rows = crate::model::vocabulary::rows_needed(&tokenizer);
+        if resuming && rows > source.config.vocab_size {
+            let missing: Vec<&str> = ids.iter().filter(|(_, id)| *id as usize >= source.config.vocab_size).map(|(t, _)| t.as_str()).collect();
+            crate::bail!("[model] add_tokens lists {missing:?}, which the run's tokenizer {} lacks: a run resumes with the tokens it started with", source.tokenizer.display());
+        }
+        Some(NewVocabulary { tokenizer: tokenizer.clone(), ids })
+    };
+    let encoder = TextEncoder::new(tokenizer, cfg.data.max_length)?.refusing_longer(!cfg.data.truncate);
+    Ok((encoder, new_vocabulary))
+}
+
+impl NewVocabulary {
+    /// What adding the tokens did, for a new run's stderr.
+    fn note(&self, old_rows: usize, rows: usize, pretrained: bool) -> String {
+        let new: Vec<String> = self.ids.iter().filter(|(_, id)| *id as usize >= old_rows).map(|(t, id)| format!("{t:?} {id}")).collect();
+        let kept: Vec<String> = self.ids.iter().filter(|(_, id)| (*id as usize) < old_rows).map(|(t, id)| format!("{t:?} {id}")).collect();
+        let mut note = format!("added {} token(s) to the tokenizer", self.ids.len());
+        if !new.is_empty() {
+            note += &format!("; new ids: {}", new.join(", "));
+        }
+        if !kept.is_empty() {
+            note += &format!("; ids the model already has (kept; these now always split off whole): {}", kept.join(", "));
+        }
+        if rows > old_rows {
+            note += &format!(
+                "\nnote: token embeddings grow from {old_rows} to {rows} rows{}",
+                if pretrained { " (the new rows at the others' mean, as transformers' resize_token_embeddings)" } else { "" }
+            );
+        }
+        note
     }
-    Ok(encoder)
 }
 
 /// Step 4: the splits, tokenized (a note per split that had rows truncated, on a new run).
@@ -372,7 +438,7 @@ fn model_config(cfg: &RunConfig, mut config: ModernBertConfig, kind: TargetKind,
 /// Step 6: the model with its head (a fresh head, or a classifier of another label count, is
 /// initialised; a new run says which tensors were).
 fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, kind: TargetKind, embedding: bool, device: &Device, new_run: bool) -> Result<Loaded> {
-    let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed, reinit_mismatched_classifier: true };
+    let opts = LoadOptions { dtype: DType::F32, device: device.clone(), trainable: true, seed: cfg.training.seed, reinit_mismatched_classifier: true, grow_vocab: true };
     let head = match kind {
         _ if cfg.task == crate::config::Task::Mlm => HeadKind::MaskedLm,
         _ if embedding => HeadKind::None,

@@ -22,3 +22,4 @@ mod shared_modernbert;
 mod tasks_parity;
 mod trainer_parity;
 mod unpadded;
+mod vocabulary;
