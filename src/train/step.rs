@@ -24,19 +24,26 @@ pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize
     Ok((loss, grad_norm, lr, tokens))
 }
 
-/// Forward and backward over the micro-batches of one step; returns the step's loss (the mean over
-/// its micro-batches), the summed gradients, and the number of real tokens.
+/// Forward and backward over the micro-batches of one step; returns the step's loss, the summed
+/// gradients, and the number of real tokens. The step's loss is the mean over its micro-batches,
+/// except for a masked-LM: the mean over every masked token of the step, each micro-batch weighted
+/// by its share of them (transformers' Trainer passes `num_items_in_batch` to ForMaskedLMLoss).
 pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: usize) -> Result<(f64, GradStore, usize)> {
     let dev = run.loaded.model.model.device().clone();
     let mut total: Option<GradStore> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
-    for rows in group {
+    let mut masked = match &run.mlm {
+        Some(masking) => group.iter().map(|rows| masked_batch(masking, &run.train_rows().tokens, rows, epoch, run.config.pad_token_id, &dev).map(Some)).collect::<Result<Vec<_>>>()?,
+        None => group.iter().map(|_| None).collect(),
+    };
+    let masked_tokens: usize = masked.iter().flatten().map(|(_, at, _)| at.len()).sum();
+    for (rows, masked) in group.iter().zip(masked.iter_mut()) {
         let ds = run.train_rows();
-        let loss = match (&run.embedding, &run.mlm) {
-            (_, Some(masking)) => {
-                let (batch, at, targets) = masked_batch(masking, &ds.tokens, rows, epoch, run.config.pad_token_id, &dev)?;
+        let loss = match (&run.embedding, masked.take()) {
+            (_, Some((batch, at, targets))) => {
                 tokens += batch.tokens();
-                (masked_lm_loss(&run.loaded.model, &batch, &at, &targets, mode)? / group.len() as f64)?
+                let share = at.len() as f64 / masked_tokens.max(1) as f64;
+                (masked_lm_loss(&run.loaded.model, &batch, &at, &targets, mode)? * share)?
             }
             (Some(e), _) => {
                 // Anchors, positives (and negatives), each encoded and pooled on its own.

@@ -187,3 +187,45 @@ fn documents_kept_whole_and_the_errors() {
     let plain = config(&tmp.path().join("cfg2"), &tmp.path().join("x"), "");
     refused(&["train", "--config", plain.to_str().unwrap(), "--set", "task=\"classification\""], &["plain text file", "mlm"]);
 }
+
+/// Under gradient accumulation every masked token of a step weighs alike, as transformers' Trainer
+/// weighs them (it passes `num_items_in_batch` to ForMaskedLMLoss): 2 micro-batches of 4 documents
+/// train as 1 batch of 8 (same rows, same masks): the same logged loss and gradient norm at every
+/// step, the same weights. Documents of different lengths give the micro-batches different numbers
+/// of masked tokens, where a mean of micro-batch means would differ.
+#[test]
+fn accumulated_micro_batches_weigh_every_masked_token_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, _) = corpus(&tmp.path().join("data"));
+    let run = |batch: usize, ga: usize| {
+        let out = tmp.path().join(format!("b{batch}-ga{ga}"));
+        let cfg = write(
+            tmp.path(),
+            &format!("b{batch}-ga{ga}.toml"),
+            &format!(
+                "task = \"mlm\"\n[model]\nconfig = \"examples/quickstart/config.json\"\ntokenizer = \"examples/quickstart/tokenizer.json\"\n\
+                 [data]\ntrain = \"{}\"\nmax_length = 32\ngroup_texts = false\n\
+                 [training]\nlearning_rate = 1e-2\nbatch_size = {batch}\ngradient_accumulation_steps = {ga}\nmax_steps = 4\nwarmup_steps = 0\nlogging_steps = 1\n\
+                 [output]\ndir = \"{}\"\n",
+                train.display(),
+                out.display()
+            ),
+        );
+        ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).timed_output());
+        let logged: Vec<(f64, f64)> = metrics(&out).iter().filter(|v| v["type"] == "train").map(|v| (v["loss"].as_f64().unwrap(), v["grad_norm"].as_f64().unwrap())).collect();
+        let weights = std::fs::read(out.join("model/model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+        let mut tensors = st.tensors();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let values: Vec<f32> = tensors.into_iter().flat_map(|(_, v)| v.data().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>()).collect();
+        (logged, values)
+    };
+    let (whole, w1) = run(8, 1);
+    let (accumulated, w2) = run(4, 2);
+    assert_eq!(whole.len(), 4);
+    for (step, (a, b)) in whole.iter().zip(&accumulated).enumerate() {
+        assert!((a.0 - b.0).abs() < 1e-5 * a.0 && (a.1 - b.1).abs() < 1e-4 * a.1, "step {}: loss, grad norm {a:?} (batch 8) vs {b:?} (2 × 4)", step + 1);
+    }
+    let far = w1.iter().zip(&w2).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(far < 1e-4, "weights differ by {far} after 4 steps");
+}
