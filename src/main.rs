@@ -26,6 +26,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => commands::predict(args),
         Command::Save(args) => commands::save(args),
         Command::Bench(args) => commands::bench(args),
+        Command::Serve(args) => commands::serve(args),
     }
 }
 

@@ -36,8 +36,45 @@ pub enum Command {
     Predict(PredictArgs),
     /// Export a portable model folder for transformers or sentence-transformers.
     Save(SaveArgs),
+    /// Serve a model over HTTP: text-embeddings-inference's routes (/embed, /tokenize, /info,
+    /// /health) and OpenAI's /v1/embeddings, requests batched by a token budget.
+    Serve(ServeArgs),
     /// Measure training and embedding throughput (one JSON line; the cases of ../shared/bench/hf_bench.py).
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model folder, run folder, checkpoint or hub id: an embedding model or a fine-tuned classifier.
+    #[arg(long)]
+    pub model: String,
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// Tokens per forward pass (rows × longest row) when requests are batched together.
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one)]
+    pub max_batch_tokens: usize,
+    /// Inputs one request may send (more: 413).
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
+    pub max_client_batch_size: usize,
+    /// Requests handled at once (reported in /info).
+    #[arg(long, default_value_t = 512, value_parser = at_least_one)]
+    pub max_concurrent_requests: usize,
+    /// Cut inputs longer than the max input length when a request does not set `truncate`
+    /// (without: 413).
+    #[arg(long)]
+    pub auto_truncate: bool,
+    /// Max input length in tokens [default: the folder's max_seq_length, else the model's positions].
+    #[arg(long, value_parser = max_length_arg)]
+    pub max_length: Option<usize>,
+    /// Embedding models: pooling instead of the folder's.
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Args, Debug)]

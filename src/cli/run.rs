@@ -3,7 +3,7 @@
 
 use std::io::{BufReader, Write};
 
-use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, InitArgs, InputFormatArg, PoolingArg, PredictArgs, SaveArgs, SplitArg, TaskArg, TrainArgs};
+use crate::cli::{DataArgs, DataFormatArg, EmbedArgs, EvalArgs, ExportFormatArg, InitArgs, InputFormatArg, PoolingArg, PredictArgs, SaveArgs, ServeArgs, SplitArg, TaskArg, TrainArgs};
 use crate::data::stats::{all_stats, render};
 use crate::data::{load_splits, DataConfig, Format, TargetKind, TextEncoder};
 use crate::commands::embed;
@@ -269,6 +269,22 @@ pub fn render_summary(s: &crate::train::Summary) -> String {
     let _ = writeln!(out, "  model              {}", s.model_dir.display());
     let _ = writeln!(out, "  metrics, plots     {}/metrics.jsonl, loss.svg{}", s.run_dir.display(), if s.validation.as_ref().is_some_and(|v| v.classification.is_some()) { ", confusion_matrix.svg" } else { "" });
     out
+}
+
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let opts = crate::commands::serve::ServeOptions {
+        model: args.model.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        max_batch_tokens: args.max_batch_tokens,
+        max_client_batch_size: args.max_client_batch_size,
+        max_concurrent_requests: args.max_concurrent_requests,
+        auto_truncate: args.auto_truncate,
+        max_length: args.max_length,
+        pooling: args.pooling.map(pooling),
+        device: crate::device::parse_device(&args.device)?,
+    };
+    crate::commands::serve::run(&opts)
 }
 
 pub fn init(args: &InitArgs) -> Result<()> {

@@ -35,9 +35,9 @@ impl EmbedderOptions {
 
 /// A loaded encoder with its tokenizer, ready to turn texts into vectors.
 pub struct Embedder {
-    model: ModernBert,
-    encoder: TextEncoder,
-    setup: crate::model::EmbeddingSetup,
+    pub model: ModernBert,
+    pub encoder: TextEncoder,
+    pub setup: crate::model::EmbeddingSetup,
 }
 
 impl Embedder {

@@ -18,6 +18,7 @@ mod loading;
 mod mlm;
 mod parity;
 mod roundtrip;
+mod serve;
 mod shared_modernbert;
 mod tasks_parity;
 mod trainer_parity;

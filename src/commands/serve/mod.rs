@@ -1,0 +1,198 @@
+//! `modernft serve`: a model behind the HTTP API existing clients speak, text-embeddings-inference's
+//! routes and OpenAI's `/v1/embeddings`.
+//!
+//! ```text
+//! request → JSON (api.rs) → checks → tokenize (blocking threads) → queue → model thread (batcher.rs:
+//!          requests batched by token budget, one inference path) → per-request post-processing → JSON
+//! ```
+//! `routes.rs` holds the handlers; this file loads the model, builds the router and serves it.
+
+pub mod api;
+pub mod batcher;
+pub mod routes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::data::TargetKind;
+use crate::error::{Context, Result};
+use crate::inference::classifier::Classifier;
+use crate::inference::embedder::{Embedder, EmbedderOptions};
+use crate::inference::Lengths;
+use crate::model::{ModelFiles, ModernBertConfig, Pooling};
+use batcher::{Batcher, Work};
+
+/// `modernft serve`'s options, validated.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub model: String,
+    pub host: String,
+    pub port: u16,
+    /// Tokens per forward pass (rows × longest row) when requests are batched together.
+    pub max_batch_tokens: usize,
+    /// Inputs one request may hold (413 beyond).
+    pub max_client_batch_size: usize,
+    /// Reported in `/info`.
+    pub max_concurrent_requests: usize,
+    /// Cut over-long inputs when a request does not say (`truncate`), instead of answering 413.
+    pub auto_truncate: bool,
+    pub max_length: Option<usize>,
+    /// Embedding models: pooling instead of the folder's.
+    pub pooling: Option<Pooling>,
+    pub device: candle_core::Device,
+}
+
+/// What the served model is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Served {
+    /// An encoder: `/embed`, `/v1/embeddings`, `/similarity`.
+    Embedding { pooling: Pooling, hidden: usize },
+    /// A fine-tuned head: `/predict` (and `/rerank` for pair models).
+    Classifier { kind: TargetKind, labels: Vec<String> },
+}
+
+/// Everything a request needs, shared by all of them.
+pub struct State {
+    pub model_id: String,
+    pub served: Served,
+    pub config: ModernBertConfig,
+    /// The tokenizer without truncation (to measure), and cutting at the max input length from
+    /// the right and from the left.
+    pub tokenizer: Tokenizer,
+    pub cut_right: Tokenizer,
+    pub cut_left: Tokenizer,
+    pub max_input_length: usize,
+    /// sentence-transformers prompts by name, and the default prompt's text.
+    pub prompts: BTreeMap<String, String>,
+    pub default_prompt: String,
+    pub opts: ServeOptions,
+    pub batcher: Batcher,
+    pub tokenization_workers: usize,
+}
+
+fn cutting(tokenizer: &Tokenizer, max_length: usize, direction: TruncationDirection) -> Result<Tokenizer> {
+    let mut t = tokenizer.clone();
+    t.with_truncation(Some(TruncationParams { max_length, strategy: TruncationStrategy::LongestFirst, stride: 0, direction }))
+        .context("cannot configure truncation")?;
+    Ok(t)
+}
+
+/// Loads the model named in `opts` and everything its routes need.
+pub fn load(opts: &ServeOptions) -> Result<State> {
+    let files = ModelFiles::resolve(&opts.model)?;
+    let config = ModernBertConfig::from_file(&files.config)?;
+    if crate::inference::fill_mask::FillMask::is_masked_lm(&config) {
+        crate::bail!(
+            "{} is a masked-LM (ModernBertForMaskedLM): serve has no fill-mask route (text-embeddings-inference has none either); fill masks with `modernft predict`, or fine-tune it and serve the result",
+            files.origin
+        );
+    }
+    let classifier = config.architectures.iter().any(|a| a.ends_with("Classification"));
+    let lengths = Lengths { max_length: opts.max_length, truncate: true };
+    let (served, model, tokenizer, max_input_length, default_prompt, work) = if classifier {
+        if opts.pooling.is_some() {
+            eprintln!("note: --pooling applies to embedding models; {} is a classifier and keeps its own", files.origin);
+        }
+        let c = Classifier::load(&opts.model, &lengths, &opts.device)?;
+        let work = if c.kind == TargetKind::Tags { Work::Tokens } else { Work::Sequence };
+        let served = Served::Classifier { kind: c.kind, labels: c.config.id2label.clone() };
+        let max = c.encoder.max_length();
+        (served, c.model, c.encoder.tokenizer().clone(), max, String::new(), work)
+    } else {
+        let e = Embedder::load(&EmbedderOptions {
+            model: opts.model.clone(),
+            pooling: opts.pooling,
+            normalize: false,
+            max_length: opts.max_length,
+            truncate: true,
+            prefix: None,
+            device: opts.device.clone(),
+            bf16: false,
+        })?;
+        let served = Served::Embedding { pooling: e.setup.pooling, hidden: e.hidden_size() };
+        let work = Work::Pooled(e.setup.pooling);
+        (served, e.model, e.encoder.tokenizer().clone(), e.setup.max_length, e.setup.prefix.clone(), work)
+    };
+    let mut tokenizer = tokenizer;
+    tokenizer.with_truncation(None).context("cannot configure truncation")?;
+    tokenizer.with_padding(None);
+    let (prompt_values, _) = crate::model::save::read_prompts(&files.config)?;
+    let prompts = prompt_values
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    Ok(State {
+        model_id: opts.model.clone(),
+        served,
+        cut_right: cutting(&tokenizer, max_input_length, TruncationDirection::Right)?,
+        cut_left: cutting(&tokenizer, max_input_length, TruncationDirection::Left)?,
+        tokenizer,
+        max_input_length,
+        prompts,
+        default_prompt,
+        batcher: Batcher::start(model, work, opts.max_batch_tokens),
+        tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        config,
+        opts: opts.clone(),
+    })
+}
+
+/// Every route, on `state`.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/embed", post(routes::embed))
+        .route("/v1/embeddings", post(routes::openai_embeddings))
+        .route("/embeddings", post(routes::openai_embeddings))
+        .route("/tokenize", post(routes::tokenize))
+        .route("/info", get(routes::info))
+        .route("/health", get(routes::health))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state)
+}
+
+/// Loads the model, binds `--host:--port` and serves until Ctrl-C or SIGTERM (requests in flight
+/// finish first). Prints the address it listens on (port 0 picks a free one).
+pub fn run(opts: &ServeOptions) -> Result<()> {
+    let state = Arc::new(load(opts)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the server's runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
+            .await
+            .with_context(|| format!("cannot listen on --host {} --port {} (is the port taken? --port 0 picks a free one)", opts.host, opts.port))?;
+        let bound = listener.local_addr()?;
+        let what = match &state.served {
+            Served::Embedding { pooling, .. } => format!("embedding model, {} pooling", pooling.as_str()),
+            Served::Classifier { kind, labels } => format!("{} model, {} label(s)", crate::tasks::problem_type(*kind).unwrap_or("classification"), labels.len()),
+        };
+        eprintln!("modernft serve: {} ({what}, max input {} tokens) listening on http://{bound}", state.model_id, state.max_input_length);
+        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("the server stopped")?;
+        eprintln!("modernft serve: stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,275 @@
+//! The handlers: check the request, tokenize it on a blocking thread, queue it for the model,
+//! shape the answer as TEI (or OpenAI) does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State as Shared;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::json;
+
+use super::api::{ApiError, EmbedRequest, EncodingFormat, ErrorType, Json, OpenAiEmbedding, OpenAiRequest, OpenAiResponse, OpenAiUsage, OpenAiVector, SimpleToken, TokenizeRequest, TruncationDirection};
+use super::batcher::Timing;
+use super::{Served, State};
+
+type Reply = Result<Response, ApiError>;
+
+/// The routes, for the 404 answer.
+const ROUTES: &str = "POST /embed, POST /v1/embeddings, POST /tokenize, GET /info, GET /health";
+
+/// The inputs of a request, checked: at least one, at most `--max-client-batch-size`.
+fn checked_inputs(state: &State, inputs: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if inputs.is_empty() {
+        return Err(ApiError::new(ErrorType::Empty, "`inputs` cannot be empty"));
+    }
+    if inputs.len() > state.opts.max_client_batch_size {
+        return Err(ApiError::new(
+            ErrorType::Validation,
+            format!("batch size {} > maximum allowed batch size {} (--max-client-batch-size)", inputs.len(), state.opts.max_client_batch_size),
+        ));
+    }
+    Ok(inputs)
+}
+
+/// The text a prompt name stands for (none: the model's default prompt, usually empty).
+fn prompt(state: &State, name: Option<&str>) -> Result<String, ApiError> {
+    match name {
+        None => Ok(state.default_prompt.clone()),
+        Some(n) => state.prompts.get(n).cloned().ok_or_else(|| {
+            let known: Vec<&str> = state.prompts.keys().map(String::as_str).collect();
+            ApiError::new(
+                ErrorType::Validation,
+                if known.is_empty() { format!("prompt_name `{n}`: the model has no prompts (config_sentence_transformers.json)") } else { format!("prompt_name `{n}` is not one of the model's prompts: {}", known.join(", ")) },
+            )
+        }),
+    }
+}
+
+/// Token ids of every input (prompt prepended): an input longer than the max input length is cut
+/// from `direction` with `truncate`, else refused (413, as TEI).
+fn tokenize_all(state: &State, texts: &[String], prompt: &str, truncate: bool, direction: TruncationDirection) -> Result<Vec<Vec<u32>>, ApiError> {
+    let encode = |t: &tokenizers::Tokenizer, text: &str| {
+        t.encode(text, true).map(|e| e.get_ids().to_vec()).map_err(|e| ApiError::new(ErrorType::Tokenizer, format!("cannot tokenize an input: {e}")))
+    };
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let text = format!("{prompt}{text}");
+            let ids = encode(&state.tokenizer, &text)?;
+            if ids.len() <= state.max_input_length {
+                return Ok(ids);
+            }
+            if !truncate {
+                return Err(ApiError::new(
+                    ErrorType::Validation,
+                    format!(
+                        "input {i} has {} tokens, more than the model's {} (send \"truncate\": true to cut it, or start the server with --auto-truncate)",
+                        ids.len(),
+                        state.max_input_length
+                    ),
+                ));
+            }
+            encode(if direction == TruncationDirection::Left { &state.cut_left } else { &state.cut_right }, &text)
+        })
+        .collect()
+}
+
+/// Tokenizes on one of tokio's blocking threads (the async threads keep answering).
+async fn tokenized(state: &Arc<State>, texts: Vec<String>, prompt: String, truncate: bool, direction: TruncationDirection) -> Result<Vec<Vec<u32>>, ApiError> {
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || tokenize_all(&s, &texts, &prompt, truncate, direction))
+        .await
+        .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization failed: {e}")))?
+}
+
+/// TEI's timing headers.
+fn headers(started: Instant, timing: Timing, tokens: usize, chars: usize) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    put("x-compute-type", "cpu".into());
+    put("x-compute-tokens", tokens.to_string());
+    put("x-compute-characters", chars.to_string());
+    put("x-queue-time", timing.queue.as_millis().to_string());
+    put("x-inference-time", timing.inference.as_millis().to_string());
+    put("x-total-time", started.elapsed().as_millis().to_string());
+    put("x-batch-rows", timing.batch_rows.to_string());
+    h
+}
+
+/// A pooled vector as a request asks for it: its first `dimensions`, then unit length.
+fn finished(mut v: Vec<f32>, dimensions: Option<usize>, normalize: bool) -> Vec<f32> {
+    if let Some(d) = dimensions {
+        v.truncate(d);
+    }
+    if normalize {
+        let norm = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt().max(1e-12);
+        for x in &mut v {
+            *x = (*x as f64 / norm) as f32;
+        }
+    }
+    v
+}
+
+fn embedding_model(state: &State, route: &str) -> Result<usize, ApiError> {
+    match &state.served {
+        Served::Embedding { hidden, .. } => Ok(*hidden),
+        Served::Classifier { .. } => Err(ApiError::new(
+            ErrorType::Backend,
+            format!("{} is a classifier ({}): {route} serves embedding models; use /predict", state.model_id, state.config.architectures.join(", ")),
+        )),
+    }
+}
+
+fn check_dimensions(dimensions: Option<usize>, hidden: usize) -> Result<(), ApiError> {
+    match dimensions {
+        Some(d) if d == 0 || d > hidden => Err(ApiError::new(ErrorType::Tokenizer, format!("`dimensions` = {d}: give a size from 1 to the model's {hidden}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Vectors for `texts` (unnormalised, as pooled), with the timing, token and character counts.
+async fn pooled(state: &Arc<State>, texts: Vec<String>, prompt: String, truncate: bool, direction: TruncationDirection) -> Result<(Vec<Vec<f32>>, Timing, usize, usize), ApiError> {
+    let chars = texts.iter().map(|t| t.chars().count()).sum();
+    let rows = tokenized(state, texts, prompt, truncate, direction).await?;
+    let tokens = rows.iter().map(Vec::len).sum();
+    let (outputs, timing) = state.batcher.run(rows).await.map_err(|e| ApiError::new(ErrorType::Backend, e))?;
+    Ok((outputs.into_iter().map(|o| o.into_vector()).collect(), timing, tokens, chars))
+}
+
+/// `POST /embed`: `[[f32]]`, one vector per input.
+pub async fn embed(Shared(state): Shared<Arc<State>>, Json(req): Json<EmbedRequest>) -> Reply {
+    let started = Instant::now();
+    let hidden = embedding_model(&state, "/embed")?;
+    check_dimensions(req.dimensions, hidden)?;
+    let texts = checked_inputs(&state, req.inputs.into_vec())?;
+    let prompt = prompt(&state, req.prompt_name.as_deref())?;
+    let truncate = req.truncate.unwrap_or(state.opts.auto_truncate);
+    let (vectors, timing, tokens, chars) = pooled(&state, texts, prompt, truncate, req.truncation_direction).await?;
+    let vectors: Vec<Vec<f32>> = vectors.into_iter().map(|v| finished(v, req.dimensions, req.normalize)).collect();
+    Ok((headers(started, timing, tokens, chars), axum::Json(vectors)).into_response())
+}
+
+/// `POST /v1/embeddings`: OpenAI's shape (unit vectors; `encoding_format` float or base64).
+pub async fn openai_embeddings(Shared(state): Shared<Arc<State>>, body: Result<Json<OpenAiRequest>, ApiError>) -> Reply {
+    let started = Instant::now();
+    let Json(req) = body.map_err(ApiError::openai)?;
+    let inner = async {
+        let hidden = embedding_model(&state, "/v1/embeddings")?;
+        check_dimensions(req.dimensions, hidden)?;
+        let texts = checked_inputs(&state, req.input.into_vec())?;
+        let truncate = state.opts.auto_truncate;
+        pooled(&state, texts, state.default_prompt.clone(), truncate, TruncationDirection::Right).await
+    };
+    let (vectors, timing, tokens, chars) = inner.await.map_err(ApiError::openai)?;
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let v = finished(v, req.dimensions, true);
+            let embedding = match req.encoding_format {
+                EncodingFormat::Float => OpenAiVector::Float(v),
+                EncodingFormat::Base64 => {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    OpenAiVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+            };
+            OpenAiEmbedding { object: "embedding", embedding, index }
+        })
+        .collect();
+    let body = OpenAiResponse { object: "list", data, model: req.model.unwrap_or_else(|| state.model_id.clone()), usage: OpenAiUsage { prompt_tokens: tokens, total_tokens: tokens } };
+    Ok((headers(started, timing, tokens, chars), axum::Json(body)).into_response())
+}
+
+/// `POST /tokenize`: per input, its tokens with ids, text and byte offsets.
+pub async fn tokenize(Shared(state): Shared<Arc<State>>, Json(req): Json<TokenizeRequest>) -> Reply {
+    let texts = checked_inputs(&state, req.inputs.into_vec())?;
+    let prompt = prompt(&state, req.prompt_name.as_deref())?;
+    let s = state.clone();
+    let add_special = req.add_special_tokens;
+    let tokens = tokio::task::spawn_blocking(move || {
+        texts
+            .iter()
+            .map(|text| {
+                let text = format!("{prompt}{text}");
+                let enc = s.tokenizer.encode(text.as_str(), add_special).map_err(|e| ApiError::new(ErrorType::Tokenizer, format!("cannot tokenize an input: {e}")))?;
+                Ok(enc
+                    .get_ids()
+                    .iter()
+                    .zip(enc.get_offsets())
+                    .zip(enc.get_special_tokens_mask())
+                    .zip(enc.get_tokens())
+                    .map(|(((&id, &(start, stop)), &special), token)| {
+                        let special = special == 1;
+                        let piece = if special { None } else { text.get(start..stop) };
+                        SimpleToken {
+                            id,
+                            text: piece.map_or_else(|| token.clone(), str::to_string),
+                            special,
+                            start: (!special).then_some(start),
+                            stop: (!special).then_some(stop),
+                        }
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization failed: {e}")))??;
+    Ok(axum::Json(tokens).into_response())
+}
+
+/// `GET /info`: the model and the server's limits, as TEI reports them (plus `task` and `labels`).
+pub async fn info(Shared(state): Shared<Arc<State>>) -> Response {
+    let (model_type, task, labels) = match &state.served {
+        Served::Embedding { pooling, .. } => (json!({"embedding": {"pooling": pooling.as_str()}}), "embedding".to_string(), Vec::new()),
+        Served::Classifier { kind, labels } => {
+            let id2label: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect();
+            let label2id: serde_json::Map<String, serde_json::Value> = labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+            let key = if labels.len() == 1 { "reranker" } else { "classifier" };
+            (json!({key: {"id2label": id2label, "label2id": label2id}}), crate::tasks::problem_type(*kind).unwrap_or("classification").to_string(), labels.clone())
+        }
+    };
+    axum::Json(json!({
+        "model_id": state.model_id,
+        "model_sha": null,
+        "model_dtype": "float32",
+        "model_type": model_type,
+        "task": task,
+        "labels": labels,
+        "max_concurrent_requests": state.opts.max_concurrent_requests,
+        "max_input_length": state.max_input_length,
+        "max_batch_tokens": state.opts.max_batch_tokens,
+        "max_batch_requests": null,
+        "max_client_batch_size": state.opts.max_client_batch_size,
+        "auto_truncate": state.opts.auto_truncate,
+        "tokenization_workers": state.tokenization_workers,
+        "version": env!("CARGO_PKG_VERSION"),
+        "sha": null,
+        "docker_label": null,
+    }))
+    .into_response()
+}
+
+/// `GET /health`: 200 while the model thread takes work, else 503.
+pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
+    if state.batcher.alive() {
+        StatusCode::OK.into_response()
+    } else {
+        ApiError::new(ErrorType::Unhealthy, "the model thread has stopped").into_response()
+    }
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorType::Empty, format!("no route {method} {}; the routes are {ROUTES}", uri.path())).with_status(StatusCode::NOT_FOUND)
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorType::Empty, format!("{} does not take {method}; the routes are {ROUTES}", uri.path())).with_status(StatusCode::METHOD_NOT_ALLOWED)
+}

@@ -1,0 +1,281 @@
+//! `modernft serve` on a free loopback port: every route's shape and status codes, vectors equal
+//! to `modernft embed`'s, concurrent clients, and the errors (always JSON). Every server is killed
+//! when its test ends; every read and the start-up have deadlines.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{binary, fixtures, modernft, run_with_stdin, succeeded as ok, Timed};
+use serde_json::{json, Value};
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `modernft serve --model MODEL --port 0 EXTRA` and waits (at most 120 s) for its address.
+pub fn start(model: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(binary())
+        .current_dir(common::repo_root())
+        .args(["serve", "--model", model.to_str().unwrap(), "--port", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let log = stderr.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+            log.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => Server { child, addr },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not start within 120 s: {}", stderr.lock().unwrap());
+        }
+    }
+}
+
+/// A response: status, headers (lower-case names), body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request (Connection: close), read to the end within 60 s.
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>, content_type: Option<&str>) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.unwrap_or("");
+    let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn post(addr: &str, path: &str, body: &Value) -> Reply {
+    request(addr, "POST", path, Some(&body.to_string()), Some("application/json"))
+}
+
+fn vectors(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+}
+
+fn close(a: &[Vec<f64>], b: &[Vec<f64>], tol: f64) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| (p - q).abs() <= tol))
+}
+
+fn unit(v: &[f64]) -> Vec<f64> {
+    let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// tiny-v4's encoder as a sentence-transformers folder (an embedding model).
+fn embedding_model(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("st");
+    ok(modernft(&["save", fixtures().join("tiny-v4").to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "sentence-transformers"]).timed_output());
+    out
+}
+
+const TEXTS: [&str; 4] = ["the movie was great", "a terrible , boring plot", "ok", "one of the best films of the year , with a cast that works"];
+
+#[test]
+fn embedding_routes_answer_as_tei_and_openai_with_embed_s_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &[]);
+    let a = server.addr.as_str();
+    // `modernft embed` on the same texts: the reference.
+    let out = run_with_stdin(&["embed", "--model", model.to_str().unwrap()], &(TEXTS.join("\n") + "\n"));
+    let want: Vec<Vec<f64>> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
+    assert_eq!(want.len(), TEXTS.len());
+    let raw = post(a, "/embed", &json!({"inputs": TEXTS, "normalize": false}));
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert!(close(&vectors(&raw.json()), &want, 1e-5), "/embed differs from modernft embed");
+    assert!(raw.header("x-compute-tokens").is_some() && raw.header("content-type") == Some("application/json"));
+    // normalize defaults to true; a single string is a batch of one.
+    let unit_want: Vec<Vec<f64>> = want.iter().map(|v| unit(v)).collect();
+    assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS})).json()), &unit_want, 1e-5));
+    assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS[1]})).json()), &unit_want[1..2], 1e-5));
+    // dimensions: the first 8 of each vector, then unit length.
+    let cut: Vec<Vec<f64>> = want.iter().map(|v| unit(&v[..8])).collect();
+    assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS, "dimensions": 8})).json()), &cut, 1e-5));
+    // OpenAI: unit vectors with index and usage; base64 is the same floats, little-endian.
+    let o = post(a, "/v1/embeddings", &json!({"input": TEXTS, "model": "mine"})).json();
+    assert_eq!(o["object"], "list");
+    assert_eq!(o["model"], "mine");
+    let data = o["data"].as_array().unwrap();
+    assert!(data.iter().enumerate().all(|(i, d)| d["index"] == i && d["object"] == "embedding"));
+    let floats: Vec<Vec<f64>> = data.iter().map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
+    assert!(close(&floats, &unit_want, 1e-5));
+    let b = post(a, "/v1/embeddings", &json!({"input": TEXTS[0], "encoding_format": "base64"})).json();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let decoded: Vec<f64> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect();
+    assert!(close(&[decoded], &unit_want[..1], 1e-5));
+    // usage counts the tokens /tokenize shows.
+    let tokens = post(a, "/tokenize", &json!({"inputs": TEXTS})).json();
+    let counted: usize = tokens.as_array().unwrap().iter().map(|t| t.as_array().unwrap().len()).sum();
+    assert_eq!(o["usage"]["prompt_tokens"], counted);
+    assert_eq!(o["usage"]["total_tokens"], counted);
+    let first = &tokens[0];
+    assert_eq!(first[0]["special"], true);
+    assert_eq!(first[0]["start"], Value::Null);
+    let word = &first[1];
+    let (s, e) = (word["start"].as_u64().unwrap() as usize, word["stop"].as_u64().unwrap() as usize);
+    assert_eq!(word["text"], TEXTS[0][s..e]);
+    let plain = post(a, "/tokenize", &json!({"inputs": "ok", "add_special_tokens": false})).json();
+    assert!(plain[0].as_array().unwrap().iter().all(|t| t["special"] == false));
+    // /info and /health.
+    let info = request(a, "GET", "/info", None, None).json();
+    assert_eq!(info["model_type"]["embedding"]["pooling"], "cls");
+    assert_eq!(info["max_input_length"], 128);
+    assert_eq!(info["max_client_batch_size"], 32);
+    assert_eq!(info["max_batch_tokens"], 16384);
+    assert_eq!(info["task"], "embedding");
+    let h = request(a, "GET", "/health", None, None);
+    assert_eq!(h.status, 200);
+}
+
+#[test]
+fn every_error_is_json_with_tei_s_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &["--max-client-batch-size", "3"]);
+    let a = server.addr.as_str();
+    let expect = |r: Reply, status: u16, kind: &str, words: &[&str]| {
+        assert_eq!(r.status, status, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["error_type"], kind, "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(words.iter().all(|w| msg.contains(w)), "{msg:?} lacks {words:?}");
+    };
+    expect(post(a, "/embed", &json!({"inputs": []})), 400, "Empty", &["cannot be empty"]);
+    expect(post(a, "/embed", &json!({"inputs": ["a", "b", "c", "d"]})), 413, "Validation", &["batch size 4", "3"]);
+    let long = "word ".repeat(400);
+    expect(post(a, "/embed", &json!({"inputs": ["fine", long]})), 413, "Validation", &["input 1", "128", "truncate"]);
+    let cut = post(a, "/embed", &json!({"inputs": long, "truncate": true}));
+    assert_eq!(cut.status, 200, "{}", cut.body);
+    let left = post(a, "/embed", &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}));
+    assert_eq!(left.status, 200, "{}", left.body);
+    expect(request(a, "POST", "/embed", Some("{\"inputs\": [\"a\""), Some("application/json")), 400, "Empty", &["JSON"]);
+    expect(post(a, "/embed", &json!({"inputs": 5})), 422, "Tokenizer", &["inputs"]);
+    expect(post(a, "/embed", &json!({"input": "a"})), 422, "Tokenizer", &["input"]);
+    expect(post(a, "/embed", &json!({"inputs": "a", "normalize": "yes"})), 422, "Tokenizer", &["normalize"]);
+    expect(post(a, "/embed", &json!({"inputs": "a", "dimensions": 0})), 422, "Tokenizer", &["dimensions"]);
+    expect(post(a, "/embed", &json!({"inputs": "a", "prompt_name": "query"})), 413, "Validation", &["query", "no prompts"]);
+    expect(request(a, "POST", "/embed", Some("{\"inputs\": \"a\"}"), None), 415, "Empty", &["Content-Type"]);
+    expect(request(a, "GET", "/nowhere", None, None), 404, "Empty", &["/nowhere", "/embed"]);
+    expect(request(a, "GET", "/embed", None, None), 405, "Empty", &["GET", "/embed"]);
+    // The OpenAI route answers in OpenAI's error shape.
+    let r = post(a, "/v1/embeddings", &json!({"input": []}));
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert!(v["message"].as_str().unwrap().contains("cannot be empty") && v["code"] == 400 && v["type"] == "Empty", "{v}");
+    let r = request(a, "POST", "/v1/embeddings", Some("nonsense"), Some("application/json"));
+    assert!(r.status == 400 && r.json()["code"] == 400, "{}", r.body);
+    // The server is still healthy after all that.
+    assert_eq!(request(a, "GET", "/health", None, None).status, 200);
+    drop(server);
+    // A classifier is not an embedding model (TEI's 424); a masked-LM is refused at start.
+    let clf = start(&fixtures().join("tiny-v4"), &[]);
+    expect(post(&clf.addr, "/embed", &json!({"inputs": "a"})), 424, "Backend", &["classifier", "/predict"]);
+    let e = modernft(&["serve", "--model", fixtures().join("tiny-mlm").to_str().unwrap(), "--port", "0"]).timed_output();
+    let stderr = String::from_utf8_lossy(&e.stderr);
+    assert!(!e.status.success() && stderr.contains("masked-LM"), "{stderr}");
+}
+
+#[test]
+fn concurrent_clients_are_batched_together_and_each_gets_its_own_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &[]);
+    let addr = server.addr.clone();
+    // Each client's texts, and the vectors one request at a time gives them.
+    let text = |c: usize, r: usize| format!("client {c} asks question {r} about {}", ["films", "plots", "actors", "music"][(c + r) % 4]);
+    let alone: std::collections::HashMap<String, Vec<f64>> = (0..16)
+        .flat_map(|c| (0..3).map(move |r| text(c, r)))
+        .map(|t| {
+            let v = vectors(&post(&addr, "/embed", &json!({"inputs": [t.clone()], "normalize": false})).json()).remove(0);
+            (t, v)
+        })
+        .collect();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let (addr, alone) = (addr.clone(), alone.clone());
+            std::thread::spawn(move || {
+                let mut batched_with_others = 0;
+                for i in 0..50 {
+                    let texts: Vec<String> = (0..1 + i % 3).map(|r| text(c, r)).collect();
+                    let r = post(&addr, "/embed", &json!({"inputs": texts, "normalize": false}));
+                    assert_eq!(r.status, 200, "client {c} request {i}: {}", r.body);
+                    let want: Vec<Vec<f64>> = texts.iter().map(|t| alone[t].clone()).collect();
+                    assert!(close(&vectors(&r.json()), &want, 1e-4), "client {c} request {i}: another request's vectors");
+                    if r.header("x-batch-rows").unwrap().parse::<usize>().unwrap() > texts.len() {
+                        batched_with_others += 1;
+                    }
+                }
+                batched_with_others
+            })
+        })
+        .collect();
+    let together: usize = clients.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(started.elapsed() < Duration::from_secs(240), "800 requests took {:?}", started.elapsed());
+    assert!(together > 0, "no request ever shared a forward pass with another");
+    assert_eq!(request(&addr, "GET", "/health", None, None).status, 200);
+}
