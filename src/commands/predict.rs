@@ -71,8 +71,7 @@ fn prediction(c: &Classifier, logits: &[f32], opts: &PredictOptions) -> Map<Stri
 
 /// Named entities in raw text: each word (a run of tokens not separated by whitespace) takes the tag
 /// of its first subword; words are chunked into entities as seqeval does. Offsets are in characters.
-pub fn entities(c: &Classifier, text: &str, per_token_logits: &[Vec<f32>], offsets: &[(usize, usize)], special: &[bool], all_scores: bool) -> Value {
-    let names = &c.config.id2label;
+pub fn entities(names: &[String], text: &str, per_token_logits: &[Vec<f32>], offsets: &[(usize, usize)], special: &[bool], all_scores: bool) -> Value {
     // (byte start, byte end, tag, probability) per word.
     let mut words: Vec<(usize, usize, usize, f32)> = Vec::new();
     for ((l, &(start, end)), &sp) in per_token_logits.iter().zip(offsets).zip(special) {
@@ -139,7 +138,7 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
                 if let Some(id) = &input.id {
                     obj.insert("id".into(), id.clone());
                 }
-                if let Value::Object(m) = entities(&classifier, &input.text, &logits, &offsets, &special, opts.all_scores) {
+                if let Value::Object(m) = entities(&classifier.config.id2label, &input.text, &logits, &offsets, &special, opts.all_scores) {
                     obj.extend(m);
                 }
                 writeln!(out, "{}", Value::Object(obj))?;

@@ -279,3 +279,126 @@ fn concurrent_clients_are_batched_together_and_each_gets_its_own_answer() {
     assert!(together > 0, "no request ever shared a forward pass with another");
     assert_eq!(request(&addr, "GET", "/health", None, None).status, 200);
 }
+
+/// `modernft predict` on JSONL inputs: one JSON value per input.
+fn predicted(model: &Path, inputs: &[Value], flags: &[&str]) -> Vec<Value> {
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--input-format", "jsonl"];
+    args.extend(flags);
+    let stdin: String = inputs.iter().map(|v| format!("{v}\n")).collect();
+    let out = run_with_stdin(&args, &stdin);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A one-output pair model (a cross-encoder): tiny-v4 fine-tuned for a few steps as a regression
+/// on (text, text_pair, score) rows.
+fn cross_encoder(dir: &Path) -> std::path::PathBuf {
+    let rows: String = (0..32)
+        .map(|i| format!("{}\n", json!({"text": TEXTS[i % 4], "text_pair": TEXTS[(i / 4) % 4], "label": ((i % 4 == (i / 4) % 4) as u8) as f64 * 5.0})))
+        .collect();
+    let data = common::write_file(dir, "pairs.jsonl", &rows);
+    let cfg = common::write_file(
+        dir,
+        "ce.toml",
+        &format!(
+            "task = \"regression\"\n[model]\nname = \"{}\"\n[data]\ntrain = \"{}\"\ntext_pair_column = \"text_pair\"\nmax_length = 64\n[training]\nbatch_size = 8\nmax_steps = 4\nlearning_rate = 1e-3\neval_strategy = \"no\"\n[output]\ndir = \"{}\"\n",
+            fixtures().join("tiny-v4").display(),
+            data.display(),
+            dir.join("ce").display()
+        ),
+    );
+    ok(modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap()]).timed_output());
+    dir.join("ce/model")
+}
+
+#[test]
+fn classifiers_predict_rerank_and_tag_as_modernft_predict_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let near = |a: f64, b: &Value| (a - b.as_f64().unwrap()).abs() < 1e-5;
+    // A sequence classifier: every label's probability, best first; raw_scores are the logits.
+    let clf = fixtures().join("tiny-v4");
+    let server = start(&clf, &[]);
+    let a = server.addr.as_str();
+    let want = predicted(&clf, &TEXTS.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(), &["--all-scores", "--logits"]);
+    let one = post(a, "/predict", &json!({"inputs": TEXTS[0]})).json();
+    let preds = one.as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    assert!(preds[0]["score"].as_f64() >= preds[1]["score"].as_f64(), "{one}");
+    for p in preds {
+        assert!(near(p["score"].as_f64().unwrap(), &want[0]["scores"][p["label"].as_str().unwrap()]), "{one} vs {}", want[0]);
+    }
+    assert_eq!(preds[0]["label"], want[0]["label"]);
+    let raw = post(a, "/predict", &json!({"inputs": [TEXTS[1]], "raw_scores": true})).json();
+    let names = ["negative", "positive"];
+    for p in raw.as_array().unwrap() {
+        let i = names.iter().position(|n| *n == p["label"]).unwrap();
+        assert!(near(p["score"].as_f64().unwrap(), &want[1]["logits"][i]), "{raw}");
+    }
+    // A batch mixing single texts and a pair; the pair scores as predict scores text + text_pair.
+    let batch = post(a, "/predict", &json!({"inputs": [[TEXTS[2]], [TEXTS[0], TEXTS[3]]]})).json();
+    let pair_want = predicted(&clf, &[json!({"text": TEXTS[0], "text_pair": TEXTS[3]})], &["--all-scores"]);
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert_eq!(batch[0][0]["label"], want[2]["label"]);
+    assert!(batch[1].as_array().unwrap().iter().all(|p| near(p["score"].as_f64().unwrap(), &pair_want[0]["scores"][p["label"].as_str().unwrap()])), "{batch}");
+    let info = request(a, "GET", "/info", None, None).json();
+    assert_eq!(info["model_type"]["classifier"]["id2label"]["1"], "positive");
+    for (route, body) in [("/similarity", json!({"inputs": {"source_sentence": "a", "sentences": ["b"]}})), ("/rerank", json!({"query": "a", "texts": ["b"]}))] {
+        let r = post(a, route, &body);
+        assert_eq!((r.status, r.json()["error_type"].clone()), (424, json!("Backend")), "{route}: {}", r.body);
+    }
+    let r = post(a, "/predict", &json!({"inputs": ["a", "b", "c"]}));
+    assert!(r.status == 422 && r.json()["error"].as_str().unwrap().contains("pair"), "{}", r.body);
+    drop(server);
+
+    // A token classifier: each text's entities with character offsets, as predict finds them.
+    let tagger = fixtures().join("tiny-token");
+    let server = start(&tagger, &[]);
+    let texts = ["John Smith visited the Empire State Building yesterday", "Mary loved it in Paris !"];
+    let want = predicted(&tagger, &texts.iter().map(|t| json!({"text": t})).collect::<Vec<_>>(), &[]);
+    let got = post(&server.addr, "/predict", &json!({"inputs": [[texts[0]], [texts[1]]]})).json();
+    // The same spans and tags; scores to float precision (the batch differs).
+    let same = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        a.len() == b.len()
+            && !a.is_empty()
+            && a.iter().zip(b).all(|(x, y)| ["entity", "start", "end", "text"].iter().all(|k| x[k] == y[k]) && near(x["score"].as_f64().unwrap(), &y["score"]))
+    };
+    assert!(same(&got[0], &want[0]["entities"]) && same(&got[1], &want[1]["entities"]), "{got} vs {want:?}");
+    assert!(same(&post(&server.addr, "/predict", &json!({"inputs": texts[0]})).json(), &want[0]["entities"]));
+    assert_eq!(post(&server.addr, "/predict", &json!({"inputs": [texts[0], texts[1]]})).status, 422, "a pair to a tagger");
+    drop(server);
+
+    // A cross-encoder: /rerank scores each (query, text) as predict scores the pair, best first.
+    let ce = cross_encoder(tmp.path());
+    let server = start(&ce, &[]);
+    let query = TEXTS[0];
+    let ranks = post(&server.addr, "/rerank", &json!({"query": query, "texts": TEXTS, "return_text": true})).json();
+    let want = predicted(&ce, &TEXTS.iter().map(|t| json!({"text": query, "text_pair": t})).collect::<Vec<_>>(), &[]);
+    let ranks = ranks.as_array().unwrap();
+    assert_eq!(ranks.len(), TEXTS.len());
+    assert!(ranks.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "{ranks:?}");
+    for r in ranks {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert!(near(r["score"].as_f64().unwrap(), &want[i]["score"]) && r["text"] == TEXTS[i], "{r} vs {}", want[i]);
+    }
+    let plain = post(&server.addr, "/rerank", &json!({"query": query, "texts": [TEXTS[1]]})).json();
+    assert!(plain[0].get("text").is_none(), "{plain}");
+    assert_eq!(post(&server.addr, "/rerank", &json!({"query": query, "texts": []})).status, 400);
+    assert_eq!(request(&server.addr, "GET", "/info", None, None).json()["model_type"]["reranker"]["id2label"]["0"], "LABEL_0");
+}
+
+#[test]
+fn similarity_is_the_cosine_of_embed_s_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &[]);
+    let a = server.addr.as_str();
+    let v = vectors(&post(a, "/embed", &json!({"inputs": TEXTS})).json());
+    let sims = post(a, "/similarity", &json!({"inputs": {"source_sentence": TEXTS[0], "sentences": &TEXTS[1..]}})).json();
+    let want: Vec<f64> = v[1..].iter().map(|x| x.iter().zip(&v[0]).map(|(p, q)| p * q).sum()).collect();
+    assert!(close(&[sims.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()], &[want], 1e-5), "{sims}");
+    let r = post(a, "/similarity", &json!({"inputs": {"source_sentence": "a", "sentences": []}}));
+    assert_eq!((r.status, r.json()["error_type"].clone()), (400, json!("Empty")));
+    let r = post(a, "/predict", &json!({"inputs": "a"}));
+    assert_eq!((r.status, r.json()["error_type"].clone()), (424, json!("Backend")), "{}", r.body);
+}

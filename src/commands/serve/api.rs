@@ -239,3 +239,116 @@ pub struct SimpleToken {
     pub start: Option<usize>,
     pub stop: Option<usize>,
 }
+
+/// An input of `/predict`: a text, or a pair of texts.
+pub type PredictRow = (String, Option<String>);
+
+/// `/predict`'s `inputs`, as TEI reads them: `"text"` or `["text"]` (one input), `["a", "b"]` (one
+/// pair), or a batch of those as lists: `[["t1"], ["a", "b"], ...]`.
+#[derive(Debug)]
+pub enum PredictInput {
+    Single(PredictRow),
+    Batch(Vec<PredictRow>),
+}
+
+impl<'de> Deserialize<'de> for PredictInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+        const SHAPES: &str = "a string, a pair of strings [string, string], or a batch of single strings and pairs [[string], [string, string], ...]";
+        fn row<E: Error>(items: &[Value]) -> Result<PredictRow, E> {
+            let text = |v: &Value| v.as_str().map(str::to_string).ok_or_else(|| E::custom(format!("expected a string, found {v}; `inputs` is {SHAPES}")));
+            match items {
+                [a] => Ok((text(a)?, None)),
+                [a, b] => Ok((text(a)?, Some(text(b)?))),
+                _ => Err(E::custom(format!("an input of {} strings; each is one string or a pair: `inputs` is {SHAPES}", items.len()))),
+            }
+        }
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(PredictInput::Single((s, None))),
+            Value::Array(items) if items.first().is_some_and(Value::is_array) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Array(parts) => row(parts),
+                    other => Err(D::Error::custom(format!("a batch holds lists ([\"text\"] or [\"a\", \"b\"]), found {other}"))),
+                })
+                .collect::<Result<_, _>>()
+                .map(PredictInput::Batch),
+            Value::Array(items) if items.is_empty() => Ok(PredictInput::Batch(Vec::new())),
+            Value::Array(items) => row(&items).map(PredictInput::Single),
+            other => Err(D::Error::custom(format!("found {other}; `inputs` is {SHAPES}"))),
+        }
+    }
+}
+
+/// `POST /predict`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    pub inputs: PredictInput,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: TruncationDirection,
+    /// The logits as they are, instead of probabilities.
+    #[serde(default)]
+    pub raw_scores: bool,
+}
+
+/// One label's score (sorted best first in an answer).
+#[derive(Debug, Serialize)]
+pub struct Prediction {
+    pub score: f32,
+    pub label: String,
+}
+
+/// `POST /rerank`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankRequest {
+    pub query: String,
+    pub texts: Vec<String>,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: TruncationDirection,
+    #[serde(default)]
+    pub raw_scores: bool,
+    #[serde(default)]
+    pub return_text: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rank {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub score: f32,
+}
+
+/// `POST /similarity`: `{"inputs": {"source_sentence", "sentences"}, "parameters": {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarityRequest {
+    pub inputs: SimilarityInput,
+    #[serde(default)]
+    pub parameters: Option<SimilarityParameters>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarityInput {
+    pub source_sentence: String,
+    pub sentences: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarityParameters {
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: TruncationDirection,
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+}

@@ -10,14 +10,18 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::api::{ApiError, EmbedRequest, EncodingFormat, ErrorType, Json, OpenAiEmbedding, OpenAiRequest, OpenAiResponse, OpenAiUsage, OpenAiVector, SimpleToken, TokenizeRequest, TruncationDirection};
-use super::batcher::Timing;
+use super::api::{
+    ApiError, EmbedRequest, EncodingFormat, ErrorType, Json, OpenAiEmbedding, OpenAiRequest, OpenAiResponse, OpenAiUsage, OpenAiVector, PredictInput, PredictRequest, Prediction, Rank, RerankRequest,
+    SimilarityRequest, SimpleToken, TokenizeRequest, TruncationDirection,
+};
+use crate::data::TargetKind;
+use super::batcher::{Output, Timing};
 use super::{Served, State};
 
 type Reply = Result<Response, ApiError>;
 
 /// The routes, for the 404 answer.
-const ROUTES: &str = "POST /embed, POST /v1/embeddings, POST /tokenize, GET /info, GET /health";
+const ROUTES: &str = "POST /embed, POST /v1/embeddings, POST /predict, POST /rerank, POST /similarity, POST /tokenize, GET /info, GET /health";
 
 /// The inputs of a request, checked: at least one, at most `--max-client-batch-size`.
 fn checked_inputs(state: &State, inputs: Vec<String>) -> Result<Vec<String>, ApiError> {
@@ -47,42 +51,59 @@ fn prompt(state: &State, name: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-/// Token ids of every input (prompt prepended): an input longer than the max input length is cut
-/// from `direction` with `truncate`, else refused (413, as TEI).
-fn tokenize_all(state: &State, texts: &[String], prompt: &str, truncate: bool, direction: TruncationDirection) -> Result<Vec<Vec<u32>>, ApiError> {
-    let encode = |t: &tokenizers::Tokenizer, text: &str| {
-        t.encode(text, true).map(|e| e.get_ids().to_vec()).map_err(|e| ApiError::new(ErrorType::Tokenizer, format!("cannot tokenize an input: {e}")))
+/// An input as the model reads it: a text (its prompt already prepended) or a pair of texts.
+pub type Row = (String, Option<String>);
+
+/// The 413 of an input longer than the model takes without `truncate`.
+fn too_long(state: &State, i: usize, tokens: usize) -> ApiError {
+    ApiError::new(
+        ErrorType::Validation,
+        format!(
+            "input {i} has {tokens} tokens, more than the model's {} (send \"truncate\": true to cut it, or start the server with --auto-truncate)",
+            state.max_input_length
+        ),
+    )
+}
+
+/// Every row tokenized: an input longer than the max input length is cut from `direction` with
+/// `truncate` (a pair from its longer side first), else refused (413, as TEI).
+fn encode_all(state: &State, rows: &[Row], truncate: bool, direction: TruncationDirection) -> Result<Vec<tokenizers::Encoding>, ApiError> {
+    let encode = |t: &tokenizers::Tokenizer, (text, pair): &Row| {
+        match pair {
+            Some(p) => t.encode((text.as_str(), p.as_str()), true),
+            None => t.encode(text.as_str(), true),
+        }
+        .map_err(|e| ApiError::new(ErrorType::Tokenizer, format!("cannot tokenize an input: {e}")))
     };
-    texts
-        .iter()
+    rows.iter()
         .enumerate()
-        .map(|(i, text)| {
-            let text = format!("{prompt}{text}");
-            let ids = encode(&state.tokenizer, &text)?;
-            if ids.len() <= state.max_input_length {
-                return Ok(ids);
+        .map(|(i, row)| {
+            let enc = encode(&state.tokenizer, row)?;
+            if enc.len() <= state.max_input_length {
+                return Ok(enc);
             }
             if !truncate {
-                return Err(ApiError::new(
-                    ErrorType::Validation,
-                    format!(
-                        "input {i} has {} tokens, more than the model's {} (send \"truncate\": true to cut it, or start the server with --auto-truncate)",
-                        ids.len(),
-                        state.max_input_length
-                    ),
-                ));
+                return Err(too_long(state, i, enc.len()));
             }
-            encode(if direction == TruncationDirection::Left { &state.cut_left } else { &state.cut_right }, &text)
+            encode(if direction == TruncationDirection::Left { &state.cut_left } else { &state.cut_right }, row)
         })
         .collect()
 }
 
 /// Tokenizes on one of tokio's blocking threads (the async threads keep answering).
-async fn tokenized(state: &Arc<State>, texts: Vec<String>, prompt: String, truncate: bool, direction: TruncationDirection) -> Result<Vec<Vec<u32>>, ApiError> {
+async fn encoded(state: &Arc<State>, rows: Vec<Row>, truncate: bool, direction: TruncationDirection) -> Result<Vec<tokenizers::Encoding>, ApiError> {
     let s = state.clone();
-    tokio::task::spawn_blocking(move || tokenize_all(&s, &texts, &prompt, truncate, direction))
+    tokio::task::spawn_blocking(move || encode_all(&s, &rows, truncate, direction))
         .await
         .map_err(|e| ApiError::new(ErrorType::Backend, format!("tokenization failed: {e}")))?
+}
+
+/// Runs encoded rows through the model thread: the results in order, the timing, the token count.
+async fn run_model(state: &State, encodings: &[tokenizers::Encoding]) -> Result<(Vec<Output>, Timing, usize), ApiError> {
+    let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+    let tokens = ids.iter().map(Vec::len).sum();
+    let (outputs, timing) = state.batcher.run(ids).await.map_err(|e| ApiError::new(ErrorType::Backend, e))?;
+    Ok((outputs, timing, tokens))
 }
 
 /// TEI's timing headers.
@@ -137,9 +158,9 @@ fn check_dimensions(dimensions: Option<usize>, hidden: usize) -> Result<(), ApiE
 /// Vectors for `texts` (unnormalised, as pooled), with the timing, token and character counts.
 async fn pooled(state: &Arc<State>, texts: Vec<String>, prompt: String, truncate: bool, direction: TruncationDirection) -> Result<(Vec<Vec<f32>>, Timing, usize, usize), ApiError> {
     let chars = texts.iter().map(|t| t.chars().count()).sum();
-    let rows = tokenized(state, texts, prompt, truncate, direction).await?;
-    let tokens = rows.iter().map(Vec::len).sum();
-    let (outputs, timing) = state.batcher.run(rows).await.map_err(|e| ApiError::new(ErrorType::Backend, e))?;
+    let rows: Vec<Row> = texts.into_iter().map(|t| (format!("{prompt}{t}"), None)).collect();
+    let encodings = encoded(state, rows, truncate, direction).await?;
+    let (outputs, timing, tokens) = run_model(state, &encodings).await?;
     Ok((outputs.into_iter().map(|o| o.into_vector()).collect(), timing, tokens, chars))
 }
 
@@ -272,4 +293,117 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(ErrorType::Empty, format!("{} does not take {method}; the routes are {ROUTES}", uri.path())).with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+fn classifier_model<'a>(state: &'a State, route: &str) -> Result<(&'a [String], TargetKind), ApiError> {
+    match &state.served {
+        Served::Classifier { kind, labels } => Ok((labels, *kind)),
+        Served::Embedding { .. } => Err(ApiError::new(
+            ErrorType::Backend,
+            format!("{} is an embedding model: {route} serves fine-tuned classifiers; use /embed or /similarity", state.model_id),
+        )),
+    }
+}
+
+/// A row's scores as `/predict` and `/rerank` give them: the logits with `raw_scores` (and a
+/// regression model's number, always); else a softmax over several labels, a sigmoid per label
+/// for multi-label models and for a single output.
+fn scores(kind: TargetKind, logits: &[f32], raw: bool) -> Vec<f32> {
+    match kind {
+        _ if raw => logits.to_vec(),
+        TargetKind::Regression => logits.to_vec(),
+        TargetKind::Classification if logits.len() > 1 => crate::tasks::softmax(logits),
+        _ => logits.iter().map(|&x| crate::tasks::sigmoid(x)).collect(),
+    }
+}
+
+fn check_count(state: &State, n: usize, what: &str) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::new(ErrorType::Empty, format!("`{what}` cannot be empty")));
+    }
+    if n > state.opts.max_client_batch_size {
+        return Err(ApiError::new(ErrorType::Validation, format!("batch size {n} > maximum allowed batch size {} (--max-client-batch-size)", state.opts.max_client_batch_size)));
+    }
+    Ok(())
+}
+
+/// `POST /predict`: per input, every label's score, best first (`[{score, label}]`); a batch is a
+/// list of those. A token-classification model answers each text with its entities
+/// (`[{entity, start, end, text, score}]`, character offsets).
+pub async fn predict(Shared(state): Shared<Arc<State>>, Json(req): Json<PredictRequest>) -> Reply {
+    let started = Instant::now();
+    let (labels, kind) = classifier_model(&state, "/predict")?;
+    let (rows, single) = match req.inputs {
+        PredictInput::Single(r) => (vec![r], true),
+        PredictInput::Batch(rows) => (rows, false),
+    };
+    check_count(&state, rows.len(), "inputs")?;
+    if kind == TargetKind::Tags && rows.iter().any(|r| r.1.is_some()) {
+        return Err(ApiError::new(ErrorType::Tokenizer, "a token-classification model tags one text per input, not a pair"));
+    }
+    let chars = rows.iter().map(|(a, b)| a.chars().count() + b.as_ref().map_or(0, |b| b.chars().count())).sum();
+    let truncate = req.truncate.unwrap_or(state.opts.auto_truncate);
+    let encodings = encoded(&state, rows.clone(), truncate, req.truncation_direction).await?;
+    let (outputs, timing, tokens) = run_model(&state, &encodings).await?;
+    let answers: Vec<serde_json::Value> = outputs
+        .into_iter()
+        .zip(&encodings)
+        .zip(&rows)
+        .map(|((out, enc), (text, _))| {
+            if kind == TargetKind::Tags {
+                let special: Vec<bool> = enc.get_special_tokens_mask().iter().map(|&s| s == 1).collect();
+                let found = crate::commands::predict::entities(labels, text, &out.into_tokens(), enc.get_offsets(), &special, false);
+                found["entities"].clone()
+            } else {
+                let s = scores(kind, &out.into_vector(), req.raw_scores);
+                let mut p: Vec<Prediction> = s.iter().zip(labels).map(|(&score, label)| Prediction { score, label: label.clone() }).collect();
+                p.sort_by(|a, b| b.score.total_cmp(&a.score));
+                json!(p)
+            }
+        })
+        .collect();
+    let body = if single { answers.into_iter().next().unwrap_or_default() } else { json!(answers) };
+    Ok((headers(started, timing, tokens, chars), axum::Json(body)).into_response())
+}
+
+/// `POST /rerank`: each text scored against the query by a one-output pair model (a
+/// cross-encoder), best first: `[{index, score, text?}]`.
+pub async fn rerank(Shared(state): Shared<Arc<State>>, Json(req): Json<RerankRequest>) -> Reply {
+    let started = Instant::now();
+    let (labels, kind) = classifier_model(&state, "/rerank")?;
+    if labels.len() != 1 || kind == TargetKind::Tags {
+        return Err(ApiError::new(
+            ErrorType::Backend,
+            format!("/rerank needs a model with one output per (query, text) pair, a cross-encoder; {} has {} label(s): use /predict", state.model_id, labels.len()),
+        ));
+    }
+    check_count(&state, req.texts.len(), "texts")?;
+    let chars = req.texts.iter().map(|t| t.chars().count() + req.query.chars().count()).sum();
+    let rows: Vec<Row> = req.texts.iter().map(|t| (req.query.clone(), Some(t.clone()))).collect();
+    let truncate = req.truncate.unwrap_or(state.opts.auto_truncate);
+    let encodings = encoded(&state, rows, truncate, req.truncation_direction).await?;
+    let (outputs, timing, tokens) = run_model(&state, &encodings).await?;
+    let mut ranks: Vec<Rank> = outputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, out)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score: scores(kind, &out.into_vector(), req.raw_scores)[0] })
+        .collect();
+    ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok((headers(started, timing, tokens, chars), axum::Json(ranks)).into_response())
+}
+
+/// `POST /similarity`: the cosine similarity of `source_sentence` to each of `sentences`.
+pub async fn similarity(Shared(state): Shared<Arc<State>>, Json(req): Json<SimilarityRequest>) -> Reply {
+    let started = Instant::now();
+    embedding_model(&state, "/similarity")?;
+    let params = req.parameters.unwrap_or_default();
+    check_count(&state, req.inputs.sentences.len(), "sentences")?;
+    let prompt = prompt(&state, params.prompt_name.as_deref())?;
+    let truncate = params.truncate.unwrap_or(state.opts.auto_truncate);
+    let mut texts = vec![req.inputs.source_sentence];
+    texts.extend(req.inputs.sentences);
+    let (vectors, timing, tokens, chars) = pooled(&state, texts, prompt, truncate, params.truncation_direction).await?;
+    let source = finished(vectors[0].clone(), None, true);
+    let sims: Vec<f32> = vectors[1..].iter().map(|v| finished(v.clone(), None, true).iter().zip(&source).map(|(a, b)| a * b).sum()).collect();
+    Ok((headers(started, timing, tokens, chars), axum::Json(sims)).into_response())
 }
