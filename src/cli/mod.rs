@@ -60,7 +60,7 @@ pub struct ServeArgs {
     /// Inputs one request may send (more: 413).
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub max_client_batch_size: usize,
-    /// Requests handled at once (reported in /info).
+    /// Requests handled at once; one more is answered 429 (Overloaded) at once.
     #[arg(long, default_value_t = 512, value_parser = at_least_one)]
     pub max_concurrent_requests: usize,
     /// Cut inputs longer than the max input length when a request does not set `truncate`

@@ -402,3 +402,38 @@ fn similarity_is_the_cosine_of_embed_s_vectors() {
     let r = post(a, "/predict", &json!({"inputs": "a"}));
     assert_eq!((r.status, r.json()["error_type"].clone()), (424, json!("Backend")), "{}", r.body);
 }
+
+#[test]
+fn a_request_past_max_concurrent_requests_is_answered_429_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &["--max-concurrent-requests", "1"]);
+    let a = server.addr.as_str();
+    // The one permit held by a request whose body is still arriving.
+    let body = json!({"inputs": ["held open"]}).to_string();
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(slow, "POST /embed HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), &body[..5]).unwrap();
+    slow.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let overloaded = loop {
+        let r = post(a, "/embed", &json!({"inputs": "another"}));
+        if r.status == 429 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(overloaded.status, 429, "{}", overloaded.body);
+    let v = overloaded.json();
+    assert!(v["error_type"] == "Overloaded" && v["error"].as_str().unwrap().contains("--max-concurrent-requests"), "{v}");
+    let o = post(a, "/v1/embeddings", &json!({"input": "x"}));
+    assert!(o.status == 429 && o.json()["type"] == "Overloaded" && o.json()["code"] == 429, "{}", o.body);
+    // /health and /info are not limited.
+    assert_eq!(request(a, "GET", "/health", None, None).status, 200);
+    // The held request completes, and its permit comes back.
+    slow.write_all(body[5..].as_bytes()).unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(post(a, "/embed", &json!({"inputs": "after"})).status, 200);
+}

@@ -36,7 +36,7 @@ pub struct ServeOptions {
     pub max_batch_tokens: usize,
     /// Inputs one request may hold (413 beyond).
     pub max_client_batch_size: usize,
-    /// Reported in `/info`.
+    /// Requests in flight at once (429 beyond).
     pub max_concurrent_requests: usize,
     /// Cut over-long inputs when a request does not say (`truncate`), instead of answering 413.
     pub auto_truncate: bool,
@@ -72,6 +72,8 @@ pub struct State {
     pub opts: ServeOptions,
     pub batcher: Batcher,
     pub tokenization_workers: usize,
+    /// One permit per request in flight (`--max-concurrent-requests`); none left: 429.
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 fn cutting(tokenizer: &Tokenizer, max_length: usize, direction: TruncationDirection) -> Result<Tokenizer> {
@@ -136,6 +138,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
         default_prompt,
         batcher: Batcher::start(model, work, opts.max_batch_tokens),
         tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests)),
         config,
         opts: opts.clone(),
     })
@@ -143,7 +146,8 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
 
 /// Every route, on `state`.
 pub fn router(state: Arc<State>) -> Router {
-    Router::new()
+    // The routes that queue work hold a permit from before their body is read until they answer.
+    let work = Router::new()
         .route("/embed", post(routes::embed))
         .route("/v1/embeddings", post(routes::openai_embeddings))
         .route("/embeddings", post(routes::openai_embeddings))
@@ -151,6 +155,9 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/rerank", post(routes::rerank))
         .route("/similarity", post(routes::similarity))
         .route("/tokenize", post(routes::tokenize))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), routes::limit));
+    Router::new()
+        .merge(work)
         .route("/info", get(routes::info))
         .route("/health", get(routes::health))
         .fallback(routes::not_found)

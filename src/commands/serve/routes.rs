@@ -287,6 +287,22 @@ pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
     }
 }
 
+/// `--max-concurrent-requests`: a request that finds every permit taken is answered 429 at once
+/// (TEI's `Overloaded`), not queued behind the others.
+pub async fn limit(Shared(state): Shared<Arc<State>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let openai = req.uri().path().ends_with("embeddings");
+    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+        let e = ApiError::new(
+            ErrorType::Overloaded,
+            format!("Model is overloaded: {} requests are in flight (--max-concurrent-requests); retry later", state.opts.max_concurrent_requests),
+        );
+        return if openai { e.openai() } else { e }.into_response();
+    };
+    let response = next.run(req).await;
+    drop(permit);
+    response
+}
+
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::new(ErrorType::Empty, format!("no route {method} {}; the routes are {ROUTES}", uri.path())).with_status(StatusCode::NOT_FOUND)
 }
