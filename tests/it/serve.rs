@@ -151,6 +151,8 @@ fn embedding_routes_answer_as_tei_and_openai_with_embed_s_vectors() {
     let unit_want: Vec<Vec<f64>> = want.iter().map(|v| unit(v)).collect();
     assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS})).json()), &unit_want, 1e-5));
     assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS[1]})).json()), &unit_want[1..2], 1e-5));
+    // POST / is /embed on an embedding model (what huggingface_hub's InferenceClient calls).
+    assert!(close(&vectors(&post(a, "/", &json!({"inputs": TEXTS, "normalize": false})).json()), &want, 1e-5));
     // dimensions: the first 8 of each vector, then unit length.
     let cut: Vec<Vec<f64>> = want.iter().map(|v| unit(&v[..8])).collect();
     assert!(close(&vectors(&post(a, "/embed", &json!({"inputs": TEXTS, "dimensions": 8})).json()), &cut, 1e-5));
@@ -328,6 +330,10 @@ fn classifiers_predict_rerank_and_tag_as_modernft_predict_does() {
         assert!(near(p["score"].as_f64().unwrap(), &want[0]["scores"][p["label"].as_str().unwrap()]), "{one} vs {}", want[0]);
     }
     assert_eq!(preds[0]["label"], want[0]["label"]);
+    // POST / is /predict on a classifier.
+    let root = post(a, "/", &json!({"inputs": TEXTS[0]})).json();
+    assert_eq!(root[0]["label"], preds[0]["label"]);
+    assert!(near(root[0]["score"].as_f64().unwrap(), &preds[0]["score"]));
     let raw = post(a, "/predict", &json!({"inputs": [TEXTS[1]], "raw_scores": true})).json();
     let names = ["negative", "positive"];
     for p in raw.as_array().unwrap() {

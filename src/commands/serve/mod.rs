@@ -148,6 +148,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
 pub fn router(state: Arc<State>) -> Router {
     // The routes that queue work hold a permit from before their body is read until they answer.
     let work = Router::new()
+        .route("/", post(routes::root))
         .route("/embed", post(routes::embed))
         .route("/v1/embeddings", post(routes::openai_embeddings))
         .route("/embeddings", post(routes::openai_embeddings))

@@ -21,7 +21,7 @@ use super::{Served, State};
 type Reply = Result<Response, ApiError>;
 
 /// The routes, for the 404 answer.
-const ROUTES: &str = "POST /embed, POST /v1/embeddings, POST /predict, POST /rerank, POST /similarity, POST /tokenize, GET /info, GET /health";
+const ROUTES: &str = "POST / (embed or predict, as the model is), POST /embed, POST /v1/embeddings, POST /predict, POST /rerank, POST /similarity, POST /tokenize, GET /info, GET /health";
 
 /// The inputs of a request, checked: at least one, at most `--max-client-batch-size`.
 fn checked_inputs(state: &State, inputs: Vec<String>) -> Result<Vec<String>, ApiError> {
@@ -162,6 +162,16 @@ async fn pooled(state: &Arc<State>, texts: Vec<String>, prompt: String, truncate
     let encodings = encoded(state, rows, truncate, direction).await?;
     let (outputs, timing, tokens) = run_model(state, &encodings).await?;
     Ok((outputs.into_iter().map(|o| o.into_vector()).collect(), timing, tokens, chars))
+}
+
+/// `POST /`: `/embed` on an embedding model, `/predict` on a classifier (as TEI; what
+/// `huggingface_hub`'s `InferenceClient(base_url)` calls).
+pub async fn root(Shared(state): Shared<Arc<State>>, Json(body): Json<serde_json::Value>) -> Reply {
+    let unreadable = |e: serde_json::Error| ApiError::new(ErrorType::Tokenizer, format!("Failed to deserialize the JSON body into the target type: {e}"));
+    match state.served {
+        Served::Embedding { .. } => embed(Shared(state.clone()), Json(serde_json::from_value(body).map_err(unreadable)?)).await,
+        Served::Classifier { .. } => predict(Shared(state.clone()), Json(serde_json::from_value(body).map_err(unreadable)?)).await,
+    }
 }
 
 /// `POST /embed`: `[[f32]]`, one vector per input.
