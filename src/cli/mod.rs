@@ -75,6 +75,13 @@ pub struct ServeArgs {
     pub pooling: Option<PoolingArg>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Require `Authorization: Bearer KEY` on every route but /health (401 without it); also read
+    /// from MODERNFT_API_KEY.
+    #[arg(long, env = "MODERNFT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest request body in bytes (more: 413).
+    #[arg(long, default_value_t = 2_000_000, value_parser = at_least_one)]
+    pub payload_limit: usize,
 }
 
 #[derive(Args, Debug)]

@@ -283,6 +283,8 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         max_length: args.max_length,
         pooling: args.pooling.map(pooling),
         device: crate::device::parse_device(&args.device)?,
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        payload_limit: args.payload_limit,
     };
     crate::commands::serve::run(&opts)
 }

@@ -19,6 +19,20 @@ pub struct Server {
     pub addr: String,
 }
 
+impl Server {
+    /// Waits (at most 60 s) for the server to exit, after a signal.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -416,11 +430,7 @@ fn a_request_past_max_concurrent_requests_is_answered_429_at_once() {
     let server = start(&model, &["--max-concurrent-requests", "1"]);
     let a = server.addr.as_str();
     // The one permit held by a request whose body is still arriving.
-    let body = json!({"inputs": ["held open"]}).to_string();
-    let mut slow = TcpStream::connect(a).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(slow, "POST /embed HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), &body[..5]).unwrap();
-    slow.flush().unwrap();
+    let (slow, body) = held_open(a);
     let deadline = Instant::now() + Duration::from_secs(20);
     let overloaded = loop {
         let r = post(a, "/embed", &json!({"inputs": "another"}));
@@ -437,9 +447,91 @@ fn a_request_past_max_concurrent_requests_is_answered_429_at_once() {
     // /health and /info are not limited.
     assert_eq!(request(a, "GET", "/health", None, None).status, 200);
     // The held request completes, and its permit comes back.
+    let answer = finish(slow, &body);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(post(a, "/embed", &json!({"inputs": "after"})).status, 200);
+}
+
+/// Opens a POST /embed whose body stops after 5 bytes: the request holds its permit until
+/// [`finish`] sends the rest.
+fn held_open(a: &str) -> (TcpStream, String) {
+    let body = json!({"inputs": ["held open"]}).to_string();
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(slow, "POST /embed HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), &body[..5]).unwrap();
+    slow.flush().unwrap();
+    (slow, body)
+}
+
+fn finish(mut slow: TcpStream, body: &str) -> String {
     slow.write_all(body[5..].as_bytes()).unwrap();
     let mut answer = String::new();
     slow.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(post(a, "/embed", &json!({"inputs": "after"})).status, 200);
+    answer
+}
+
+/// Polls `check` every 50 ms for at most 20 s until it holds.
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_and_refuses_new_ones_with_503() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    // One permit: a 429 proves the held request is in flight before the signal.
+    let mut server = start(&model, &["--max-concurrent-requests", "1"]);
+    let a = server.addr.clone();
+    let (slow, body) = held_open(&a);
+    assert!(eventually(|| post(&a, "/embed", &json!({"inputs": "x"})).status == 429), "the held request never took the permit");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // New requests: 503 while the held one is unfinished; /health says so too.
+    assert!(eventually(|| post(&a, "/embed", &json!({"inputs": "new"})).status == 503), "no 503 after SIGTERM");
+    let r = post(&a, "/embed", &json!({"inputs": "new"}));
+    assert_eq!((r.status, r.json()["error_type"].clone()), (503, json!("Unhealthy")), "{}", r.body);
+    assert_eq!(request(&a, "GET", "/health", None, None).status, 503);
+    // The held request still gets its answer, then the server exits 0.
+    let answer = finish(slow, &body);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("[["), "{answer}");
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn an_api_key_guards_every_route_but_health_and_bodies_have_a_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &["--api-key", "s3cret", "--payload-limit", "2000"]);
+    let a = server.addr.as_str();
+    let with_key = |path: &str, body: &Value, key: Option<&str>| {
+        let text = body.to_string();
+        let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+        let mut s = TcpStream::connect(a).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, raw.split_once("\r\n\r\n").unwrap().1.to_string())
+    };
+    let body = json!({"inputs": "a"});
+    let (status, text) = with_key("/embed", &body, None);
+    assert!(status == 401 && text.contains("\"error_type\":\"Unauthorized\"") && text.contains("Authorization: Bearer"), "{status} {text}");
+    assert_eq!(with_key("/embed", &body, Some("wrong")).0, 401);
+    assert_eq!(with_key("/embed", &body, Some("s3cret")).0, 200);
+    let (status, text) = with_key("/v1/embeddings", &json!({"input": "a"}), None);
+    assert!(status == 401 && text.contains("\"code\":401"), "{text}");
+    assert_eq!(request(a, "GET", "/info", None, None).status, 401);
+    assert_eq!(request(a, "GET", "/health", None, None).status, 200, "probes need no key");
+    // A body over --payload-limit: 413, as JSON.
+    let (status, text) = with_key("/embed", &json!({"inputs": "word ".repeat(1000)}), Some("s3cret"));
+    assert!(status == 413 && text.contains("\"error_type\":\"Validation\"") && text.contains("too large"), "{status} {text}");
 }

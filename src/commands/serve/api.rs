@@ -25,6 +25,8 @@ pub enum ErrorType {
     Tokenizer,
     /// 400: nothing to work on (empty inputs), or not JSON at all.
     Empty,
+    /// 401: `--api-key` is set and the request does not carry it.
+    Unauthorized,
 }
 
 impl ErrorType {
@@ -36,6 +38,7 @@ impl ErrorType {
             ErrorType::Validation => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorType::Tokenizer => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorType::Empty => StatusCode::BAD_REQUEST,
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct ServeOptions {
     /// Embedding models: pooling instead of the folder's.
     pub pooling: Option<Pooling>,
     pub device: candle_core::Device,
+    /// Requests must carry `Authorization: Bearer KEY` (401 without it; `/health` stays open).
+    pub api_key: Option<String>,
+    /// Largest request body in bytes (413 beyond).
+    pub payload_limit: usize,
 }
 
 /// What the served model is.
@@ -74,6 +78,8 @@ pub struct State {
     pub tokenization_workers: usize,
     /// One permit per request in flight (`--max-concurrent-requests`); none left: 429.
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// Set on SIGTERM / Ctrl-C: new requests get 503 while those in flight finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 fn cutting(tokenizer: &Tokenizer, max_length: usize, direction: TruncationDirection) -> Result<Tokenizer> {
@@ -139,6 +145,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
         batcher: Batcher::start(model, work, opts.max_batch_tokens),
         tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests)),
+        draining: std::sync::atomic::AtomicBool::new(false),
         config,
         opts: opts.clone(),
     })
@@ -163,6 +170,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/health", get(routes::health))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::authorize))
+        .layer(axum::extract::DefaultBodyLimit::max(state.opts.payload_limit))
         .with_state(state)
 }
 
@@ -180,11 +189,26 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
             Served::Embedding { pooling, .. } => format!("embedding model, {} pooling", pooling.as_str()),
             Served::Classifier { kind, labels } => format!("{} model, {} label(s)", crate::tasks::problem_type(*kind).unwrap_or("classification"), labels.len()),
         };
+        if opts.api_key.is_none() && !bound.ip().is_loopback() {
+            eprintln!("note: listening on {bound}, beyond this machine, without --api-key: anyone who can reach it can use the model");
+        }
         eprintln!("modernft serve: {} ({what}, max input {} tokens) listening on http://{bound}", state.model_id, state.max_input_length);
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("the server stopped")?;
+        axum::serve(listener, router(state.clone())).with_graceful_shutdown(drained(state)).await.context("the server stopped")?;
         eprintln!("modernft serve: stopped");
         Ok(())
     })
+}
+
+/// Resolves once a shutdown signal came and every request in flight has been answered (new ones
+/// get 503 meanwhile); axum then stops listening.
+async fn drained(state: Arc<State>) {
+    shutdown_signal().await;
+    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let busy = || state.opts.max_concurrent_requests - state.permits.available_permits();
+    eprintln!("modernft serve: shutting down after {} request(s) in flight", busy());
+    while busy() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn shutdown_signal() {

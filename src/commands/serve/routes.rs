@@ -288,8 +288,31 @@ pub async fn info(Shared(state): Shared<Arc<State>>) -> Response {
     .into_response()
 }
 
-/// `GET /health`: 200 while the model thread takes work, else 503.
+/// `--api-key`: every route but `GET /health` needs `Authorization: Bearer KEY` (401 without).
+pub async fn authorize(Shared(state): Shared<Arc<State>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let Some(key) = &state.opts.api_key else { return next.run(req).await };
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), key.as_bytes())) {
+        return next.run(req).await;
+    }
+    let e = ApiError::new(ErrorType::Unauthorized, "this server needs an API key: send the header `Authorization: Bearer KEY`");
+    if req.uri().path().ends_with("embeddings") { e.openai() } else { e }.into_response()
+}
+
+/// Compares without stopping at the first difference (the time taken does not tell how much of a
+/// guessed key was right).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /health`: 200 while the model thread takes work, else 503 (also while shutting down).
 pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return ApiError::new(ErrorType::Unhealthy, "the server is shutting down").into_response();
+    }
     if state.batcher.alive() {
         StatusCode::OK.into_response()
     } else {
@@ -301,6 +324,10 @@ pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
 /// (TEI's `Overloaded`), not queued behind the others.
 pub async fn limit(Shared(state): Shared<Arc<State>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let openai = req.uri().path().ends_with("embeddings");
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let e = ApiError::new(ErrorType::Unhealthy, "the server is shutting down");
+        return if openai { e.openai() } else { e }.into_response();
+    }
     let Ok(permit) = state.permits.clone().try_acquire_owned() else {
         let e = ApiError::new(
             ErrorType::Overloaded,
