@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes (more: 413).
     #[arg(long, default_value_t = 2_000_000, value_parser = at_least_one)]
     pub payload_limit: usize,
+    /// Precision of the matrix products, as `embed` has it: f32, or bf16 on CPUs with AVX-512 BF16.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
 }
 
 #[derive(Args, Debug)]

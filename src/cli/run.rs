@@ -285,6 +285,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         device: crate::device::parse_device(&args.device)?,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         payload_limit: args.payload_limit,
+        bf16: args.precision == crate::cli::PrecisionArg::Bf16,
     };
     crate::commands::serve::run(&opts)
 }

@@ -440,7 +440,7 @@ impl ModernBert {
     /// about twice the f32 speed on CPUs with AVX-512 BF16, for inference. Errors elsewhere.
     pub fn use_bf16_matmuls(&mut self) -> Result<()> {
         if !crate::kernels::bf16_supported() || !self.model.device().is_cpu() || self.model.dtype() != DType::F32 {
-            crate::bail!("bf16 matmuls need f32 weights on a CPU with AVX-512 BF16 (this one has none); embed with --precision f32");
+            crate::bail!("bf16 matmuls need f32 weights on a CPU with AVX-512 BF16 (this one has none); run with --precision f32");
         }
         for layer in &mut self.model.layers {
             for l in [&mut layer.attn.wqkv, &mut layer.attn.wo, &mut layer.mlp.wi, &mut layer.mlp.wo] {

@@ -430,15 +430,8 @@ fn a_request_past_max_concurrent_requests_is_answered_429_at_once() {
     let server = start(&model, &["--max-concurrent-requests", "1"]);
     let a = server.addr.as_str();
     // The one permit held by a request whose body is still arriving.
-    let (slow, body) = held_open(a);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let overloaded = loop {
-        let r = post(a, "/embed", &json!({"inputs": "another"}));
-        if r.status == 429 || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (slow, body) = holding_the_permit(a);
+    let overloaded = post(a, "/embed", &json!({"inputs": "another"}));
     assert_eq!(overloaded.status, 429, "{}", overloaded.body);
     let v = overloaded.json();
     assert!(v["error_type"] == "Overloaded" && v["error"].as_str().unwrap().contains("--max-concurrent-requests"), "{v}");
@@ -461,6 +454,34 @@ fn held_open(a: &str) -> (TcpStream, String) {
     write!(slow, "POST /embed HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), &body[..5]).unwrap();
     slow.flush().unwrap();
     (slow, body)
+}
+
+/// Whether the server has answered (or closed) a held request already: a request that found the
+/// permit taken by another was refused with 429 at once.
+fn answered(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let r = s.peek(&mut b);
+    s.set_nonblocking(false).unwrap();
+    r.is_ok()
+}
+
+/// A held request that owns the one permit of a `--max-concurrent-requests 1` server: proved by a
+/// second request's 429. (The held request may itself lose the race to a probe and be refused;
+/// then another is opened.) At most 30 s.
+fn holding_the_permit(a: &str) -> (TcpStream, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (slow, body) = held_open(a);
+        std::thread::sleep(Duration::from_millis(50));
+        while !answered(&slow) {
+            if post(a, "/embed", &json!({"inputs": "probe"})).status == 429 {
+                return (slow, body);
+            }
+            assert!(Instant::now() < deadline, "a held request never took the permit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 fn finish(mut slow: TcpStream, body: &str) -> String {
@@ -489,8 +510,7 @@ fn sigterm_drains_requests_in_flight_and_refuses_new_ones_with_503() {
     // One permit: a 429 proves the held request is in flight before the signal.
     let mut server = start(&model, &["--max-concurrent-requests", "1"]);
     let a = server.addr.clone();
-    let (slow, body) = held_open(&a);
-    assert!(eventually(|| post(&a, "/embed", &json!({"inputs": "x"})).status == 429), "the held request never took the permit");
+    let (slow, body) = holding_the_permit(&a);
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // New requests: 503 while the held one is unfinished; /health says so too.
@@ -534,4 +554,28 @@ fn an_api_key_guards_every_route_but_health_and_bodies_have_a_limit() {
     // A body over --payload-limit: 413, as JSON.
     let (status, text) = with_key("/embed", &json!({"inputs": "word ".repeat(1000)}), Some("s3cret"));
     assert!(status == 413 && text.contains("\"error_type\":\"Validation\"") && text.contains("too large"), "{status} {text}");
+}
+
+#[test]
+fn bf16_precision_serves_vectors_close_to_f32_or_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let has_bf16 = std::fs::read_to_string("/proc/cpuinfo").map(|s| s.contains("avx512_bf16")).unwrap_or(false);
+    if !has_bf16 {
+        let e = modernft(&["serve", "--model", model.to_str().unwrap(), "--port", "0", "--precision", "bf16"]).timed_output();
+        let stderr = String::from_utf8_lossy(&e.stderr);
+        assert!(!e.status.success() && stderr.contains("AVX-512 BF16") && stderr.contains("--precision f32"), "{stderr}");
+        eprintln!("skipped the bf16 serving check: this CPU has no AVX-512 BF16");
+        return;
+    }
+    let f32_server = start(&model, &[]);
+    let want = vectors(&post(&f32_server.addr, "/embed", &json!({"inputs": TEXTS})).json());
+    drop(f32_server);
+    let server = start(&model, &["--precision", "bf16"]);
+    assert_eq!(request(&server.addr, "GET", "/info", None, None).json()["model_dtype"], "bfloat16");
+    let got = vectors(&post(&server.addr, "/embed", &json!({"inputs": TEXTS})).json());
+    for (g, w) in got.iter().zip(&want) {
+        let cos: f64 = g.iter().zip(w).map(|(a, b)| a * b).sum();
+        assert!(cos > 0.999, "cosine {cos} between bf16 and f32 vectors");
+    }
 }

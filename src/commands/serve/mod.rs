@@ -48,6 +48,8 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// Largest request body in bytes (413 beyond).
     pub payload_limit: usize,
+    /// bf16 matrix products (`--precision bf16`, as `embed`).
+    pub bf16: bool,
 }
 
 /// What the served model is.
@@ -105,7 +107,10 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
         if opts.pooling.is_some() {
             eprintln!("note: --pooling applies to embedding models; {} is a classifier and keeps its own", files.origin);
         }
-        let c = Classifier::load(&opts.model, &lengths, &opts.device)?;
+        let mut c = Classifier::load(&opts.model, &lengths, &opts.device)?;
+        if opts.bf16 {
+            c.model.use_bf16_matmuls()?;
+        }
         let work = if c.kind == TargetKind::Tags { Work::Tokens } else { Work::Sequence };
         let served = Served::Classifier { kind: c.kind, labels: c.config.id2label.clone() };
         let max = c.encoder.max_length();
@@ -119,7 +124,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
             truncate: true,
             prefix: None,
             device: opts.device.clone(),
-            bf16: false,
+            bf16: opts.bf16,
         })?;
         let served = Served::Embedding { pooling: e.setup.pooling, hidden: e.hidden_size() };
         let work = Work::Pooled(e.setup.pooling);
@@ -186,7 +191,7 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
             .with_context(|| format!("cannot listen on --host {} --port {} (is the port taken? --port 0 picks a free one)", opts.host, opts.port))?;
         let bound = listener.local_addr()?;
         let what = match &state.served {
-            Served::Embedding { pooling, .. } => format!("embedding model, {} pooling", pooling.as_str()),
+            Served::Embedding { pooling, .. } => format!("embedding model, {} pooling{}", pooling.as_str(), if opts.bf16 { ", bf16 products" } else { "" }),
             Served::Classifier { kind, labels } => format!("{} model, {} label(s)", crate::tasks::problem_type(*kind).unwrap_or("classification"), labels.len()),
         };
         if opts.api_key.is_none() && !bound.ip().is_loopback() {

@@ -270,7 +270,7 @@ pub async fn info(Shared(state): Shared<Arc<State>>) -> Response {
     axum::Json(json!({
         "model_id": state.model_id,
         "model_sha": null,
-        "model_dtype": "float32",
+        "model_dtype": if state.opts.bf16 { "bfloat16" } else { "float32" },
         "model_type": model_type,
         "task": task,
         "labels": labels,
