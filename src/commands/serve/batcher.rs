@@ -69,13 +69,13 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the model thread; it ends when the batcher is dropped.
-    pub fn start(model: ModernBert, work: Work, max_batch_tokens: usize) -> Self {
+    pub fn start(model: ModernBert, work: Work, max_batch_tokens: usize) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("modernft-model".into())
             .spawn(move || model_thread(model, work, max_batch_tokens, rx))
-            .expect("cannot start the model thread");
-        Batcher { tx }
+            .map_err(|e| crate::err!("cannot start the model thread: {e}"))?;
+        Ok(Batcher { tx })
     }
 
     /// Queues `rows` and waits for their results, in order. An error is the model's, as text.

@@ -147,7 +147,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
         max_input_length,
         prompts,
         default_prompt,
-        batcher: Batcher::start(model, work, opts.max_batch_tokens),
+        batcher: Batcher::start(model, work, opts.max_batch_tokens)?,
         tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests)),
         draining: std::sync::atomic::AtomicBool::new(false),
