@@ -550,6 +550,7 @@ fn an_api_key_guards_every_route_but_health_and_bodies_have_a_limit() {
     let (status, text) = with_key("/v1/embeddings", &json!({"input": "a"}), None);
     assert!(status == 401 && text.contains("\"code\":401"), "{text}");
     assert_eq!(request(a, "GET", "/info", None, None).status, 401);
+    assert_eq!(request(a, "GET", "/metrics", None, None).status, 401);
     assert_eq!(request(a, "GET", "/health", None, None).status, 200, "probes need no key");
     // A body over --payload-limit: 413, as JSON.
     let (status, text) = with_key("/embed", &json!({"inputs": "word ".repeat(1000)}), Some("s3cret"));
@@ -578,4 +579,115 @@ fn bf16_precision_serves_vectors_close_to_f32_or_is_refused_with_what_to_do() {
         let cos: f64 = g.iter().zip(w).map(|(a, b)| a * b).sum();
         assert!(cos > 0.999, "cosine {cos} between bf16 and f32 vectors");
     }
+}
+
+/// Prometheus' text exposition format, parsed strictly: every sample `name{labels} value` keyed by
+/// its name and its labels in order; every sample's metric has `# HELP` and `# TYPE` lines before it.
+fn prometheus_samples(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashMap::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line {line:?}"));
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line:?}");
+            typed.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment {line:?}");
+        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let name = key.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad name in {line:?}");
+        if let Some(labels) = key.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels in {line:?}");
+                for pair in labels[1..labels.len() - 1].split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    assert!(!k.is_empty() && v.starts_with('"'), "bad label {pair:?} in {line:?}");
+                }
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))).unwrap_or(name);
+        assert!(typed.contains_key(family) && helped.contains(family), "{line:?} before its # HELP/# TYPE");
+        assert!(samples.insert(key.to_string(), value).is_none(), "{key} twice");
+    }
+    samples
+}
+
+/// A histogram's buckets never decrease and end at `+Inf` = its count.
+fn check_histogram(samples: &std::collections::HashMap<String, f64>, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}_bucket{{{labels}{}le=\"", if labels.is_empty() { "" } else { "," });
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|le| (le.trim_end_matches("\"}").parse::<f64>().unwrap_or(f64::INFINITY), *v)))
+        .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    assert!(buckets.len() > 5 && buckets.last().unwrap().0.is_infinite(), "{name}: buckets {buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{name}: buckets decrease {buckets:?}");
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let count = samples[&format!("{name}_count{braces}")];
+    assert_eq!(buckets.last().unwrap().1, count, "{name}: +Inf bucket ≠ count");
+    count
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_status_and_time_queue_and_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = embedding_model(tmp.path());
+    let server = start(&model, &["--max-client-batch-size", "4"]);
+    let a = server.addr.as_str();
+    let tokens = |r: &Reply| r.header("x-compute-tokens").unwrap().parse::<f64>().unwrap();
+    let mut sent = 0.0;
+    let mut rows = 0.0;
+    for inputs in [json!(TEXTS[0]), json!(TEXTS[1..3]), json!(TEXTS)] {
+        let r = post(a, "/embed", &json!({ "inputs": inputs }));
+        assert_eq!(r.status, 200, "{}", r.body);
+        sent += tokens(&r);
+        rows += r.json().as_array().unwrap().len() as f64;
+    }
+    let r = post(a, "/v1/embeddings", &json!({"input": TEXTS[3]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    sent += r.json()["usage"]["prompt_tokens"].as_f64().unwrap();
+    rows += 1.0;
+    assert_eq!(post(a, "/embed", &json!({"inputs": ["a", "b", "c", "d", "e"]})).status, 413);
+    assert_eq!(request(a, "GET", "/nowhere", None, None).status, 404);
+    assert_eq!(request(a, "GET", "/health", None, None).status, 200);
+
+    let r = request(a, "GET", "/metrics", None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"), "{:?}", r.header("content-type"));
+    let m = prometheus_samples(&r.body);
+    let count = |route: &str, status: u16| m.get(&format!("modernft_requests_total{{route=\"{route}\",status=\"{status}\"}}")).copied().unwrap_or(0.0);
+    assert_eq!(count("/embed", 200), 3.0, "{}", r.body);
+    assert_eq!(count("/embed", 413), 1.0, "{}", r.body);
+    assert_eq!(count("/v1/embeddings", 200), 1.0, "{}", r.body);
+    assert_eq!(count("unmatched", 404), 1.0, "{}", r.body);
+    assert_eq!(count("/health", 200), 1.0, "{}", r.body);
+    assert_eq!(count("/metrics", 200), 0.0, "a scrape counts once answered");
+    assert_eq!(check_histogram(&m, "modernft_request_duration_seconds", "route=\"/embed\""), 4.0);
+    // Every request that reached the model: its queue wait and its tokens.
+    assert_eq!(check_histogram(&m, "modernft_queue_duration_seconds", ""), 4.0);
+    assert_eq!(check_histogram(&m, "modernft_request_tokens", ""), 4.0);
+    assert_eq!(m["modernft_request_tokens_sum"], sent);
+    assert_eq!(m["modernft_input_tokens_total"], sent);
+    // Batches: each request ran in one (these came one at a time); rows and tokens add up.
+    let batches = check_histogram(&m, "modernft_batch_rows", "");
+    assert_eq!(batches, 4.0);
+    assert_eq!(check_histogram(&m, "modernft_batch_tokens", ""), batches);
+    assert_eq!(check_histogram(&m, "modernft_inference_duration_seconds", ""), batches);
+    assert_eq!(m["modernft_batch_rows_sum"], rows);
+    assert_eq!(m["modernft_batch_tokens_sum"], sent);
+    assert!(m["modernft_inference_duration_seconds_sum"] > 0.0);
+    assert_eq!(m["modernft_queue_requests"], 0.0);
+    assert_eq!(m["modernft_requests_in_flight"], 0.0);
+    let again = prometheus_samples(&request(a, "GET", "/metrics", None, None).body);
+    assert_eq!(again["modernft_requests_total{route=\"/metrics\",status=\"200\"}"], 1.0);
 }

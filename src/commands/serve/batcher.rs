@@ -5,6 +5,7 @@
 //! are tokenized and queue up for the next batch.
 
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -12,6 +13,8 @@ use tokio::sync::oneshot;
 use crate::error::Result;
 use crate::inference::Budget;
 use crate::model::{ModernBert, Pooling};
+
+use super::metrics::Metrics;
 
 /// What the model computes for every row: fixed per served model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,23 +68,35 @@ struct Job {
 /// The queue in front of the model thread.
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 impl Batcher {
     /// Starts the model thread; it ends when the batcher is dropped.
-    pub fn start(model: ModernBert, work: Work, max_batch_tokens: usize) -> Result<Self> {
+    pub fn start(model: ModernBert, work: Work, max_batch_tokens: usize, metrics: Arc<Metrics>) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let m = metrics.clone();
         std::thread::Builder::new()
             .name("modernft-model".into())
-            .spawn(move || model_thread(model, work, max_batch_tokens, rx))
+            .spawn(move || model_thread(model, work, max_batch_tokens, rx, &m))
             .map_err(|e| crate::err!("cannot start the model thread: {e}"))?;
-        Ok(Batcher { tx })
+        Ok(Batcher { tx, metrics })
     }
 
     /// Queues `rows` and waits for their results, in order. An error is the model's, as text.
     pub async fn run(&self, rows: Vec<Vec<u32>>) -> std::result::Result<(Vec<Output>, Timing), String> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { rows, queued: Instant::now(), reply }).map_err(|_| "the model thread has stopped".to_string())?;
+        // Counted before it can be taken; the model thread uncounts every non-empty job it takes.
+        let counted = !rows.is_empty();
+        if counted {
+            self.metrics.queued.inc();
+        }
+        if self.tx.send(Job { rows, queued: Instant::now(), reply }).is_err() {
+            if counted {
+                self.metrics.queued.dec();
+            }
+            return Err("the model thread has stopped".to_string());
+        }
         answer.await.map_err(|_| "the model thread stopped before answering".to_string())?
     }
 
@@ -93,7 +108,7 @@ impl Batcher {
     }
 }
 
-fn model_thread(model: ModernBert, work: Work, max_batch_tokens: usize, rx: mpsc::Receiver<Job>) {
+fn model_thread(model: ModernBert, work: Work, max_batch_tokens: usize, rx: mpsc::Receiver<Job>, metrics: &Metrics) {
     while let Ok(first) = rx.recv() {
         // Every request already queued, up to the budget (the last one may overshoot it: its rows
         // then run in a forward pass of their own).
@@ -108,12 +123,19 @@ fn model_thread(model: ModernBert, work: Work, max_batch_tokens: usize, rx: mpsc
                 Err(_) => break,
             }
         }
+        // Health probes (empty jobs) never counted as queued.
+        metrics.queued.sub(jobs.iter().filter(|j| !j.rows.is_empty()).count() as i64);
         jobs.retain(|j| !j.reply.is_closed());
         let started = Instant::now();
         let rows: Vec<&[u32]> = jobs.iter().flat_map(|j| j.rows.iter().map(Vec::as_slice)).collect();
         let batch_rows = rows.len();
         let result = if rows.is_empty() { Ok(Vec::new()) } else { crate::error::contained("the model", || run(&model, work, &rows, max_batch_tokens)) };
         let inference = started.elapsed();
+        if batch_rows > 0 {
+            metrics.inference_duration.observe(inference.as_secs_f64());
+            metrics.batch_rows.observe(batch_rows as f64);
+            metrics.batch_tokens.observe(rows.iter().map(|r| r.len()).sum::<usize>() as f64);
+        }
         match result {
             Ok(outputs) => {
                 let mut outputs = outputs.into_iter();

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod metrics;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::inference::embedder::{Embedder, EmbedderOptions};
 use crate::inference::Lengths;
 use crate::model::{ModelFiles, ModernBertConfig, Pooling};
 use batcher::{Batcher, Work};
+use metrics::Metrics;
 
 /// `modernft serve`'s options, validated.
 #[derive(Clone, Debug)]
@@ -82,6 +84,8 @@ pub struct State {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// Set on SIGTERM / Ctrl-C: new requests get 503 while those in flight finish.
     pub draining: std::sync::atomic::AtomicBool,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 fn cutting(tokenizer: &Tokenizer, max_length: usize, direction: TruncationDirection) -> Result<Tokenizer> {
@@ -134,6 +138,7 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
     tokenizer.with_truncation(None).context("cannot configure truncation")?;
     tokenizer.with_padding(None);
     let (prompt_values, _) = crate::model::save::read_prompts(&files.config)?;
+    let metrics = Arc::new(Metrics::new()?);
     let prompts = prompt_values
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
@@ -147,7 +152,8 @@ pub fn load(opts: &ServeOptions) -> Result<State> {
         max_input_length,
         prompts,
         default_prompt,
-        batcher: Batcher::start(model, work, opts.max_batch_tokens)?,
+        batcher: Batcher::start(model, work, opts.max_batch_tokens, metrics.clone())?,
+        metrics,
         tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests)),
         draining: std::sync::atomic::AtomicBool::new(false),
@@ -173,10 +179,13 @@ pub fn router(state: Arc<State>) -> Router {
         .merge(work)
         .route("/info", get(routes::info))
         .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), routes::authorize))
         .layer(axum::extract::DefaultBodyLimit::max(state.opts.payload_limit))
+        // Outermost: every answer is counted, refusals included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), routes::observe))
         .with_state(state)
 }
 

@@ -21,7 +21,7 @@ use super::{Served, State};
 type Reply = Result<Response, ApiError>;
 
 /// The routes, for the 404 answer.
-const ROUTES: &str = "POST / (embed or predict, as the model is), POST /embed, POST /v1/embeddings, POST /predict, POST /rerank, POST /similarity, POST /tokenize, GET /info, GET /health";
+const ROUTES: &str = "POST / (embed or predict, as the model is), POST /embed, POST /v1/embeddings, POST /predict, POST /rerank, POST /similarity, POST /tokenize, GET /info, GET /health, GET /metrics";
 
 /// The inputs of a request, checked: at least one, at most `--max-client-batch-size`.
 fn checked_inputs(state: &State, inputs: Vec<String>) -> Result<Vec<String>, ApiError> {
@@ -103,6 +103,9 @@ async fn run_model(state: &State, encodings: &[tokenizers::Encoding]) -> Result<
     let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
     let tokens = ids.iter().map(Vec::len).sum();
     let (outputs, timing) = state.batcher.run(ids).await.map_err(|e| ApiError::new(ErrorType::Backend, e))?;
+    state.metrics.queue_duration.observe(timing.queue.as_secs_f64());
+    state.metrics.request_tokens.observe(tokens as f64);
+    state.metrics.input_tokens.inc_by(tokens as u64);
     Ok((outputs, timing, tokens))
 }
 
@@ -318,6 +321,25 @@ pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
     } else {
         ApiError::new(ErrorType::Unhealthy, "the model thread has stopped").into_response()
     }
+}
+
+/// `GET /metrics`: Prometheus' text format (behind `--api-key` as every route but `/health`).
+pub async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
+    let in_flight = state.opts.max_concurrent_requests - state.permits.available_permits();
+    state.metrics.in_flight.set(in_flight as i64);
+    match state.metrics.render() {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => ApiError::new(ErrorType::Backend, e.to_string()).into_response(),
+    }
+}
+
+/// Counts every answer by route and status, and times it, for `/metrics`.
+pub async fn observe(Shared(state): Shared<Arc<State>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    state.metrics.answered(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
 }
 
 /// `--max-concurrent-requests`: a request that finds every permit taken is answered 429 at once
