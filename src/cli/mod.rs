@@ -256,6 +256,27 @@ pub struct ColumnArgs {
     /// File format when the extension does not say it.
     #[arg(long, value_enum)]
     pub format: Option<DataFormatArg>,
+    /// CSV/TSV: whether the first line names the columns (`--header false` for a file without one).
+    #[arg(long, value_name = "true|false")]
+    pub header: Option<bool>,
+    /// CSV/TSV without a header: the columns' names in order, comma-separated (without them the
+    /// columns are named 0, 1, 2, ...).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,NAME,...")]
+    pub columns: Option<Vec<String>>,
+    /// Names for the labels as the file stores them: `1=World,2=Sports,...`, or a file with one
+    /// name per line (AG News's classes.txt).
+    #[arg(long, value_name = "FILE|K=NAME,...")]
+    pub label_names: Option<String>,
+    /// Text files in another encoding than UTF-8: latin-1, windows-1252, utf-16, shift_jis, ...
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// `--format lines`: a regular expression whose named groups are the columns, e.g.
+    /// '^(?P<label>[A-Z]+):\S+ (?P<text>.*)$' (TREC).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// `--format lines`: skip (and count) lines the pattern does not match.
+    #[arg(long)]
+    pub skip_unmatched: bool,
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +398,10 @@ pub enum DataFormatArg {
     Tsv,
     Parquet,
     Conll,
+    /// One document per line (masked-LM text).
+    Text,
+    /// One row per line, its columns the named groups of --pattern.
+    Lines,
 }
 
 #[derive(Args, Debug, Default)]

@@ -66,6 +66,35 @@ pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
     if let Some(c) = &cols.tags_column {
         cfg.tags_column = c.clone();
     }
+    if let Some(h) = cols.header {
+        cfg.header = h;
+    }
+    if cols.columns.is_some() {
+        cfg.columns = cols.columns.clone();
+    }
+    if cols.encoding.is_some() {
+        cfg.encoding = cols.encoding.clone();
+    }
+    if cols.pattern.is_some() {
+        cfg.pattern = cols.pattern.clone();
+    }
+    if cols.skip_unmatched {
+        cfg.skip_unmatched = true;
+    }
+    if let Some(n) = &cols.label_names {
+        cfg.label_names = Some(label_names_flag(n));
+    }
+}
+
+/// `--label-names`: `1=World,2=Sports,...`, or a file with one name per line.
+fn label_names_flag(value: &str) -> crate::data::LabelNames {
+    let path = std::path::Path::new(value);
+    match value.contains('=') && !path.exists() {
+        true => crate::data::LabelNames::Map(
+            value.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect(),
+        ),
+        false => crate::data::LabelNames::File(path.to_path_buf()),
+    }
 }
 
 /// The model's `max_position_embeddings`, when a model is named (by `--model`, or the config's
@@ -306,6 +335,8 @@ fn data_format(f: DataFormatArg) -> Format {
         DataFormatArg::Tsv => Format::Tsv,
         DataFormatArg::Parquet => Format::Parquet,
         DataFormatArg::Conll => Format::Conll,
+        DataFormatArg::Text => Format::Text,
+        DataFormatArg::Lines => Format::Lines,
     }
 }
 
@@ -326,8 +357,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     };
     apply_column_flags(&mut cfg, &args.columns);
     cfg.columns_from_flags = args.config.is_none();
-    let (files, format) = if !args.data.is_empty() || args.corpus.is_some() {
-        (args.data.clone(), cfg.format)
+    let (files, read) = if !args.data.is_empty() || args.corpus.is_some() {
+        (args.data.clone(), cfg.read_options()?)
     } else {
         let (train, validation, test) = cfg.split_files()?;
         let chosen = match args.split {
@@ -336,7 +367,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             SplitArg::Test => test,
         };
         let split = chosen.with_context(|| format!("the config has no {:?} split; pass --data FILE or --split", args.split))?;
-        (split.files, split.format)
+        (split.files, split.read)
     };
     // A model without a classification head is an embedding model: STS or retrieval.
     let files_probe = crate::model::ModelFiles::resolve(&args.model)?;
@@ -370,7 +401,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 // be absent (then `score` is tried, as STS-B names it).
                 let named = args.columns.label_column.is_some() || (args.config.is_some() && cfg.label_column != DataConfig::default().label_column);
                 let how = crate::commands::eval::PairScoring { evaluation: args.evaluation.into(), score_column_named: named };
-                crate::commands::eval::pair_files(&embedder, &files, format, &cfg.columns(true), batch_size, &how)?
+                crate::commands::eval::pair_files(&embedder, &files, &read, &cfg.columns(true), batch_size, &how)?
             }
         };
         let stdout = std::io::stdout();
@@ -404,7 +435,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     };
     let opts = EvalOptions {
         files: files.clone(),
-        format,
+        read,
+        label_names: cfg.label_names.clone(),
         columns: cfg.columns_for(Some(classifier.kind), false),
         budget: args.lengths.budget(args.batch_size),
         threshold: args.threshold,

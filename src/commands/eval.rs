@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::data::dataset::tokenize;
-use crate::data::read::{read_table_chunks, Columns, Format};
+use crate::data::read::{read_table_chunks, Columns, ReadOptions};
 use crate::data::{LabelMap, TargetKind};
 use crate::error::Result;
 use crate::inference::classifier::Classifier;
@@ -17,8 +17,10 @@ use crate::tasks::{Evaluation, Scorer};
 
 pub struct EvalOptions {
     pub files: Vec<PathBuf>,
-    pub format: Option<Format>,
+    pub read: ReadOptions,
     pub columns: Columns,
+    /// Names for the labels as the files store them (`label_names`).
+    pub label_names: Option<crate::data::LabelNames>,
     /// Rows (and optionally padded tokens) per forward pass.
     pub budget: Budget,
     pub threshold: f32,
@@ -32,8 +34,15 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
     let labels = LabelMap::new(c.config.id2label.clone(), true)?;
     let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold).with_tags(&c.config.id2label, opts.scheme);
     let (mut rows, mut truncated) = (0, 0);
+    let mut renaming = None;
     for file in &opts.files {
-        read_table_chunks(file, opts.format, &opts.columns, CHUNK_ROWS, &mut |chunk| {
+        read_table_chunks(file, &opts.read, &opts.columns, CHUNK_ROWS, &mut |mut chunk| {
+            if let Some(names) = &opts.label_names {
+                if renaming.is_none() {
+                    renaming = Some(names.resolve(chunk.labels.as_deref().unwrap_or(&[]))?);
+                }
+                renaming.as_ref().expect("resolved").apply(&mut chunk)?;
+            }
             let targets = labels.encode(&chunk, c.kind)?;
             let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
             (rows, truncated) = (rows + ds.len(), truncated + ds.truncated);
@@ -204,7 +213,7 @@ pub struct PairScoring {
 
 /// Pairs: STS (Spearman/Pearson of cosine vs scores), or retrieval with each pair's second text as
 /// the one relevant document; [`PairScoring`] says which, and the result says why.
-pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], format: Option<Format>, cols: &Columns, batch: Budget, how: &PairScoring) -> Result<EmbeddingEval> {
+pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], read: &ReadOptions, cols: &Columns, batch: Budget, how: &PairScoring) -> Result<EmbeddingEval> {
     let named = cols.label.clone().unwrap_or_else(|| "label".to_string());
     // The score column: the named one, else the first of `label`, `score` the first file has.
     let candidates: Vec<String> = match how.evaluation {
@@ -216,7 +225,7 @@ pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], f
     let mut last_missing = None;
     if let Some(first) = files.first() {
         for c in &candidates {
-            match crate::data::read_table(first, format, &Columns { label: Some(c.clone()), ..cols.clone() }) {
+            match crate::data::read::read_table_with(first, read, &Columns { label: Some(c.clone()), ..cols.clone() }) {
                 Ok(_) => {
                     score_column = Some(c.clone());
                     break;
@@ -244,7 +253,7 @@ pub fn pair_files(e: &crate::inference::embedder::Embedder, files: &[PathBuf], f
     let cols = Columns { label: score_column.clone(), ..cols.clone() };
     let (mut a, mut b, mut scores) = (Vec::new(), Vec::new(), Vec::new());
     for f in files {
-        let table = crate::data::read_table(f, format, &cols)?;
+        let table = crate::data::read::read_table_with(f, read, &cols)?;
         let pairs = table.pairs.clone().ok_or_else(|| crate::err!("{}: embedding evaluation needs pairs: pass --text-pair-column", f.display()))?;
         a.extend(table.texts.clone());
         b.extend(pairs);

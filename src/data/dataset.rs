@@ -7,8 +7,8 @@ use hf_hub::{Repo, RepoType};
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::AugmentConfig;
-use crate::data::labels::{LabelMap, TargetKind, Targets};
-use crate::data::read::{read_split, Columns, Format, SplitFiles, Table};
+use crate::data::labels::{LabelMap, LabelNames, LabelRenaming, TargetKind, Targets};
+use crate::data::read::{read_split, Columns, Format, ReadOptions, SplitFiles, Table};
 use crate::data::tokenize::TextEncoder;
 use crate::error::Result;
 use crate::rng::Rng;
@@ -67,6 +67,21 @@ pub struct DataConfig {
     /// File format, when the extension does not say it.
     #[serde(default)]
     pub format: Option<Format>,
+    /// CSV/TSV: whether the first line names the columns.
+    #[serde(default = "yes")]
+    pub header: bool,
+    /// CSV/TSV without a header: the columns' names in order (without them: "0", "1", ...).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Text files in another encoding than UTF-8 (`latin-1`, `utf-16`, ...).
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// `format = "lines"`: a regular expression whose named groups are the columns.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// `format = "lines"`: skip (and count) lines the pattern does not match.
+    #[serde(default)]
+    pub skip_unmatched: bool,
     #[serde(default = "default_text")]
     pub text_column: String,
     #[serde(default)]
@@ -85,6 +100,10 @@ pub struct DataConfig {
     /// Fixes the label set and its order (otherwise: sorted labels of the training split).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// Names for the labels as the files store them: `{ 1 = "World", ... }` or a file with one
+    /// name per line (AG News's classes.txt).
+    #[serde(default)]
+    pub label_names: Option<LabelNames>,
     /// Carve this fraction of the training rows out as validation (stratified by label).
     #[serde(default)]
     pub validation_fraction: Option<f64>,
@@ -160,18 +179,58 @@ impl DataConfig {
                 crate::bail!("[data] has both a validation set and `validation_fraction`; use one");
             }
         }
+        if let Some(names) = &self.columns {
+            if self.header {
+                crate::bail!("[data] `columns` (--columns) names the columns of a file without a header line; add `header = false` (--header false): a file with a header names its own columns");
+            }
+            if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+                crate::bail!("[data] `columns` = {names:?}: give every column a non-empty name");
+            }
+            if let Some(n) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+                crate::bail!("[data] `columns` names `{n}` twice; give each column its own name");
+            }
+        }
+        self.read_options()?;
         if self.max_length < 2 {
             crate::bail!("`data.max_length` = {} is out of range: it must be at least 2 (room for [CLS] and [SEP])", self.max_length);
         }
         Ok(())
     }
 
+    /// How to read this section's files (checked: the encoding exists, the pattern compiles and
+    /// goes with `format = "lines"`).
+    pub fn read_options(&self) -> Result<ReadOptions> {
+        let encoding = self.encoding.as_deref().map(crate::data::read::encoding).transpose().map_err(|e| e.wrap("[data] encoding"))?;
+        match (&self.pattern, self.format) {
+            (Some(p), Some(Format::Lines)) => {
+                crate::data::read::line_pattern(p).map_err(|e| e.wrap("[data] pattern"))?;
+            }
+            (Some(_), _) => crate::bail!("[data] `pattern` reads files with `format = \"lines\"`; add that, or remove `pattern`"),
+            (None, Some(Format::Lines)) => crate::bail!(
+                "[data] format = \"lines\" needs `pattern`, a regular expression whose named groups are the columns, e.g. '^(?P<label>[A-Z]+):\\S+ (?P<text>.*)$' (TREC) or '^__label__(?P<label>\\S+) (?P<text>.*)$' (fastText)"
+            ),
+            (None, _) => {}
+        }
+        if self.skip_unmatched && self.pattern.is_none() {
+            crate::bail!("[data] `skip_unmatched` applies to `format = \"lines\"` with a `pattern`; remove it");
+        }
+        Ok(ReadOptions {
+            format: self.format,
+            header: self.header,
+            columns: self.columns.clone(),
+            encoding,
+            pattern: self.pattern.clone(),
+            skip_unmatched: self.skip_unmatched,
+        })
+    }
+
     /// The files of each split: (train, validation, test).
     pub fn split_files(&self) -> Result<(SplitFiles, Option<SplitFiles>, Option<SplitFiles>)> {
         self.validate()?;
-        let local = |p: &Option<PathBuf>| p.as_ref().map(|p| SplitFiles { files: vec![p.clone()], format: self.format });
+        let read = self.read_options()?;
+        let local = |p: &Option<PathBuf>| p.as_ref().map(|p| SplitFiles { files: vec![p.clone()], read: read.clone() });
         if let Some(train) = &self.train {
-            return Ok((SplitFiles { files: vec![train.clone()], format: self.format }, local(&self.validation), local(&self.test)));
+            return Ok((SplitFiles { files: vec![train.clone()], read: read.clone() }, local(&self.validation), local(&self.test)));
         }
         let id = self.hub.as_deref().expect("validated");
         let subset = self.subset.as_deref().unwrap_or("default");
@@ -207,7 +266,7 @@ pub fn hub_parquet_split(id: &str, subset: &str, split: &str, revision: &str) ->
             Err(_) => break,
         }
     }
-    Ok(SplitFiles { files, format: Some(Format::Parquet) })
+    Ok(SplitFiles { files, read: ReadOptions::from(Some(Format::Parquet)) })
 }
 
 /// Token ids of many rows in one buffer: row i is `ids[offsets[i]..offsets[i + 1]]`.
@@ -393,6 +452,8 @@ pub struct Splits {
     /// With `[data.augment]`: the training rows as read (row-aligned with `train`), which the
     /// augmented copies are made from.
     pub train_table: Option<Table>,
+    /// `label_names`, resolved against the training labels (and applied to every split).
+    pub renaming: Option<LabelRenaming>,
 }
 
 impl Splits {
@@ -410,11 +471,22 @@ pub fn load_splits(config: &DataConfig, encoder: &TextEncoder, kind: Option<Targ
 pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<TargetKind>, separate_texts: bool) -> Result<Splits> {
     let (train_files, val_files, test_files) = config.split_files()?;
     let cols = config.columns_for(kind, separate_texts);
-    let train = read_split(&train_files, &cols)?;
-    let labels = match (kind, &config.labels) {
-        (None | Some(TargetKind::Regression), _) => None,
-        (Some(_), Some(names)) => Some(LabelMap::new(names.clone(), true)?),
-        (Some(_), None) => Some(LabelMap::from_table(&train)?),
+    let mut train = read_split(&train_files, &cols)?;
+    let renaming = match (&config.label_names, kind) {
+        (None, _) => None,
+        (Some(_), None | Some(TargetKind::Regression)) => {
+            crate::bail!("[data] `label_names` names the classes of a classification or token-classification task; this task has none: remove it")
+        }
+        (Some(names), Some(_)) => Some(names.resolve(train.labels.as_deref().unwrap_or(&[]))?),
+    };
+    if let Some(r) = &renaming {
+        r.apply(&mut train)?;
+    }
+    let labels = match (kind, &config.labels, &renaming) {
+        (None | Some(TargetKind::Regression), _, _) => None,
+        (Some(_), Some(names), _) => Some(LabelMap::new(names.clone(), true)?),
+        (Some(_), None, Some(r)) => Some(LabelMap::new(r.names(), true)?),
+        (Some(_), None, None) => Some(LabelMap::from_table(&train)?),
     };
     let targets_of = |t: &Table| -> Result<Option<Targets>> {
         match kind {
@@ -430,7 +502,10 @@ pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<T
         match files {
             None => Ok(None),
             Some(f) => {
-                let t = read_split(&f, &cols)?;
+                let mut t = read_split(&f, &cols)?;
+                if let Some(r) = &renaming {
+                    r.apply(&mut t)?;
+                }
                 let targets = targets_of(&t)?;
                 Ok(Some(tokenize_as(&t, encoder, name, targets, separate_texts)?))
             }
@@ -452,7 +527,7 @@ pub fn load_splits_as(config: &DataConfig, encoder: &TextEncoder, kind: Option<T
         train_table = train_table.map(|t| t.select(&keep));
     }
     let test = read_optional(test_files, "test")?;
-    Ok(Splits { train, validation, test, labels, train_table })
+    Ok(Splits { train, validation, test, labels, train_table, renaming })
 }
 
 /// Deterministic train/validation split of `n` rows: round(n · fraction) rows go to validation.

@@ -57,6 +57,117 @@ impl Targets {
     }
 }
 
+/// `label_names`: names for the labels as a file stores them (AG News stores 1–4 and lists the
+/// names in `classes.txt`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelNames {
+    /// A UTF-8 file with one name per line, in label order.
+    File(std::path::PathBuf),
+    /// Stored label → name (`{ 1 = "World", 2 = "Sports" }`).
+    Map(BTreeMap<String, String>),
+}
+
+/// [`LabelNames`] made concrete: every stored label's name, in label order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelRenaming {
+    /// (stored label, name), in label order (numerically when every stored label is an integer).
+    pairs: Vec<(String, String)>,
+    /// Where the names came from, for messages.
+    source: String,
+}
+
+impl LabelNames {
+    /// The names, with a names file's lines numbered from 1 when the stored labels run 1..=K (no 0
+    /// among them, K = the number of lines, as AG News's) and from 0 otherwise; `stored` are the
+    /// training split's labels.
+    pub fn resolve(&self, stored: &[RawLabel]) -> Result<LabelRenaming> {
+        let (pairs, source): (Vec<(String, String)>, String) = match self {
+            LabelNames::Map(map) => {
+                let mut pairs: Vec<(String, String)> = map.iter().map(|(k, v)| (k.trim().to_string(), v.clone())).collect();
+                if pairs.iter().all(|(k, _)| k.parse::<i64>().is_ok()) {
+                    pairs.sort_by_key(|(k, _)| k.parse::<i64>().unwrap_or(i64::MAX));
+                }
+                (pairs, "`label_names`".to_string())
+            }
+            LabelNames::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| crate::err!("cannot read `label_names` file {} ({e}); it lists one label name per line, in label order", path.display()))?;
+                let names: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+                if names.is_empty() {
+                    crate::bail!("`label_names` file {} has no names; it lists one label name per line, in label order", path.display());
+                }
+                let ints: Vec<i64> = flatten(stored).filter_map(|l| if let RawLabel::Int(i) = l { Some(*i) } else { None }).collect();
+                let from_one = !ints.is_empty() && !ints.contains(&0) && ints.contains(&(names.len() as i64));
+                let first = usize::from(from_one);
+                let pairs = names.into_iter().enumerate().map(|(i, n)| ((i + first).to_string(), n)).collect();
+                (pairs, format!("`label_names` file {} (line 1 is label {first})", path.display()))
+            }
+        };
+        let mut seen = BTreeSet::new();
+        if let Some((_, n)) = pairs.iter().find(|(_, n)| !seen.insert(n.as_str())) {
+            crate::bail!("{source} gives the name `{n}` to two labels; give each label its own name");
+        }
+        if let Some((k, _)) = pairs.iter().find(|(_, n)| n.trim().is_empty()) {
+            crate::bail!("{source} gives label {k} an empty name");
+        }
+        Ok(LabelRenaming { pairs, source })
+    }
+}
+
+fn flatten(labels: &[RawLabel]) -> impl Iterator<Item = &RawLabel> {
+    labels.iter().flat_map(|l| match l {
+        RawLabel::List(items) => items.iter().collect::<Vec<_>>(),
+        other => vec![other],
+    })
+}
+
+impl LabelRenaming {
+    /// The names, in label order: the label set of a run that names its labels.
+    pub fn names(&self) -> Vec<String> {
+        self.pairs.iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// Stored label → name, as a config records it.
+    pub fn map(&self) -> BTreeMap<String, String> {
+        self.pairs.iter().cloned().collect()
+    }
+
+    /// A one-line account for stderr: `label_names: 1 → World, 2 → Sports, …`.
+    pub fn describe(&self) -> String {
+        let shown: Vec<String> = self.pairs.iter().take(8).map(|(k, n)| format!("{k} → {n}")).collect();
+        let more = if self.pairs.len() > 8 { format!(", … ({} in all)", self.pairs.len()) } else { String::new() };
+        format!("labels named by {}: {}{more}", self.source, shown.join(", "))
+    }
+
+    /// Replaces every stored label of `table` by its name; a label without one is an error naming
+    /// the file, the row and the labels that have names.
+    pub fn apply(&self, table: &mut Table) -> Result<()> {
+        let Some(labels) = table.labels.as_mut() else { return Ok(()) };
+        let rename = |l: &RawLabel, row: usize| -> Result<RawLabel> {
+            let stored = l.name();
+            match self.pairs.iter().find(|(k, _)| *k == stored) {
+                Some((_, n)) => Ok(RawLabel::Str(n.clone())),
+                None => crate::bail!(
+                    "{}, row {}: label `{stored}` has no name in {} (it names {}); fix the row or name the label",
+                    table.source,
+                    table.first_row + row + 1,
+                    self.source,
+                    self.pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        };
+        for (row, l) in labels.iter_mut().enumerate() {
+            let named = match &*l {
+                RawLabel::List(items) => RawLabel::List(items.iter().map(|i| rename(i, row)).collect::<Result<_>>()?),
+                other => rename(other, row)?,
+            };
+            *l = named;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelMap {
     names: Vec<String>,

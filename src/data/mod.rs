@@ -10,7 +10,7 @@ pub mod tokenize;
 
 pub use batch::{Batch, Sampler, SamplerState};
 pub use dataset::{load_splits, DataConfig, Dataset, Splits, TokenStore};
-pub use labels::{LabelMap, TargetKind, Targets};
+pub use labels::{LabelMap, LabelNames, TargetKind, Targets};
 pub use read::{read_table, Columns, Format, RawLabel, Table};
 pub use crate::model::pad_batch;
 pub use tokenize::{load_tokenizer, Encoded, TextEncoder};

@@ -28,6 +28,9 @@ pub enum Format {
     Conll,
     /// Plain text, one document per line (blank lines skipped): unlabelled text for `task = "mlm"`.
     Text,
+    /// One row per line, its columns the named groups of a regular expression (`pattern`): TREC's
+    /// `LABEL:fine text`, fastText's `__label__x text`.
+    Lines,
 }
 
 impl Format {
@@ -44,7 +47,7 @@ impl Format {
             "conll" | "conll2003" | "bio" | "iob" => Format::Conll,
             "txt" | "text" => Format::Text,
             _ => crate::bail!(
-                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv, .parquet, .conll or .txt (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"|\"conll\"|\"text\"`",
+                "{}: cannot tell the format from the extension `.{ext}`; use .jsonl, .csv, .tsv, .parquet, .conll or .txt (optionally .gz), or set `format = \"jsonl\"|\"csv\"|\"tsv\"|\"parquet\"|\"conll\"|\"text\"|\"lines\"` (lines: with a `pattern`)",
                 path.display()
             ),
         })
@@ -171,10 +174,64 @@ impl Table {
     }
 }
 
+/// How to read a file, beyond the columns a task needs: its format and the layout of text files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadOptions {
+    /// The format; `None`: the one the extension names.
+    pub format: Option<Format>,
+    /// CSV/TSV: the first line names the columns (`true`) or is data.
+    pub header: bool,
+    /// CSV/TSV without a header: the columns' names, in order. Without them a headerless file's
+    /// columns are named by their index: "0", "1", ... (as pandas names them).
+    pub columns: Option<Vec<String>>,
+    /// Text files in another encoding than UTF-8 (decoded as they are read).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// `format = "lines"`: a regular expression whose named groups are the columns.
+    pub pattern: Option<String>,
+    /// `format = "lines"`: skip (and count) lines the pattern does not match, instead of refusing.
+    pub skip_unmatched: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { format: None, header: true, columns: None, encoding: None, pattern: None, skip_unmatched: false }
+    }
+}
+
+/// An encoding by any of the labels the WHATWG Encoding Standard knows (`latin-1`, `iso-8859-1`,
+/// `cp1252`, `utf-16le`, `shift_jis`, `gb18030`, ...).
+pub fn encoding(label: &str) -> Result<&'static encoding_rs::Encoding> {
+    // Python's spellings too: `latin-1` (WHATWG: `latin1`), `utf_16`.
+    let l = label.trim().to_ascii_lowercase();
+    [l.clone(), l.replace('_', "-"), l.replace(['-', '_'], "")].iter().find_map(|c| encoding_rs::Encoding::for_label(c.as_bytes())).ok_or_else(|| {
+        crate::err!("`encoding` = \"{label}\" is not an encoding this tool knows; use a name such as \"utf-8\", \"latin-1\" (iso-8859-1), \"windows-1252\", \"utf-16\", \"shift_jis\", \"gb18030\"")
+    })
+}
+
+/// `pattern` compiled, with the columns its named groups give.
+pub fn line_pattern(pattern: &str) -> Result<regex::Regex> {
+    let re = regex::Regex::new(pattern).map_err(|e| crate::err!("`pattern` is not a valid regular expression: {e}"))?;
+    if re.capture_names().flatten().next().is_none() {
+        crate::bail!("`pattern` {pattern:?} has no named group; name the columns with groups, e.g. '^(?P<label>\\S+) (?P<text>.*)$'");
+    }
+    Ok(re)
+}
+
+impl From<Option<Format>> for ReadOptions {
+    fn from(format: Option<Format>) -> Self {
+        ReadOptions { format, ..Default::default() }
+    }
+}
+
 /// Reads `path` in `format` (or the one its extension names).
 pub fn read_table(path: &Path, format: Option<Format>, cols: &Columns) -> Result<Table> {
+    read_table_with(path, &ReadOptions::from(format), cols)
+}
+
+/// Reads `path` as `opts` say.
+pub fn read_table_with(path: &Path, opts: &ReadOptions, cols: &Columns) -> Result<Table> {
     let mut all: Option<Table> = None;
-    read_table_chunks(path, format, cols, usize::MAX, &mut |chunk| {
+    read_table_chunks(path, opts, cols, usize::MAX, &mut |chunk| {
         all = Some(chunk);
         Ok(())
     })?;
@@ -185,7 +242,7 @@ pub fn read_table(path: &Path, format: Option<Format>, cols: &Columns) -> Result
 /// stream (evaluation) hold one chunk at a time.
 pub fn read_table_chunks(
     path: &Path,
-    format: Option<Format>,
+    opts: &ReadOptions,
     cols: &Columns,
     chunk_rows: usize,
     f: &mut dyn FnMut(Table) -> Result<()>,
@@ -193,18 +250,22 @@ pub fn read_table_chunks(
     if !path.exists() {
         crate::bail!("data file {} does not exist", path.display());
     }
-    let format = match format {
+    if path.is_dir() {
+        crate::bail!("data file {} is a directory; give a file (.jsonl, .csv, .tsv, .parquet, .conll, .txt)", path.display());
+    }
+    let format = match opts.format {
         Some(f) => f,
         None => Format::from_path(path)?,
     };
     let mut sink = Sink::new(path.display().to_string(), cols, chunk_rows.max(1), f);
     match format {
-        Format::Jsonl => read_jsonl(path, cols, &mut sink)?,
-        Format::Csv => read_delimited(path, b',', cols, &mut sink)?,
-        Format::Tsv => read_delimited(path, b'\t', cols, &mut sink)?,
+        Format::Jsonl => read_jsonl(path, opts, cols, &mut sink)?,
+        Format::Csv => read_delimited(path, b',', opts, cols, &mut sink)?,
+        Format::Tsv => read_delimited(path, b'\t', opts, cols, &mut sink)?,
         Format::Parquet => read_parquet(path, cols, &mut sink)?,
-        Format::Conll => read_conll(path, cols, &mut sink)?,
-        Format::Text => read_text(path, cols, &mut sink)?,
+        Format::Conll => read_conll(path, opts, cols, &mut sink)?,
+        Format::Text => read_text(path, opts, cols, &mut sink)?,
+        Format::Lines => read_lines(path, opts, cols, &mut sink)?,
     }
     sink.finish()
 }
@@ -319,12 +380,23 @@ fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
     })
 }
 
+/// A text file as UTF-8: decompressed, then decoded from `opts.encoding` when it is not UTF-8.
+fn open_text(path: &Path, opts: &ReadOptions) -> Result<Box<dyn BufRead>> {
+    let raw = open_maybe_gz(path)?;
+    Ok(match opts.encoding {
+        Some(enc) if enc != encoding_rs::UTF_8 => {
+            Box::new(BufReader::new(encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(enc)).build(raw)))
+        }
+        _ => raw,
+    })
+}
+
 /// Bytes that are not UTF-8: the error names the file, the line, the byte (in the line and in the
 /// file) and the usual fix.
 fn not_utf8(source: &str, line: usize, line_start: Option<u64>, at: usize) -> crate::Error {
     let file_offset = line_start.map(|s| format!(", file offset {}", s + at as u64)).unwrap_or_default();
     crate::err!(
-        "{source}, line {line}: invalid UTF-8 at byte {} of the line{file_offset}; the file is in another encoding (latin-1?): convert it with `iconv -f latin1 -t utf8 IN > OUT`",
+        "{source}, line {line}: invalid UTF-8 at byte {} of the line{file_offset}; the file is in another encoding (latin-1?): set `encoding = \"latin-1\"` in [data] (`--encoding latin-1`), or convert it with `iconv -f latin1 -t utf8 IN > OUT`",
         at + 1
     )
 }
@@ -361,9 +433,9 @@ fn each_line(mut reader: impl BufRead, source: &str, mut f: impl FnMut(usize, &s
     }
 }
 
-fn read_jsonl(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+fn read_jsonl(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
-    each_line(open_maybe_gz(path)?, &source, |lineno, line| {
+    each_line(open_text(path, opts)?, &source, |lineno, line| {
         if line.trim().is_empty() {
             return Ok(());
         }
@@ -427,12 +499,12 @@ fn words_row(words: Vec<String>, label: Option<RawLabel>, source: &str, at: &str
 
 /// CoNLL: one `token ... tag` per line (tag last), a blank line between sentences, `-DOCSTART-` skipped.
 /// Plain text: every non-blank line is one document.
-fn read_text(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+fn read_text(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
     if cols.label.is_some() || cols.text_pair.is_some() || cols.words.is_some() {
         crate::bail!("{source}: a plain text file holds one document per line and no labels; it is for task = \"mlm\" (or give a .jsonl, .csv, .tsv or .parquet file with columns)");
     }
-    each_line(open_maybe_gz(path)?, &source, |_, line| {
+    each_line(open_text(path, opts)?, &source, |_, line| {
         let line = line.trim_start_matches('\u{feff}').trim_end_matches('\r');
         if line.trim().is_empty() {
             return Ok(());
@@ -441,12 +513,12 @@ fn read_text(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
     })
 }
 
-fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
+fn read_conll(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
     if cols.words.is_none() {
         crate::bail!("{source}: CoNLL files hold one token and tag per line; they are for task = \"token-classification\"");
     }
-    let reader = open_maybe_gz(path)?;
+    let reader = open_text(path, opts)?;
     let (mut words, mut tags) = (Vec::new(), Vec::new());
     let mut start_line = 1;
     let mut flush = |words: &mut Vec<String>, tags: &mut Vec<RawLabel>, at: usize| -> Result<()> {
@@ -483,6 +555,69 @@ fn read_conll(path: &Path, cols: &Columns, sink: &mut Sink) -> Result<()> {
     flush(&mut words, &mut tags, start_line)
 }
 
+/// `format = "lines"`: each non-blank line matched against `pattern`; its named groups are the
+/// columns (a label group's text is typed as a CSV cell's).
+fn read_lines(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
+    let source = sink.source().to_string();
+    let Some(pattern) = &opts.pattern else {
+        crate::bail!("{source}: format = \"lines\" needs `pattern`, a regular expression whose named groups are the columns, e.g. '^(?P<label>[A-Z]+):\\S+ (?P<text>.*)$' for TREC");
+    };
+    let re = line_pattern(pattern)?;
+    let groups: Vec<&str> = re.capture_names().flatten().collect();
+    if cols.words.is_some() || cols.negative.is_some() {
+        crate::bail!("{source}: word-list and negative columns are read from JSONL (and CoNLL) files");
+    }
+    for name in [Some(&cols.text), cols.text_pair.as_ref(), cols.label.as_ref()].into_iter().flatten() {
+        if !groups.contains(&name.as_str()) {
+            return Err(cols.missing(name, &source, &format!("`pattern`'s named groups are: {}", groups.join(", "))));
+        }
+    }
+    let (mut skipped, mut first_skipped) = (0usize, 0usize);
+    each_line(open_text(path, opts)?, &source, |lineno, line| {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let Some(caps) = re.captures(line) else {
+            if opts.skip_unmatched {
+                skipped += 1;
+                if first_skipped == 0 {
+                    first_skipped = lineno;
+                }
+                return Ok(());
+            }
+            let shown: String = line.chars().take(80).collect();
+            crate::bail!("{source}, line {lineno}: {shown:?} does not match `pattern` {pattern:?}; fix the line, or set `skip_unmatched = true` to skip such lines (they are counted)");
+        };
+        let group = |name: &str| caps.name(name).map_or("", |m| m.as_str()).to_string();
+        let at = format!("line {lineno}");
+        let text = group(&cols.text);
+        check_text(&text, &source, &at, &cols.text)?;
+        let pair = match &cols.text_pair {
+            Some(name) => {
+                let p = group(name);
+                check_text(&p, &source, &at, name)?;
+                Some(p)
+            }
+            None => None,
+        };
+        let label = match &cols.label {
+            Some(name) => {
+                let l = group(name);
+                if l.trim().is_empty() {
+                    crate::bail!("{source}, {at}: group `{name}` is empty; every row needs a label");
+                }
+                Some(csv_label(l.trim()))
+            }
+            None => None,
+        };
+        sink.push(text, pair, label)
+    })?;
+    if skipped > 0 {
+        eprintln!("note: {source}: skipped {skipped} line(s) that `pattern` does not match (skip_unmatched = true); the first is line {first_skipped}");
+    }
+    Ok(())
+}
+
 fn json_label(v: &Value) -> Result<RawLabel> {
     Ok(match v {
         Value::String(s) => RawLabel::Str(s.clone()),
@@ -497,36 +632,61 @@ fn json_label(v: &Value) -> Result<RawLabel> {
     })
 }
 
-fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -> Result<()> {
+fn read_delimited(path: &Path, delimiter: u8, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
+        // The first line is read as the header either way; without one it is the first record.
         .has_headers(true)
         // GLUE-style TSVs contain bare quotes inside sentences; they are not CSV quoting.
         .quoting(delimiter != b'\t')
-        .from_reader(open_maybe_gz(path)?);
-    let headers = rdr
+        .from_reader(open_text(path, opts)?);
+    let first = rdr
         .byte_headers()
-        .map_err(|e| crate::err!("{source}: cannot read the header row ({e})"))?
+        .map_err(|e| crate::err!("{source}: cannot read the first line ({e})"))?
         .clone();
-    let headers: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let first: Vec<String> = first.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let headers: Vec<String> = match (opts.header, &opts.columns) {
+        (true, _) => first.clone(),
+        (false, Some(names)) if names.len() != first.len() => crate::bail!(
+            "{source}, line 1: `columns` names {} column(s) ({}) but the line has {} field(s); name every column",
+            names.len(),
+            names.join(", "),
+            first.len()
+        ),
+        (false, Some(names)) => names.clone(),
+        (false, None) => (0..first.len()).map(|i| i.to_string()).collect(),
+    };
     let index = |name: &str| -> Result<usize> {
         headers.iter().position(|h| h == name).ok_or_else(|| {
-            cols.missing(name, &source, &format!("the header has: {}", headers.join(", ")))
+            let have = if opts.header { "the header has" } else if opts.columns.is_some() { "`columns` names" } else { "the columns are numbered" };
+            let e = cols.missing(name, &source, &format!("{have}: {}", headers.join(", ")));
+            if opts.header && looks_like_data(&headers) {
+                let fix = if cols.from_flags { "pass `--header false` (and `--columns a,b,c` to name them)" } else { "set `header = false` (and `columns = [...]` to name them)" };
+                e.wrap(format!("the first line of {source} looks like data, not column names: {fix}"))
+            } else {
+                e
+            }
         })
     };
     let ti = index(&cols.text)?;
     let pi = cols.text_pair.as_deref().map(index).transpose()?;
     let li = cols.label.as_deref().map(index).transpose()?;
     let mut record = csv::ByteRecord::new();
+    let mut first_line_is_data = !opts.header;
     loop {
-        let more = rdr.read_byte_record(&mut record).map_err(|e| match e.kind() {
+        let more = if std::mem::take(&mut first_line_is_data) {
+            record = rdr.byte_headers().map_err(|e| crate::err!("{source}: {e}"))?.clone();
+            true
+        } else {
+            rdr.read_byte_record(&mut record).map_err(|e| match e.kind() {
             csv::ErrorKind::UnequalLengths { pos, expected_len, len } => crate::err!(
                 "{source}, line {}: expected {expected_len} fields like the header, found {len}",
                 pos.as_ref().map_or(0, |p| p.line())
             ),
             _ => crate::err!("{source}: {e}"),
-        })?;
+            })?
+        };
         if !more {
             break;
         }
@@ -553,6 +713,12 @@ fn read_delimited(path: &Path, delimiter: u8, cols: &Columns, sink: &mut Sink) -
         sink.push(text, pair, label)?;
     }
     Ok(())
+}
+
+/// A header with a number in it, or with a cell of several words, is more likely a first row of
+/// data (AG News's `"3","Wall St. Bears Claw Back Into the Black (Reuters)",...`).
+fn looks_like_data(header: &[String]) -> bool {
+    header.iter().any(|h| h.parse::<f64>().is_ok() || h.split_whitespace().count() > 3)
 }
 
 /// CSV cells are untyped: integers and numbers are recognised as such, the rest are names.
@@ -695,14 +861,14 @@ fn check_label_types(table: &Table) -> Result<()> {
 #[derive(Clone, Debug)]
 pub struct SplitFiles {
     pub files: Vec<PathBuf>,
-    pub format: Option<Format>,
+    pub read: ReadOptions,
 }
 
 /// Reads and concatenates several files of one split (e.g. Parquet shards).
 pub fn read_split(split: &SplitFiles, cols: &Columns) -> Result<Table> {
     let mut out: Option<Table> = None;
     for f in &split.files {
-        let t = read_table(f, split.format, cols)?;
+        let t = read_table_with(f, &split.read, cols)?;
         match out.as_mut() {
             None => out = Some(t),
             Some(acc) => {

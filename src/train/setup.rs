@@ -208,12 +208,20 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         mnrl: crate::tasks::embedding::MnrlOptions { directions: t.mnrl_directions.clone(), per_direction: t.mnrl_partition == "per_direction" },
         eval: cfg.embedding_eval().to_string(),
     });
+    // The run's config records the names as a map (a names file may change or move).
+    let mut settled = cfg.clone();
+    if let Some(r) = &splits.renaming {
+        if checkpoint.is_none() {
+            eprintln!("{}", r.describe());
+        }
+        settled.data.label_names = Some(crate::data::LabelNames::Map(r.map()));
+    }
     Ok(Run {
         embedding,
         augment,
         mlm,
         new_vocabulary,
-        cfg: cfg.clone(),
+        cfg: settled,
         dir: dir.to_path_buf(),
         kind,
         config,

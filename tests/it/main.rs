@@ -11,6 +11,7 @@ mod cli_eval_predict_save;
 mod cli_tasks;
 mod cli_train;
 mod data;
+mod files;
 mod fuzz;
 mod gradients;
 mod layout;

@@ -1,0 +1,244 @@
+//! Real files as people download them: headerless CSV/TSV, label maps, joined text columns, line
+//! formats, encodings and per-split formats, each read to the same rows as the equivalent JSONL.
+
+use std::path::{Path, PathBuf};
+
+use modernft::data::read::{read_table_with, ReadOptions};
+use modernft::data::{read_table, Columns, DataConfig, RawLabel, Table};
+
+fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn cols(text: &str, label: &str) -> Columns {
+    Columns { text: text.into(), label: Some(label.into()), ..Default::default() }
+}
+
+fn rows(t: &Table) -> Vec<(String, RawLabel)> {
+    t.texts.iter().cloned().zip(t.labels.clone().unwrap()).collect()
+}
+
+/// The JSONL file a user would have written by hand for these rows.
+fn jsonl(dir: &Path, rows: &[(&str, serde_json::Value)]) -> PathBuf {
+    let text: String = rows.iter().map(|(t, l)| format!("{}\n", serde_json::json!({"text": t, "label": l}))).collect();
+    write(dir, "same.jsonl", text.as_bytes())
+}
+
+#[test]
+fn headerless_csv_and_tsv_read_by_given_names_or_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // AG News's train.csv: no header, quoted, label first.
+    let csv = write(d, "ag.csv", b"\"3\",\"Wall St. Bears Claw Back\",\"Short-sellers, Wall Street's dwindling band\"\n\"4\",\"Carlyle Looks Toward Commercial Aerospace\",\"Private investment firm\"\r\n");
+    let want = read_table(&jsonl(d, &[("Short-sellers, Wall Street's dwindling band", 3.into()), ("Private investment firm", 4.into())]), None, &cols("text", "label")).unwrap();
+    let named = ReadOptions { header: false, columns: Some(vec!["label".into(), "title".into(), "description".into()]), ..Default::default() };
+    let t = read_table_with(&csv, &named, &cols("description", "label")).unwrap();
+    assert_eq!(rows(&t), rows(&want));
+    let by_index = ReadOptions { header: false, ..Default::default() };
+    assert_eq!(rows(&read_table_with(&csv, &by_index, &cols("2", "0")).unwrap()), rows(&want));
+    // A headerless TSV: description<TAB>class.
+    let tsv = write(d, "d.tsv", b"Short-sellers, Wall Street's dwindling band\t3\nPrivate investment firm\t4\n");
+    assert_eq!(rows(&read_table_with(&tsv, &by_index, &cols("0", "1")).unwrap()), rows(&want));
+
+    // Read with a header (the default), the first line looks like data: the error says what to do.
+    let e = read_table(&csv, None, &cols("text", "label")).unwrap_err().chain();
+    assert!(e.contains("looks like data") && e.contains("header = false") && e.contains("no column `text`"), "{e}");
+    // Names for a different number of fields, and names by index out of range.
+    let two = ReadOptions { header: false, columns: Some(vec!["label".into(), "text".into()]), ..Default::default() };
+    let e = read_table_with(&csv, &two, &cols("text", "label")).unwrap_err().chain();
+    assert!(e.contains("ag.csv, line 1") && e.contains("names 2 column(s)") && e.contains("3 field(s)"), "{e}");
+    let e = read_table_with(&csv, &by_index, &cols("5", "0")).unwrap_err().chain();
+    assert!(e.contains("no column `5`") && e.contains("numbered: 0, 1, 2"), "{e}");
+    // A data file that is a directory.
+    let e = read_table(d, Some(modernft::data::Format::Csv), &cols("text", "label")).unwrap_err().chain();
+    assert!(e.contains("is a directory"), "{e}");
+}
+
+#[test]
+fn header_and_columns_keys_are_checked_before_any_work() {
+    let parse = |extra: &str| toml::from_str::<DataConfig>(&format!("train = \"x.csv\"\n{extra}")).unwrap();
+    let e = parse("columns = [\"label\", \"text\"]").validate().unwrap_err().chain();
+    assert!(e.contains("header = false"), "{e}");
+    let e = parse("header = false\ncolumns = [\"text\", \"text\"]").validate().unwrap_err().chain();
+    assert!(e.contains("`text` twice"), "{e}");
+    let e = parse("header = false\ncolumns = []").validate().unwrap_err().chain();
+    assert!(e.contains("non-empty name"), "{e}");
+    assert!(parse("header = false\ncolumns = [\"label\", \"text\"]").validate().is_ok());
+}
+
+fn encoder() -> modernft::data::TextEncoder {
+    modernft::data::TextEncoder::from_file(&crate::common::fixtures().join("tiny-v4/tokenizer.json"), 64).unwrap()
+}
+
+fn config(toml_text: &str, dir: &Path) -> DataConfig {
+    // Paths in the config are relative to `dir`.
+    let text = toml_text.replace("DIR/", &format!("{}/", dir.display()));
+    toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn label_maps_name_integer_labels_in_every_split_from_a_table_or_a_names_file() {
+    use modernft::data::{load_splits, TargetKind};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // AG News as published: headerless CSVs with labels 1-4, and classes.txt.
+    write(d, "train.csv", b"\"3\",\"t\",\"stocks fell\"\n\"1\",\"t\",\"war in the north\"\n\"2\",\"t\",\"the team won\"\n\"4\",\"t\",\"a new chip\"\n\"3\",\"t\",\"banks rose\"\n");
+    write(d, "test.csv", b"\"2\",\"t\",\"a late goal\"\n\"4\",\"t\",\"faster phones\"\n");
+    write(d, "classes.txt", b"World\nSports\nBusiness\nSci/Tech\n");
+    // The same rows as a user would convert them by hand.
+    write(d, "train.jsonl", b"{\"text\": \"stocks fell\", \"label\": \"Business\"}\n{\"text\": \"war in the north\", \"label\": \"World\"}\n{\"text\": \"the team won\", \"label\": \"Sports\"}\n{\"text\": \"a new chip\", \"label\": \"Sci/Tech\"}\n{\"text\": \"banks rose\", \"label\": \"Business\"}\n");
+    write(d, "test.jsonl", b"{\"text\": \"a late goal\", \"label\": \"Sports\"}\n{\"text\": \"faster phones\", \"label\": \"Sci/Tech\"}\n");
+    let by_hand = config("train = \"DIR/train.jsonl\"\ntest = \"DIR/test.jsonl\"\nlabels = [\"World\", \"Sports\", \"Business\", \"Sci/Tech\"]\n", d);
+    let want = load_splits(&by_hand, &encoder(), Some(TargetKind::Classification)).unwrap();
+    let headerless = "train = \"DIR/train.csv\"\ntest = \"DIR/test.csv\"\nheader = false\ncolumns = [\"label\", \"title\", \"description\"]\ntext_column = \"description\"\n";
+    for names in ["label_names = \"DIR/classes.txt\"", "label_names = { 1 = \"World\", 2 = \"Sports\", 3 = \"Business\", 4 = \"Sci/Tech\" }"] {
+        let cfg = config(&format!("{headerless}{names}\n"), d);
+        let got = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).unwrap_or_else(|e| panic!("{names}: {}", e.chain()));
+        assert_eq!(got.labels.as_ref().unwrap().names(), want.labels.as_ref().unwrap().names(), "{names}");
+        assert_eq!(got.train.targets, want.train.targets, "{names}");
+        assert_eq!(got.train.tokens, want.train.tokens, "{names}");
+        assert_eq!(got.test.as_ref().unwrap().targets, want.test.as_ref().unwrap().targets, "{names}");
+        assert_eq!(got.renaming.as_ref().unwrap().map()["1"], "World");
+    }
+    // Labels 0..K-1 take a names file from line 1 = label 0.
+    write(d, "zero.csv", b"0,war\n1,goal\n3,chip\n");
+    let cfg = config("train = \"DIR/zero.csv\"\nheader = false\ncolumns = [\"label\", \"text\"]\nlabel_names = \"DIR/classes.txt\"\n", d);
+    let got = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).unwrap();
+    assert_eq!(got.train.targets, Some(modernft::data::Targets::Class(vec![0, 1, 3])));
+    assert!(got.renaming.unwrap().describe().contains("line 1 is label 0"));
+    // A stored label without a name, a name given twice, a regression task: clear errors.
+    write(d, "five.csv", b"5,war\n1,goal\n");
+    let cfg = config("train = \"DIR/five.csv\"\nheader = false\ncolumns = [\"label\", \"text\"]\nlabel_names = { 1 = \"World\" }\n", d);
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).err().unwrap().chain();
+    assert!(e.contains("five.csv, row 1") && e.contains("label `5` has no name"), "{e}");
+    let cfg = config("train = \"DIR/five.csv\"\nheader = false\ncolumns = [\"label\", \"text\"]\nlabel_names = { 1 = \"A\", 5 = \"A\" }\n", d);
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).err().unwrap().chain();
+    assert!(e.contains("`A` to two labels"), "{e}");
+    let e = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).err().unwrap().chain();
+    assert!(e.contains("label_names") && e.contains("remove it"), "{e}");
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_headerless_csv_with_a_names_file_trains_and_evaluates_from_config_keys_or_flags() {
+    use crate::common::{fixtures, run_with_stdin};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let topics = [("war", "peace talks"), ("goal", "the match"), ("stocks", "the market"), ("chip", "new phones")];
+    let rows = |n: usize| -> String {
+        (0..n).map(|i| format!("\"{}\",\"headline {i}\",\"{} and {} again\"\n", i % 4 + 1, topics[i % 4].0, topics[i % 4].1)).collect()
+    };
+    let train = write(d, "train.csv", rows(48).as_bytes());
+    let test = write(d, "test.csv", rows(12).as_bytes());
+    let classes = write(d, "classes.txt", b"World\nSports\nBusiness\nSci/Tech\n");
+    let run = d.join("run");
+    let cfg = write(
+        d,
+        "ag.toml",
+        format!(
+            "task = \"classification\"\n[model]\nconfig = \"{tiny}/config.json\"\ntokenizer = \"{tiny}/tokenizer.json\"\n\
+             [data]\ntrain = \"{train}\"\ntest = \"{test}\"\nheader = false\ncolumns = [\"label\", \"title\", \"description\"]\n\
+             text_column = \"description\"\nlabel_names = \"{classes}\"\nmax_length = 16\n\
+             [training]\nepochs = 2\nbatch_size = 8\nlearning_rate = 1e-3\n[output]\ndir = \"{run}\"\n",
+            tiny = fixtures().join("tiny-v4").display(),
+            train = train.display(),
+            test = test.display(),
+            classes = classes.display(),
+            run = run.display()
+        )
+        .as_bytes(),
+    );
+    let out = run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 → World"), "{}", String::from_utf8_lossy(&out.stderr));
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(model["id2label"], serde_json::json!({"0": "World", "1": "Sports", "2": "Business", "3": "Sci/Tech"}));
+    // The run's config names the labels itself (the names file may move).
+    let settled = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(settled.contains("Sci/Tech") && !settled.contains("classes.txt"), "{settled}");
+    std::fs::rename(&classes, d.join("moved.txt")).unwrap();
+    let from_config: serde_json::Value =
+        serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--config", run.join("config.toml").to_str().unwrap(), "--split", "test", "--json"], ""))).unwrap();
+    let flags = [
+        "eval", "--model", run.to_str().unwrap(), "--data", test.to_str().unwrap(), "--header", "false", "--columns", "label,title,description",
+        "--text-column", "description", "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--json",
+    ];
+    let from_flags: serde_json::Value = serde_json::from_str(&ok(run_with_stdin(&flags, ""))).unwrap();
+    assert_eq!(from_config["rows"], 12, "{from_config}");
+    assert_eq!(from_config["accuracy"], from_flags["accuracy"], "{from_config}\n{from_flags}");
+    // Without the header flag the first line reads as a header, and the error says what to do.
+    let out = run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", test.to_str().unwrap(), "--text-column", "description"], "");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("looks like data") && e.contains("--header false"), "{e}");
+}
+
+#[test]
+fn trec_lines_in_latin1_and_fasttext_lines_read_as_the_same_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // TREC's train file: `COARSE:fine question`, ISO-8859-1 (0xE9 = é), CRLF.
+    let trec = write(d, "trec.label", b"DESC:manner How did serfdom develop in and then leave Russia ?\r\nENTY:cremat What films featured the caf\xe9 scene ?\r\n\r\nHUM:ind Who was Pel\xe9 ?\r\n");
+    let want = read_table(
+        &jsonl(d, &[("How did serfdom develop in and then leave Russia ?", "DESC".into()), ("What films featured the café scene ?", "ENTY".into()), ("Who was Pelé ?", "HUM".into())]),
+        None,
+        &cols("text", "label"),
+    )
+    .unwrap();
+    let lines = ReadOptions {
+        format: Some(modernft::data::Format::Lines),
+        encoding: Some(modernft::data::read::encoding("latin-1").unwrap()),
+        pattern: Some(r"^(?P<label>[A-Z]+):\S+ (?P<text>.*)$".into()),
+        ..Default::default()
+    };
+    assert_eq!(rows(&read_table_with(&trec, &lines, &cols("text", "label")).unwrap()), rows(&want));
+    // Read as UTF-8 (no encoding), the error says which key fixes it.
+    let utf8 = ReadOptions { encoding: None, ..lines.clone() };
+    let e = read_table_with(&trec, &utf8, &cols("text", "label")).unwrap_err().chain();
+    assert!(e.contains("trec.label, line 2") && e.contains("encoding = \"latin-1\""), "{e}");
+    // A CSV in latin-1 too, and a UTF-16 file (with its byte-order mark).
+    let csv = write(d, "l1.csv", b"text,label\nWho was Pel\xe9 ?,HUM\n");
+    let latin1 = ReadOptions { encoding: lines.encoding, ..Default::default() };
+    assert_eq!(read_table_with(&csv, &latin1, &cols("text", "label")).unwrap().texts, vec!["Who was Pelé ?"]);
+    let mut utf16 = vec![0xFF, 0xFE];
+    "text,label\nWho was Pelé ?,HUM\n".encode_utf16().for_each(|u| utf16.extend(u.to_le_bytes()));
+    let csv16 = write(d, "u16.csv", &utf16);
+    let as16 = ReadOptions { encoding: Some(modernft::data::read::encoding("utf-16").unwrap()), ..Default::default() };
+    assert_eq!(read_table_with(&csv16, &as16, &cols("text", "label")).unwrap().texts, vec!["Who was Pelé ?"]);
+    assert!(modernft::data::read::encoding("klingon").unwrap_err().chain().contains("latin-1"));
+
+    // fastText: `__label__x text`; a line that does not match is an error with its number, or
+    // skipped and counted.
+    let ft = write(d, "ft.txt", "__label__DESC How did serfdom develop in and then leave Russia ?\n__label__ENTY What films featured the café scene ?\nnot a labelled line\n__label__HUM Who was Pelé ?\n".as_bytes());
+    let fasttext = ReadOptions { format: Some(modernft::data::Format::Lines), pattern: Some(r"^__label__(?P<label>\S+) (?P<text>.*)$".into()), ..Default::default() };
+    let e = read_table_with(&ft, &fasttext, &cols("text", "label")).unwrap_err().chain();
+    assert!(e.contains("ft.txt, line 3") && e.contains("skip_unmatched"), "{e}");
+    let skipping = ReadOptions { skip_unmatched: true, ..fasttext.clone() };
+    assert_eq!(rows(&read_table_with(&ft, &skipping, &cols("text", "label")).unwrap()), rows(&want));
+    // A column the pattern does not name.
+    let e = read_table_with(&ft, &skipping, &cols("sentence", "label")).unwrap_err().chain();
+    assert!(e.contains("no column `sentence`") && e.contains("named groups are: label, text"), "{e}");
+}
+
+#[test]
+fn encoding_and_pattern_keys_are_checked_before_any_work() {
+    let parse = |extra: &str| toml::from_str::<DataConfig>(&format!("train = \"x.txt\"\n{extra}")).unwrap();
+    let e = parse("encoding = \"klingon\"").validate().unwrap_err().chain();
+    assert!(e.contains("[data] encoding") && e.contains("klingon"), "{e}");
+    let e = parse("format = \"lines\"").validate().unwrap_err().chain();
+    assert!(e.contains("needs `pattern`"), "{e}");
+    let e = parse("format = \"lines\"\npattern = \"(?P<text>.*\"").validate().unwrap_err().chain();
+    assert!(e.contains("[data] pattern") && e.contains("regular expression"), "{e}");
+    let e = parse("format = \"lines\"\npattern = \"^(.*)$\"").validate().unwrap_err().chain();
+    assert!(e.contains("no named group"), "{e}");
+    let e = parse("pattern = \"^(?P<text>.*)$\"").validate().unwrap_err().chain();
+    assert!(e.contains("reads files with `format = \"lines\"`"), "{e}");
+    let e = parse("skip_unmatched = true").validate().unwrap_err().chain();
+    assert!(e.contains("skip_unmatched"), "{e}");
+    assert!(parse("format = \"lines\"\npattern = \"^(?P<label>\\\\S+) (?P<text>.*)$\"\nencoding = \"latin-1\"").validate().is_ok());
+}
