@@ -241,8 +241,12 @@ pub enum SplitArg {
 
 #[derive(Args, Debug, Default)]
 pub struct ColumnArgs {
+    /// The text column; given more than once, those columns joined (by --text-separator).
     #[arg(long)]
-    pub text_column: Option<String>,
+    pub text_column: Vec<String>,
+    /// What joins several --text-column columns [default: a space].
+    #[arg(long)]
+    pub text_separator: Option<String>,
     #[arg(long)]
     pub text_pair_column: Option<String>,
     #[arg(long)]

@@ -51,8 +51,13 @@ pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
     if let Some(f) = cols.format {
         cfg.format = Some(data_format(f));
     }
-    if let Some(c) = &cols.text_column {
-        cfg.text_column = c.clone();
+    match cols.text_column.as_slice() {
+        [] => {}
+        [one] => cfg.text_column = crate::data::dataset::TextColumn::One(one.clone()),
+        many => cfg.text_column = crate::data::dataset::TextColumn::Joined(many.to_vec()),
+    }
+    if let Some(s) = &cols.text_separator {
+        cfg.text_separator = s.clone();
     }
     if cols.text_pair_column.is_some() {
         cfg.text_pair_column = cols.text_pair_column.clone();

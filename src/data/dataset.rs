@@ -13,8 +13,43 @@ use crate::data::tokenize::TextEncoder;
 use crate::error::Result;
 use crate::rng::Rng;
 
-fn default_text() -> String {
-    "text".into()
+fn default_text() -> TextColumn {
+    TextColumn::One("text".into())
+}
+fn default_separator() -> String {
+    " ".into()
+}
+
+/// `text_column`: one column, or several joined into the text (`["title", "description"]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TextColumn {
+    One(String),
+    Joined(Vec<String>),
+}
+
+impl From<&str> for TextColumn {
+    fn from(name: &str) -> Self {
+        TextColumn::One(name.to_string())
+    }
+}
+
+impl TextColumn {
+    /// The column name for messages: `title + description` for joined columns.
+    pub fn name(&self) -> String {
+        match self {
+            TextColumn::One(c) => c.clone(),
+            TextColumn::Joined(parts) => parts.join(" + "),
+        }
+    }
+
+    /// The joined columns (none for one column).
+    pub fn parts(&self) -> Vec<String> {
+        match self {
+            TextColumn::Joined(parts) if parts.len() > 1 => parts.clone(),
+            _ => Vec::new(),
+        }
+    }
 }
 fn default_label() -> String {
     "label".into()
@@ -82,8 +117,11 @@ pub struct DataConfig {
     /// `format = "lines"`: skip (and count) lines the pattern does not match.
     #[serde(default)]
     pub skip_unmatched: bool,
+    /// The text column, or a list of columns joined by `text_separator`.
     #[serde(default = "default_text")]
-    pub text_column: String,
+    pub text_column: TextColumn,
+    #[serde(default = "default_separator")]
+    pub text_separator: String,
     #[serde(default)]
     pub text_pair_column: Option<String>,
     #[serde(default = "default_label")]
@@ -138,8 +176,14 @@ impl Default for DataConfig {
 
 impl DataConfig {
     pub fn columns(&self, with_labels: bool) -> Columns {
+        let text = match &self.text_column {
+            TextColumn::Joined(parts) if parts.len() == 1 => parts[0].clone(),
+            c => c.name(),
+        };
         Columns {
-            text: self.text_column.clone(),
+            text,
+            text_parts: self.text_column.parts(),
+            separator: self.text_separator.clone(),
             text_pair: self.text_pair_column.clone(),
             label: with_labels.then(|| self.label_column.clone()),
             words: None,
@@ -188,6 +232,11 @@ impl DataConfig {
             }
             if let Some(n) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
                 crate::bail!("[data] `columns` names `{n}` twice; give each column its own name");
+            }
+        }
+        if let TextColumn::Joined(parts) = &self.text_column {
+            if parts.is_empty() || parts.iter().any(|p| p.trim().is_empty()) {
+                crate::bail!("[data] `text_column` = {parts:?}: name one column, or the columns to join (none empty)");
             }
         }
         self.read_options()?;

@@ -88,7 +88,11 @@ impl RawLabel {
 /// Which columns to read.
 #[derive(Clone, Debug, Default)]
 pub struct Columns {
+    /// The text column (with `text_parts`: their names joined, for messages).
     pub text: String,
+    /// `text_column = ["title", "description"]`: the text is these columns joined by `separator`.
+    pub text_parts: Vec<String>,
+    pub separator: String,
     pub text_pair: Option<String>,
     /// `None` when labels are not needed (embedding, prediction).
     pub label: Option<String>,
@@ -102,6 +106,22 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// The names the text is read from: `text`, or each of `text_parts`.
+    pub fn text_sources(&self) -> Vec<&str> {
+        if self.text_parts.is_empty() {
+            vec![self.text.as_str()]
+        } else {
+            self.text_parts.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// A row's text from its cells (`get` fetches a column's): the text column, or the parts
+    /// joined by the separator, as `x["title"] + " " + x["description"]` would be.
+    pub fn joined_text(&self, mut get: impl FnMut(&str) -> Result<String>) -> Result<String> {
+        let parts = self.text_sources().into_iter().map(&mut get).collect::<Result<Vec<_>>>()?;
+        Ok(parts.join(&self.separator))
+    }
+
     /// The error for a column `name` that `source` lacks (`have`: what it has), with the fix in the
     /// terms the user named the column: a config key or a command-line flag.
     pub fn missing(&self, name: &str, source: &str, have: &str) -> crate::Error {
@@ -115,11 +135,13 @@ impl Columns {
             "text_pair_column"
         } else if self.negative.as_deref() == Some(name) {
             "negative_column"
+        } else if self.text_parts.iter().any(|p| p == name) {
+            "text_column (a list: every name must be a column)"
         } else {
             "text_column"
         };
         let fix = if self.from_flags && role != "negative_column" {
-            format!("pass --{} NAME", role.replace('_', "-"))
+            format!("pass --{} NAME", role.split(' ').next().unwrap_or(role).replace('_', "-"))
         } else {
             format!("set `{role}` in the [data] section")
         };
@@ -447,14 +469,16 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) 
                 cols.missing(name, &format!("{source}, line {lineno}"), &format!("this row has: {}", have.join(", ")))
             })
         };
-        let text_of = |name: &str| -> Result<String> {
+        let string = |name: &str| -> Result<String> {
             match field(name)? {
-                Value::String(s) => {
-                    check_text(s, &source, &format!("line {lineno}"), name)?;
-                    Ok(s.clone())
-                }
+                Value::String(s) => Ok(s.clone()),
                 other => crate::bail!("{source}, line {lineno}: column `{name}` must be a string, found {other}"),
             }
+        };
+        let text_of = |name: &str| -> Result<String> {
+            let s = string(name)?;
+            check_text(&s, &source, &format!("line {lineno}"), name)?;
+            Ok(s)
         };
         let label = match &cols.label {
             Some(name) => Some(json_label(field(name)?).with_context(|| format!("{source}, line {lineno}: column `{name}`"))?),
@@ -472,7 +496,8 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) 
             let row = words_row(words, label, &source, &format!("line {lineno}"))?;
             return sink.push_row(row);
         }
-        let text = text_of(&cols.text)?;
+        let text = cols.joined_text(string)?;
+        check_text(&text, &source, &format!("line {lineno}"), &cols.text)?;
         let pair = cols.text_pair.as_deref().map(text_of).transpose()?;
         let negative = cols.negative.as_deref().map(text_of).transpose()?;
         sink.push_row(Row { text, pair, negative, words: None, label })
@@ -501,7 +526,7 @@ fn words_row(words: Vec<String>, label: Option<RawLabel>, source: &str, at: &str
 /// Plain text: every non-blank line is one document.
 fn read_text(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) -> Result<()> {
     let source = sink.source().to_string();
-    if cols.label.is_some() || cols.text_pair.is_some() || cols.words.is_some() {
+    if cols.label.is_some() || cols.text_pair.is_some() || cols.words.is_some() || !cols.text_parts.is_empty() {
         crate::bail!("{source}: a plain text file holds one document per line and no labels; it is for task = \"mlm\" (or give a .jsonl, .csv, .tsv or .parquet file with columns)");
     }
     each_line(open_text(path, opts)?, &source, |_, line| {
@@ -567,8 +592,8 @@ fn read_lines(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) 
     if cols.words.is_some() || cols.negative.is_some() {
         crate::bail!("{source}: word-list and negative columns are read from JSONL (and CoNLL) files");
     }
-    for name in [Some(&cols.text), cols.text_pair.as_ref(), cols.label.as_ref()].into_iter().flatten() {
-        if !groups.contains(&name.as_str()) {
+    for name in cols.text_sources().into_iter().chain(cols.text_pair.as_deref()).chain(cols.label.as_deref()) {
+        if !groups.contains(&name) {
             return Err(cols.missing(name, &source, &format!("`pattern`'s named groups are: {}", groups.join(", "))));
         }
     }
@@ -590,7 +615,7 @@ fn read_lines(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) 
         };
         let group = |name: &str| caps.name(name).map_or("", |m| m.as_str()).to_string();
         let at = format!("line {lineno}");
-        let text = group(&cols.text);
+        let text = cols.joined_text(|name| Ok(group(name)))?;
         check_text(&text, &source, &at, &cols.text)?;
         let pair = match &cols.text_pair {
             Some(name) => {
@@ -669,7 +694,7 @@ fn read_delimited(path: &Path, delimiter: u8, opts: &ReadOptions, cols: &Columns
             }
         })
     };
-    let ti = index(&cols.text)?;
+    let tis = cols.text_sources().into_iter().map(index).collect::<Result<Vec<_>>>()?;
     let pi = cols.text_pair.as_deref().map(index).transpose()?;
     let li = cols.label.as_deref().map(index).transpose()?;
     let mut record = csv::ByteRecord::new();
@@ -699,7 +724,8 @@ fn read_delimited(path: &Path, delimiter: u8, opts: &ReadOptions, cols: &Columns
                 not_utf8(&source, line as usize, start, before + e.utf8_error().valid_up_to())
             })
         };
-        let text = cell(ti)?;
+        let parts = tis.iter().map(|&i| cell(i)).collect::<Result<Vec<_>>>()?;
+        let text = parts.join(&cols.separator);
         check_text(&text, &source, &format!("line {line}"), &cols.text)?;
         let pair = match pi {
             Some(i) => {
@@ -745,7 +771,7 @@ fn read_parquet_unguarded(path: &Path, cols: &Columns, sink: &mut Sink) -> Resul
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| crate::err!("{source}: not a readable Parquet file ({e})"))?;
     let schema = builder.schema().clone();
-    let names: Vec<&str> = [Some(cols.text.as_str()), cols.text_pair.as_deref(), cols.label.as_deref()].into_iter().flatten().collect();
+    let names: Vec<&str> = cols.text_sources().into_iter().chain(cols.text_pair.as_deref()).chain(cols.label.as_deref()).collect();
     let mut roots = Vec::new();
     for name in &names {
         let i = schema.index_of(name).map_err(|_| {
@@ -761,9 +787,18 @@ fn read_parquet_unguarded(path: &Path, cols: &Columns, sink: &mut Sink) -> Resul
     for batch in reader {
         let batch: RecordBatch = batch.map_err(|e| crate::err!("{source}: {e}"))?;
         let col = |name: &str| batch.column_by_name(name).cloned().expect("projected column");
-        let texts = string_column(&col(&cols.text), &source, &cols.text, row0)?;
+        let texts = if cols.text_parts.is_empty() {
+            string_column(&col(&cols.text), &source, &cols.text, row0, true)?
+        } else {
+            let parts = cols.text_parts.iter().map(|n| string_column(&col(n), &source, n, row0, false)).collect::<Result<Vec<_>>>()?;
+            let joined: Vec<String> = (0..batch.num_rows()).map(|i| parts.iter().map(|p| p[i].as_str()).collect::<Vec<_>>().join(&cols.separator)).collect();
+            for (i, t) in joined.iter().enumerate() {
+                check_text(t, &source, &format!("row {}", row0 + i + 1), &cols.text)?;
+            }
+            joined
+        };
         let mut pairs = match &cols.text_pair {
-            Some(name) => Some(string_column(&col(name), &source, name, row0)?.into_iter()),
+            Some(name) => Some(string_column(&col(name), &source, name, row0, true)?.into_iter()),
             None => None,
         };
         let labels = cols.label.as_deref().map(col);
@@ -784,7 +819,9 @@ fn read_parquet_unguarded(path: &Path, cols: &Columns, sink: &mut Sink) -> Resul
     Ok(())
 }
 
-fn string_column(arr: &ArrayRef, source: &str, name: &str, row0: usize) -> Result<Vec<String>> {
+/// A text column's strings; `non_empty`: an empty one is an error naming its row (the parts of a
+/// joined text may be empty, as long as the text is not).
+fn string_column(arr: &ArrayRef, source: &str, name: &str, row0: usize, non_empty: bool) -> Result<Vec<String>> {
     let get = |i: usize| -> Option<String> {
         match arr.data_type() {
             DataType::Utf8 => arr.as_any().downcast_ref::<arrow_array::StringArray>().map(|a| a.value(i).to_string()),
@@ -802,7 +839,9 @@ fn string_column(arr: &ArrayRef, source: &str, name: &str, row0: usize) -> Resul
                 crate::bail!("{source}, row {}: column `{name}` is null", row0 + i + 1);
             }
             let s = get(i).expect("string column");
-            check_text(&s, source, &format!("row {}", row0 + i + 1), name)?;
+            if non_empty {
+                check_text(&s, source, &format!("row {}", row0 + i + 1), name)?;
+            }
             Ok(s)
         })
         .collect()

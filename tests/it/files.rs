@@ -144,7 +144,7 @@ fn a_headerless_csv_with_a_names_file_trains_and_evaluates_from_config_keys_or_f
         format!(
             "task = \"classification\"\n[model]\nconfig = \"{tiny}/config.json\"\ntokenizer = \"{tiny}/tokenizer.json\"\n\
              [data]\ntrain = \"{train}\"\ntest = \"{test}\"\nheader = false\ncolumns = [\"label\", \"title\", \"description\"]\n\
-             text_column = \"description\"\nlabel_names = \"{classes}\"\nmax_length = 16\n\
+             text_column = [\"title\", \"description\"]\nlabel_names = \"{classes}\"\nmax_length = 16\n\
              [training]\nepochs = 2\nbatch_size = 8\nlearning_rate = 1e-3\n[output]\ndir = \"{run}\"\n",
             tiny = fixtures().join("tiny-v4").display(),
             train = train.display(),
@@ -167,7 +167,7 @@ fn a_headerless_csv_with_a_names_file_trains_and_evaluates_from_config_keys_or_f
         serde_json::from_str(&ok(run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--config", run.join("config.toml").to_str().unwrap(), "--split", "test", "--json"], ""))).unwrap();
     let flags = [
         "eval", "--model", run.to_str().unwrap(), "--data", test.to_str().unwrap(), "--header", "false", "--columns", "label,title,description",
-        "--text-column", "description", "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--json",
+        "--text-column", "title", "--text-column", "description", "--label-names", "1=World,2=Sports,3=Business,4=Sci/Tech", "--json",
     ];
     let from_flags: serde_json::Value = serde_json::from_str(&ok(run_with_stdin(&flags, ""))).unwrap();
     assert_eq!(from_config["rows"], 12, "{from_config}");
@@ -241,4 +241,46 @@ fn encoding_and_pattern_keys_are_checked_before_any_work() {
     let e = parse("skip_unmatched = true").validate().unwrap_err().chain();
     assert!(e.contains("skip_unmatched"), "{e}");
     assert!(parse("format = \"lines\"\npattern = \"^(?P<label>\\\\S+) (?P<text>.*)$\"\nencoding = \"latin-1\"").validate().is_ok());
+}
+
+#[test]
+fn joined_text_columns_read_alike_from_every_format() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let want = read_table(&jsonl(d, &[("Wall St. Bears | Short-sellers are back", 3.into()), ("Carlyle | ", 4.into())]), None, &cols("text", "label")).unwrap();
+    let joined = Columns { text: "title + description".into(), text_parts: vec!["title".into(), "description".into()], separator: " | ".into(), label: Some("label".into()), ..Default::default() };
+    let json = write(d, "j.jsonl", b"{\"label\": 3, \"title\": \"Wall St. Bears\", \"description\": \"Short-sellers are back\"}\n{\"label\": 4, \"title\": \"Carlyle\", \"description\": \"\"}\n");
+    let csv = write(d, "c.csv", b"\"3\",\"Wall St. Bears\",\"Short-sellers are back\"\n\"4\",\"Carlyle\",\"\"\n");
+    let lines = write(d, "l.txt", b"3\tWall St. Bears\tShort-sellers are back\n4\tCarlyle\t\n");
+    let pq = d.join("p.parquet");
+    let batch = arrow_array::RecordBatch::try_from_iter(vec![
+        ("label", Arc::new(arrow_array::Int64Array::from(vec![3, 4])) as arrow_array::ArrayRef),
+        ("title", Arc::new(arrow_array::StringArray::from(vec!["Wall St. Bears", "Carlyle"])) as arrow_array::ArrayRef),
+        ("description", Arc::new(arrow_array::StringArray::from(vec!["Short-sellers are back", ""])) as arrow_array::ArrayRef),
+    ])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let headerless = ReadOptions { header: false, columns: Some(vec!["label".into(), "title".into(), "description".into()]), ..Default::default() };
+    let pattern = ReadOptions { format: Some(modernft::data::Format::Lines), pattern: Some(r"^(?P<label>\d+)\t(?P<title>[^\t]*)\t(?P<description>.*)$".into()), ..Default::default() };
+    for (file, opts) in [(&json, ReadOptions::default()), (&csv, headerless), (&pq, ReadOptions::default()), (&lines, pattern)] {
+        let t = read_table_with(file, &opts, &joined).unwrap_or_else(|e| panic!("{}: {}", file.display(), e.chain()));
+        assert_eq!(rows(&t), rows(&want), "{}", file.display());
+    }
+    // Every part must exist; the joined text must not be empty.
+    let missing = Columns { text_parts: vec!["title".into(), "body".into()], ..joined.clone() };
+    let e = read_table(&json, None, &missing).unwrap_err().chain();
+    assert!(e.contains("no column `body`") && e.contains("text_column (a list"), "{e}");
+    let empty = write(d, "e.jsonl", b"{\"label\": 1, \"title\": \"\", \"description\": \"\"}\n");
+    let nothing = Columns { separator: String::new(), ..joined.clone() };
+    let e = read_table(&empty, None, &nothing).unwrap_err().chain();
+    assert!(e.contains("e.jsonl, line 1") && e.contains("title + description") && e.contains("empty"), "{e}");
+    // The config key: a list of columns, checked.
+    let cfg: DataConfig = toml::from_str("train = \"x.jsonl\"\ntext_column = [\"title\", \"description\"]\ntext_separator = \" | \"").unwrap();
+    let c = cfg.columns(true);
+    assert_eq!((c.text_parts, c.separator.as_str()), (vec!["title".to_string(), "description".to_string()], " | "));
+    let cfg: DataConfig = toml::from_str("train = \"x.jsonl\"\ntext_column = []").unwrap();
+    assert!(cfg.validate().unwrap_err().chain().contains("text_column"));
 }
