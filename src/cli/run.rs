@@ -27,7 +27,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
 /// Applies `--train`, `--text-column`, ... over a data config.
 pub fn apply_source_flags(cfg: &mut DataConfig, src: &crate::cli::DataSourceArgs) {
     if src.train.is_some() {
-        cfg.train = src.train.clone();
+        cfg.train = src.train.clone().map(Into::into);
         cfg.hub = None;
     }
     if src.hub.is_some() {
@@ -35,10 +35,10 @@ pub fn apply_source_flags(cfg: &mut DataConfig, src: &crate::cli::DataSourceArgs
         cfg.train = None;
     }
     if src.validation.is_some() {
-        cfg.validation = src.validation.clone();
+        cfg.validation = src.validation.clone().map(Into::into);
     }
     if src.test.is_some() {
-        cfg.test = src.test.clone();
+        cfg.test = src.test.clone().map(Into::into);
     }
     if src.subset.is_some() {
         cfg.subset = src.subset.clone();

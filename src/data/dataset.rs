@@ -73,17 +73,73 @@ fn default_max_length() -> usize {
     512
 }
 
+/// A split's file: a path, read with `[data]`'s keys, or a section with its own reading keys
+/// (`[data.test]` with `path = "emerging.test.annotated"` and `format = "conll"`); the keys a
+/// section leaves out are `[data]`'s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, try_from = "toml::Value")]
+pub enum SplitSource {
+    Path(PathBuf),
+    Section(SplitSection),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSection {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_unmatched: Option<bool>,
+}
+
+impl TryFrom<toml::Value> for SplitSource {
+    type Error = String;
+    fn try_from(v: toml::Value) -> std::result::Result<Self, String> {
+        match v {
+            toml::Value::String(s) => Ok(SplitSource::Path(s.into())),
+            t @ toml::Value::Table(_) => t.try_into::<SplitSection>().map(SplitSource::Section).map_err(|e| {
+                format!("{} (a split's section takes `path` and any of `format`, `header`, `columns`, `encoding`, `pattern`, `skip_unmatched`)", e.to_string().trim())
+            }),
+            other => Err(format!("expected a file path, or a section with `path`; found a {}", other.type_str())),
+        }
+    }
+}
+
+impl From<PathBuf> for SplitSource {
+    fn from(p: PathBuf) -> Self {
+        SplitSource::Path(p)
+    }
+}
+
+impl SplitSource {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            SplitSource::Path(p) => p,
+            SplitSource::Section(s) => &s.path,
+        }
+    }
+}
+
 /// The `[data]` section. Paths are relative to the current directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Training file (`.jsonl`, `.csv`, `.tsv`, `.parquet`, optionally `.gz`).
     #[serde(default)]
-    pub train: Option<PathBuf>,
+    pub train: Option<SplitSource>,
     #[serde(default)]
-    pub validation: Option<PathBuf>,
+    pub validation: Option<SplitSource>,
     #[serde(default)]
-    pub test: Option<PathBuf>,
+    pub test: Option<SplitSource>,
     /// A hub dataset id (e.g. `stanfordnlp/imdb`), read from its Parquet conversion.
     #[serde(default)]
     pub hub: Option<String>,
@@ -223,6 +279,26 @@ impl DataConfig {
                 crate::bail!("[data] has both a validation set and `validation_fraction`; use one");
             }
         }
+        if let TextColumn::Joined(parts) = &self.text_column {
+            if parts.is_empty() || parts.iter().any(|p| p.trim().is_empty()) {
+                crate::bail!("[data] `text_column` = {parts:?}: name one column, or the columns to join (none empty)");
+            }
+        }
+        self.read_options()?;
+        for (name, split) in [("train", &self.train), ("validation", &self.validation), ("test", &self.test)] {
+            if let Some(SplitSource::Section(section)) = split {
+                self.with_section(section).read_options().map_err(|e| e.wrap(format!("[data.{name}] ({})", section.path.display())))?;
+            }
+        }
+        if self.max_length < 2 {
+            crate::bail!("`data.max_length` = {} is out of range: it must be at least 2 (room for [CLS] and [SEP])", self.max_length);
+        }
+        Ok(())
+    }
+
+    /// How to read this section's files (checked: the encoding exists, the pattern compiles and
+    /// goes with `format = "lines"`).
+    pub fn read_options(&self) -> Result<ReadOptions> {
         if let Some(names) = &self.columns {
             if self.header {
                 crate::bail!("[data] `columns` (--columns) names the columns of a file without a header line; add `header = false` (--header false): a file with a header names its own columns");
@@ -234,21 +310,6 @@ impl DataConfig {
                 crate::bail!("[data] `columns` names `{n}` twice; give each column its own name");
             }
         }
-        if let TextColumn::Joined(parts) = &self.text_column {
-            if parts.is_empty() || parts.iter().any(|p| p.trim().is_empty()) {
-                crate::bail!("[data] `text_column` = {parts:?}: name one column, or the columns to join (none empty)");
-            }
-        }
-        self.read_options()?;
-        if self.max_length < 2 {
-            crate::bail!("`data.max_length` = {} is out of range: it must be at least 2 (room for [CLS] and [SEP])", self.max_length);
-        }
-        Ok(())
-    }
-
-    /// How to read this section's files (checked: the encoding exists, the pattern compiles and
-    /// goes with `format = "lines"`).
-    pub fn read_options(&self) -> Result<ReadOptions> {
         let encoding = self.encoding.as_deref().map(crate::data::read::encoding).transpose().map_err(|e| e.wrap("[data] encoding"))?;
         match (&self.pattern, self.format) {
             (Some(p), Some(Format::Lines)) => {
@@ -273,13 +334,49 @@ impl DataConfig {
         })
     }
 
+    /// This section with a split section's reading keys over its own.
+    fn with_section(&self, s: &SplitSection) -> DataConfig {
+        let mut c = self.clone();
+        if s.format.is_some() {
+            c.format = s.format;
+        }
+        if let Some(h) = s.header {
+            c.header = h;
+            if h {
+                // A file with a header names its own columns: [data]'s `columns` are not for it.
+                c.columns = None;
+            }
+        }
+        if s.columns.is_some() {
+            c.columns = s.columns.clone();
+        }
+        if s.encoding.is_some() {
+            c.encoding = s.encoding.clone();
+        }
+        if s.pattern.is_some() {
+            c.pattern = s.pattern.clone();
+        }
+        if let Some(k) = s.skip_unmatched {
+            c.skip_unmatched = k;
+        }
+        c
+    }
+
+    /// A split's file and how to read it.
+    fn split(&self, source: &SplitSource, name: &str) -> Result<SplitFiles> {
+        let read = match source {
+            SplitSource::Path(_) => self.read_options()?,
+            SplitSource::Section(s) => self.with_section(s).read_options().map_err(|e| e.wrap(format!("[data.{name}] ({})", s.path.display())))?,
+        };
+        Ok(SplitFiles { files: vec![source.path().to_path_buf()], read })
+    }
+
     /// The files of each split: (train, validation, test).
     pub fn split_files(&self) -> Result<(SplitFiles, Option<SplitFiles>, Option<SplitFiles>)> {
         self.validate()?;
-        let read = self.read_options()?;
-        let local = |p: &Option<PathBuf>| p.as_ref().map(|p| SplitFiles { files: vec![p.clone()], read: read.clone() });
         if let Some(train) = &self.train {
-            return Ok((SplitFiles { files: vec![train.clone()], read: read.clone() }, local(&self.validation), local(&self.test)));
+            let local = |s: &Option<SplitSource>, name: &str| s.as_ref().map(|s| self.split(s, name)).transpose();
+            return Ok((self.split(train, "train")?, local(&self.validation, "validation")?, local(&self.test, "test")?));
         }
         let id = self.hub.as_deref().expect("validated");
         let subset = self.subset.as_deref().unwrap_or("default");
@@ -616,7 +713,7 @@ pub fn split_rows(n: usize, fraction: f64, seed: u64, targets: Option<&Targets>)
 /// The data source of a config, for messages.
 pub fn describe(config: &DataConfig) -> String {
     match (&config.train, &config.hub) {
-        (Some(p), _) => p.display().to_string(),
+        (Some(p), _) => p.path().display().to_string(),
         (_, Some(h)) => format!("hub:{h}"),
         _ => "<no data>".into(),
     }

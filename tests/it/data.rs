@@ -107,11 +107,11 @@ fn bad_input_gets_a_clear_error() {
     // Regression targets must be finite.
     let pq = d.join("nan.parquet");
     write_parquet(&pq, vec![("text", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef), ("label", Arc::new(Float64Array::from(vec![1.0, f64::NAN])) as ArrayRef)]);
-    let cfg = DataConfig { train: Some(pq), ..Default::default() };
+    let cfg = DataConfig { train: Some(pq.into()), ..Default::default() };
     let e = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).err().unwrap().chain();
     assert!(e.contains("row 2") && e.contains("finite"), "{e}");
     let inf = write(d, "inf.csv", b"text,label\na,1.5\nb,inf\n");
-    let cfg = DataConfig { train: Some(inf), ..Default::default() };
+    let cfg = DataConfig { train: Some(inf.into()), ..Default::default() };
     let e = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).err().unwrap().chain();
     assert!(e.contains("row 2") && e.contains("finite"), "{e}");
 }
@@ -129,7 +129,7 @@ fn labels_splits_and_tokenization() {
     let dev = write(d, "dev.jsonl", b"{\"text\": \"a good film\", \"label\": \"pos\"}\n{\"text\": \"meh\", \"label\": \"neutral\"}\n");
 
     // An unseen validation label is an error naming the label and the row...
-    let cfg = DataConfig { train: Some(train.clone()), validation: Some(dev.clone()), ..Default::default() };
+    let cfg = DataConfig { train: Some(train.clone().into()), validation: Some(dev.clone().into()), ..Default::default() };
     let e = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).err().unwrap().chain();
     assert!(e.contains("dev.jsonl, row 2") && e.contains("`neutral`"), "{e}");
     // ...unless the labels are listed explicitly, in which case their order is kept.
@@ -139,7 +139,7 @@ fn labels_splits_and_tokenization() {
     assert_eq!(s.labels.as_ref().unwrap().names(), &["pos", "neutral", "neg"]);
 
     // validation_fraction: stratified, deterministic, and truncation is counted.
-    let cfg = DataConfig { train: Some(train), validation_fraction: Some(0.25), seed: 3, max_length: 8, ..Default::default() };
+    let cfg = DataConfig { train: Some(train.into()), validation_fraction: Some(0.25), seed: 3, max_length: 8, ..Default::default() };
     // The encoder carries the token budget (callers build it from `max_length`).
     let enc8 = TextEncoder::from_file(&fixtures().join("tiny-v4/tokenizer.json"), cfg.max_length).unwrap();
     let s = load_splits(&cfg, &enc8, Some(TargetKind::Classification)).unwrap();
@@ -156,7 +156,7 @@ fn labels_splits_and_tokenization() {
 
     // Text pairs: [CLS] a [SEP] b [SEP].
     let pairs = write(d, "pairs.jsonl", b"{\"text_a\": \"good\", \"text_b\": \"bad\", \"score\": 1.5}\n");
-    let cfg = DataConfig { train: Some(pairs), text_column: "text_a".into(), text_pair_column: Some("text_b".into()), label_column: "score".into(), ..Default::default() };
+    let cfg = DataConfig { train: Some(pairs.into()), text_column: "text_a".into(), text_pair_column: Some("text_b".into()), label_column: "score".into(), ..Default::default() };
     let s = load_splits(&cfg, &encoder(), Some(TargetKind::Regression)).unwrap();
     let row = s.train.tokens.row(0);
     assert_eq!(row.iter().filter(|&&t| t == 2).count(), 2, "two [SEP] in a pair: {row:?}");
@@ -164,7 +164,7 @@ fn labels_splits_and_tokenization() {
 
     // Multi-label rows are lists.
     let ml = write(d, "ml.jsonl", b"{\"text\": \"a\", \"label\": [\"x\", \"y\"]}\n{\"text\": \"b\", \"label\": []}\n");
-    let cfg = DataConfig { train: Some(ml), ..Default::default() };
+    let cfg = DataConfig { train: Some(ml.into()), ..Default::default() };
     let s = load_splits(&cfg, &encoder(), Some(TargetKind::MultiLabel)).unwrap();
     assert_eq!(s.train.targets, Some(Targets::MultiLabel(vec![vec![0, 1], vec![]])));
 }

@@ -284,3 +284,59 @@ fn joined_text_columns_read_alike_from_every_format() {
     let cfg: DataConfig = toml::from_str("train = \"x.jsonl\"\ntext_column = []").unwrap();
     assert!(cfg.validate().unwrap_err().chain().contains("text_column"));
 }
+
+#[test]
+fn each_split_reads_with_its_own_format_header_columns_and_encoding() {
+    use modernft::data::{load_splits, TargetKind};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Token classification: JSONL training rows beside WNUT17's CoNLL test file (no extension the
+    // format could be told from).
+    write(d, "train.jsonl", b"{\"tokens\": [\"john\", \"flew\", \"to\", \"rome\"], \"tags\": [\"B-per\", \"O\", \"O\", \"B-loc\"]}\n{\"tokens\": [\"mary\", \"stayed\"], \"tags\": [\"B-per\", \"O\"]}\n");
+    write(d, "emerging.test.annotated", b"ann\tB-per\nsaw\tO\nparis\tB-loc\n\nrome\tB-loc\nwon\tO\n");
+    write(d, "test.jsonl", b"{\"tokens\": [\"ann\", \"saw\", \"paris\"], \"tags\": [\"B-per\", \"O\", \"B-loc\"]}\n{\"tokens\": [\"rome\", \"won\"], \"tags\": [\"B-loc\", \"O\"]}\n");
+    let want = load_splits(&config("train = \"DIR/train.jsonl\"\ntest = \"DIR/test.jsonl\"\n", d), &encoder(), Some(TargetKind::Tags)).unwrap();
+    let cfg = config("train = \"DIR/train.jsonl\"\n[test]\npath = \"DIR/emerging.test.annotated\"\nformat = \"conll\"\n", d);
+    let got = load_splits(&cfg, &encoder(), Some(TargetKind::Tags)).unwrap_or_else(|e| panic!("{}", e.chain()));
+    let (g, w) = (got.test.as_ref().unwrap(), want.test.as_ref().unwrap());
+    assert_eq!((&g.tokens, &g.targets, &g.words), (&w.tokens, &w.targets, &w.words));
+    // Without the section's format, the extension says nothing: the error says what to set.
+    let e = load_splits(&config("train = \"DIR/train.jsonl\"\ntest = \"DIR/emerging.test.annotated\"\n", d), &encoder(), Some(TargetKind::Tags)).err().unwrap().chain();
+    assert!(e.contains("cannot tell the format") && e.contains("format"), "{e}");
+
+    // Classification: a headerless latin-1 CSV for training beside a JSONL validation file; the
+    // top-level keys are the defaults a section overrides.
+    write(d, "train.csv", b"pos,caf\xe9 au lait\nneg,cold soup\n");
+    write(d, "val.jsonl", "{\"text\": \"café crème\", \"label\": \"pos\"}\n".as_bytes());
+    write(d, "train-utf8.jsonl", "{\"text\": \"café au lait\", \"label\": \"pos\"}\n{\"text\": \"cold soup\", \"label\": \"neg\"}\n".as_bytes());
+    let want = load_splits(&config("train = \"DIR/train-utf8.jsonl\"\nvalidation = \"DIR/val.jsonl\"\n", d), &encoder(), Some(TargetKind::Classification)).unwrap();
+    let cfg = config("validation = \"DIR/val.jsonl\"\n[train]\npath = \"DIR/train.csv\"\nheader = false\ncolumns = [\"label\", \"text\"]\nencoding = \"latin-1\"\n", d);
+    let got = load_splits(&cfg, &encoder(), Some(TargetKind::Classification)).unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!((&got.train.tokens, &got.train.targets), (&want.train.tokens, &want.train.targets));
+    assert_eq!(got.validation.as_ref().unwrap().tokens, want.validation.as_ref().unwrap().tokens);
+    // A section's keys are checked, naming the section; an unknown key is refused.
+    let bad = config("[train]\npath = \"DIR/train.csv\"\ncolumns = [\"label\", \"text\"]\n", d);
+    let e = bad.validate().unwrap_err().chain();
+    assert!(e.contains("[data.train]") && e.contains("header = false"), "{e}");
+    let e = toml::from_str::<DataConfig>("[train]\npath = \"x.csv\"\nformt = \"csv\"\n").unwrap_err().to_string();
+    assert!(e.contains("formt") && e.contains("a split's section takes"), "{e}");
+}
+
+#[test]
+fn split_sections_and_new_keys_survive_the_run_config_round_trip() {
+    use modernft::config::RunConfig;
+    let text = "task = \"classification\"\n[model]\nconfig = \"c.json\"\ntokenizer = \"t.json\"\n\
+        [data]\nheader = false\ncolumns = [\"label\", \"title\", \"description\"]\ntext_column = [\"title\", \"description\"]\n\
+        label_names = { 1 = \"World\", 2 = \"Sports\" }\nencoding = \"latin-1\"\n\
+        [data.train]\npath = \"train.csv\"\n[data.test]\npath = \"test.tsv\"\nformat = \"tsv\"\nheader = true\ncolumns = []\n";
+    // `columns = []` under a header is refused, naming the section.
+    let e = RunConfig::from_toml(text, "x.toml", &[]).err().unwrap().chain();
+    assert!(e.contains("[data.test]"), "{e}");
+    let text = text.replace("columns = []\n", "");
+    let cfg = RunConfig::from_toml(&text, "x.toml", &[]).unwrap_or_else(|e| panic!("{}", e.chain()));
+    let again = RunConfig::from_toml(&cfg.to_toml().unwrap(), "again.toml", &[]).unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(again.data, cfg.data);
+    // --set reaches a section's key.
+    let set = RunConfig::from_toml(&text, "x.toml", &["data.test.path=other.tsv".into()]).unwrap();
+    assert_eq!(set.data.test.unwrap().path(), Path::new("other.tsv"));
+}
