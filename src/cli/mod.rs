@@ -199,6 +199,10 @@ pub struct EvalArgs {
     /// Token classification: read entities with seqeval's default chunking, or strict IOB2.
     #[arg(long, value_enum, default_value_t = SchemeArg::Default)]
     pub entity_scheme: SchemeArg,
+    /// Score rows whose gold label the model does not know as errors (each such label its own
+    /// class in the averages, as scikit-learn scores them) instead of refusing the data.
+    #[arg(long)]
+    pub allow_unknown_labels: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -442,13 +442,14 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         files: files.clone(),
         read,
         label_names: cfg.label_names.clone(),
+        allow_unknown_labels: args.allow_unknown_labels,
         columns: cfg.columns_for(Some(classifier.kind), false),
         budget: args.lengths.budget(args.batch_size),
         threshold: args.threshold,
         scheme,
     };
-    let ev = evaluate_files(&classifier, &opts)?;
-    let labels = &classifier.config.id2label;
+    let (ev, labels) = evaluate_files(&classifier, &opts)?;
+    let labels = &labels;
     let data_desc = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -21,6 +21,8 @@ pub struct EvalOptions {
     pub columns: Columns,
     /// Names for the labels as the files store them (`label_names`).
     pub label_names: Option<crate::data::LabelNames>,
+    /// Gold labels the model does not know are scored as errors instead of refused.
+    pub allow_unknown_labels: bool,
     /// Rows (and optionally padded tokens) per forward pass.
     pub budget: Budget,
     pub threshold: f32,
@@ -30,8 +32,13 @@ pub struct EvalOptions {
 /// Rows per chunk read from the file.
 const CHUNK_ROWS: usize = 4096;
 
-pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> {
-    let labels = LabelMap::new(c.config.id2label.clone(), true)?;
+/// Scores `opts.files` with `c`: the evaluation and its label names (the model's, then any gold
+/// labels it does not know, with `allow_unknown_labels`).
+pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<(Evaluation, Vec<String>)> {
+    let known = LabelMap::new(c.config.id2label.clone(), true)?;
+    let mut labels = known.clone();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut unknown_rows = 0usize;
     let mut scorer = Scorer::new(c.kind, c.config.num_labels(), opts.threshold).with_tags(&c.config.id2label, opts.scheme);
     let (mut rows, mut truncated) = (0, 0);
     let mut renaming = None;
@@ -43,6 +50,26 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
                 }
                 renaming.as_ref().expect("resolved").apply(&mut chunk)?;
             }
+            if c.kind != crate::data::TargetKind::Regression {
+                let new = labels.unknown_in(&chunk);
+                if let (Some((row, name)), false) = (new.first(), opts.allow_unknown_labels) {
+                    crate::bail!(
+                        "{}, row {}: label `{name}` is not one the model knows ({}); pass --allow-unknown-labels to score such rows as errors (as scikit-learn does), or fix the row",
+                        chunk.source,
+                        chunk.first_row + row + 1,
+                        known.names().join(", ")
+                    );
+                }
+                if !new.is_empty() {
+                    let names: Vec<String> = new.into_iter().map(|(_, n)| n).collect();
+                    labels = labels.extended(&names)?;
+                    scorer.add_classes(&names);
+                    unknown.extend(names);
+                }
+                if !unknown.is_empty() {
+                    unknown_rows += known.unknown_rows(&chunk);
+                }
+            }
             let targets = labels.encode(&chunk, c.kind)?;
             let ds = tokenize(&chunk, &c.encoder, "eval", Some(targets))?;
             (rows, truncated) = (rows + ds.len(), truncated + ds.truncated);
@@ -52,7 +79,13 @@ pub fn evaluate_files(c: &Classifier, opts: &EvalOptions) -> Result<Evaluation> 
     if let Some(note) = c.encoder.truncation_note(truncated, rows, "rows", "see --max-length; --no-truncate refuses them") {
         eprintln!("{note}");
     }
-    scorer.finish()
+    if !unknown.is_empty() {
+        eprintln!(
+            "note: {unknown_rows} row(s) have gold labels the model does not know ({}): scored as errors (--allow-unknown-labels), each its own class in the averages; the loss is over the other rows",
+            unknown.join(", ")
+        );
+    }
+    Ok((scorer.finish()?, labels.names().to_vec()))
 }
 
 /// The human-readable report.

@@ -225,6 +225,31 @@ impl LabelMap {
         self.names.iter().position(|n| n == name).map(|i| i as u32)
     }
 
+    /// The labels of `table` outside this set, each once, with the row it first appears in (from
+    /// 0), in order of appearance (lists are looked into).
+    pub fn unknown_in(&self, table: &Table) -> Vec<(usize, String)> {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        for (row, l) in table.labels.iter().flatten().enumerate() {
+            for item in flatten(std::slice::from_ref(l)) {
+                let name = item.name();
+                if self.id(&name).is_none() && !out.iter().any(|(_, n)| *n == name) {
+                    out.push((row, name));
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows of `table` with a label (or a list item) outside this set.
+    pub fn unknown_rows(&self, table: &Table) -> usize {
+        table.labels.iter().flatten().filter(|l| flatten(std::slice::from_ref(*l)).any(|i| self.id(&i.name()).is_none())).count()
+    }
+
+    /// This set and `extra` after it (ids K, K + 1, ...).
+    pub fn extended(&self, extra: &[String]) -> Result<LabelMap> {
+        LabelMap::new(self.names.iter().chain(extra).cloned().collect(), self.explicit)
+    }
+
     fn id_of(&self, label: &RawLabel, table: &Table, row: usize) -> Result<u32> {
         let name = label.name();
         self.id(&name).ok_or_else(|| {

@@ -141,6 +141,8 @@ pub struct Scorer {
     tag_names: Vec<String>,
     scheme: EntityScheme,
     loss_sum: f64,
+    /// Rows (words, for tags) the loss is over: those whose gold label the model has.
+    loss_rows: usize,
     rows: usize,
     truth: Targets,
     predictions: Predictions,
@@ -154,7 +156,7 @@ impl Scorer {
             TargetKind::Regression => (Targets::Regression(Vec::new()), Predictions::Regression(Vec::new())),
             TargetKind::Tags => (Targets::Tags(Vec::new()), Predictions::Tags(Vec::new())),
         };
-        Scorer { kind, num_labels, threshold, tag_names: Vec::new(), scheme: EntityScheme::Default, loss_sum: 0.0, rows: 0, truth, predictions }
+        Scorer { kind, num_labels, threshold, tag_names: Vec::new(), scheme: EntityScheme::Default, loss_sum: 0.0, loss_rows: 0, rows: 0, truth, predictions }
     }
 
     /// Token classification needs the tag names and how to chunk them into entities.
@@ -162,6 +164,16 @@ impl Scorer {
         self.tag_names = names.to_vec();
         self.scheme = scheme;
         self
+    }
+
+    /// Gold labels the model does not know (evaluation with unknown labels allowed): classes
+    /// K, K + 1, ... that no prediction can be, so every row of them is an error (as scikit-learn
+    /// scores them); the loss leaves them out.
+    pub fn add_classes(&mut self, names: &[String]) {
+        self.num_labels += names.len();
+        if !self.tag_names.is_empty() {
+            self.tag_names.extend(names.iter().cloned());
+        }
     }
 
     pub fn kind(&self) -> TargetKind {
@@ -181,7 +193,10 @@ impl Scorer {
                     let mut pred = Vec::with_capacity(starts.len());
                     for (&start, &tag) in starts.iter().zip(tags) {
                         let l = row.get(start as usize).ok_or_else(|| crate::err!("internal: a word start past its row"))?;
-                        self.loss_sum += classification::cross_entropy_row(l, tag);
+                        if (tag as usize) < l.len() {
+                            self.loss_sum += classification::cross_entropy_row(l, tag);
+                            self.loss_rows += 1;
+                        }
                         pred.push(argmax(l));
                     }
                     self.rows += pred.len();
@@ -190,7 +205,10 @@ impl Scorer {
                 }
             }
             (RowLogits::Sequence(logits), Targets::Class(new), Targets::Class(t), Predictions::Class(p)) => {
-                self.loss_sum += logits.iter().zip(new).map(|(l, &y)| classification::cross_entropy_row(l, y)).sum::<f64>();
+                for (l, &y) in logits.iter().zip(new).filter(|(l, &y)| (y as usize) < l.len()) {
+                    self.loss_sum += classification::cross_entropy_row(l, y);
+                    self.loss_rows += 1;
+                }
                 t.extend_from_slice(new);
                 p.extend(logits.iter().map(|l| argmax(l)));
                 self.rows += logits.len();
@@ -199,6 +217,7 @@ impl Scorer {
                 for (l, on) in logits.iter().zip(new) {
                     let bce: f64 = l.iter().enumerate().map(|(c, &x)| multi_label::bce_term(x as f64, if on.contains(&(c as u32)) { 1.0 } else { 0.0 })).sum();
                     self.loss_sum += bce / l.len().max(1) as f64;
+                    self.loss_rows += 1;
                 }
                 t.extend(new.iter().cloned());
                 p.extend(logits.iter().map(|l| l.iter().enumerate().filter(|(_, &x)| sigmoid(x) >= threshold).map(|(i, _)| i as u32).collect()));
@@ -206,6 +225,7 @@ impl Scorer {
             }
             (RowLogits::Sequence(logits), Targets::Regression(new), Targets::Regression(t), Predictions::Regression(p)) => {
                 self.loss_sum += logits.iter().zip(new).map(|(l, &y)| (l[0] as f64 - y as f64).powi(2)).sum::<f64>();
+                self.loss_rows += logits.len();
                 t.extend_from_slice(new);
                 p.extend(logits.iter().map(|l| l[0]));
                 self.rows += logits.len();
@@ -219,7 +239,7 @@ impl Scorer {
         if self.rows == 0 {
             crate::bail!("nothing to evaluate: the data has no rows");
         }
-        let mean_loss = self.loss_sum / self.rows as f64;
+        let mean_loss = if self.loss_rows == 0 { f64::NAN } else { self.loss_sum / self.loss_rows as f64 };
         let mut metrics = BTreeMap::from([("loss".to_string(), mean_loss)]);
         let mut ev = Evaluation {
             loss: mean_loss,

@@ -340,3 +340,61 @@ fn split_sections_and_new_keys_survive_the_run_config_round_trip() {
     let set = RunConfig::from_toml(&text, "x.toml", &["data.test.path=other.tsv".into()]).unwrap();
     assert_eq!(set.data.test.unwrap().path(), Path::new("other.tsv"));
 }
+
+#[test]
+fn eval_scores_unknown_gold_labels_as_errors_when_allowed_and_says_how_otherwise() {
+    use crate::common::{fixtures, run_with_stdin};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows: String = (0..32).map(|i| format!("{}\n", serde_json::json!({"text": (["a great film", "an awful plot"][i % 2]), "label": (["pos", "neg"][i % 2])}))).collect();
+    let train = write(d, "train.jsonl", rows.as_bytes());
+    let run = d.join("run");
+    let cfg = write(
+        d,
+        "c.toml",
+        format!(
+            "[model]\nconfig = \"{tiny}/config.json\"\ntokenizer = \"{tiny}/tokenizer.json\"\n[data]\ntrain = \"{train}\"\nmax_length = 16\n[training]\nepochs = 1\nbatch_size = 8\n[output]\ndir = \"{run}\"\n",
+            tiny = fixtures().join("tiny-v4").display(),
+            train = train.display(),
+            run = run.display()
+        )
+        .as_bytes(),
+    );
+    ok(run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap()], ""));
+    // The test data has a label the model never saw ("neutral", twice) and a second unknown one.
+    let gold = ["pos", "neg", "neutral", "pos", "neutral", "neg", "mixed"];
+    let texts = ["a great film", "an awful plot", "a film", "great acting", "a plot", "awful", "great but awful"];
+    let test: String = texts.iter().zip(gold).map(|(t, l)| format!("{}\n", serde_json::json!({"text": t, "label": l}))).collect();
+    let test = write(d, "test.jsonl", test.as_bytes());
+    let out = run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", test.to_str().unwrap()], "");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("test.jsonl, row 3") && e.contains("`neutral`") && e.contains("--allow-unknown-labels"), "{e}");
+    let out = run_with_stdin(&["eval", "--model", run.to_str().unwrap(), "--data", test.to_str().unwrap(), "--allow-unknown-labels", "--json"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 row(s) have gold labels the model does not know (neutral, mixed)"));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // What scikit-learn computes with labels = the model's and the unknown ones: the predictions
+    // from `predict`, every unknown row an error, each unknown label a class of its own.
+    let predicted: Vec<String> = ok(run_with_stdin(&["predict", "--model", run.to_str().unwrap()], &texts.join("\n")))
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .collect();
+    let classes = ["neg", "pos", "neutral", "mixed"];
+    assert_eq!(ev["labels"], serde_json::json!(classes));
+    let correct = gold.iter().zip(&predicted).filter(|&(g, p)| *g == p.as_str()).count();
+    assert_eq!(ev["rows"], 7);
+    assert!((ev["accuracy"].as_f64().unwrap() - correct as f64 / 7.0).abs() < 1e-9, "{ev}");
+    let f1: f64 = classes
+        .iter()
+        .map(|c| {
+            let tp = gold.iter().zip(&predicted).filter(|(g, p)| *g == c && p.as_str() == *c).count() as f64;
+            let pred = predicted.iter().filter(|p| p.as_str() == *c).count() as f64;
+            let support = gold.iter().filter(|g| *g == c).count() as f64;
+            let (p, r) = (if pred > 0.0 { tp / pred } else { 0.0 }, if support > 0.0 { tp / support } else { 0.0 });
+            if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+        })
+        .sum::<f64>()
+        / classes.len() as f64;
+    assert!((ev["f1_macro"].as_f64().unwrap() - f1).abs() < 1e-9, "{ev} vs {f1}");
+    assert_eq!(ev["per_class"]["neutral"]["support"], 2);
+}
