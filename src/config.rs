@@ -355,11 +355,21 @@ fn check_keys(value: &toml::Value, source: &str) -> Result<()> {
     let top = known.as_object().expect("object");
     for (key, v) in table {
         match top.get(key) {
-            None => crate::bail!("{source}: unknown key `{key}`{}", suggest(key, top.keys().collect())),
+            None => {
+                let sections = sections_with(&known, key);
+                if !sections.is_empty() {
+                    crate::bail!("{source}: unknown key `{key}`: it is a key of [{}]; put it in that section", sections.join("] and ["));
+                }
+                crate::bail!("{source}: unknown key `{key}`{}", suggest(key, top.keys().collect()))
+            }
             Some(serde_json::Value::Object(section)) => {
                 let t = v.as_table().with_with_section(source, key)?;
                 for k in t.keys() {
                     if !section.contains_key(k) {
+                        let elsewhere = sections_with(&known, k);
+                        if !elsewhere.is_empty() {
+                            crate::bail!("{source}: unknown key `{key}.{k}`: `{k}` is a key of [{}]", elsewhere.join("] and ["));
+                        }
                         crate::bail!(
                             "{source}: unknown key `{key}.{k}`{} (valid keys: {})",
                             suggest(k, section.keys().collect()),
@@ -372,6 +382,18 @@ fn check_keys(value: &toml::Value, source: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sections that have a key named `key`.
+fn sections_with(known: &serde_json::Value, key: &str) -> Vec<String> {
+    known.as_object().into_iter().flatten().filter(|(_, v)| v.as_object().is_some_and(|s| s.contains_key(key))).map(|(k, _)| k.clone()).collect()
+}
+
+/// A serde type name as a person says it.
+fn plain_types(message: &str) -> String {
+    [("usize", "a whole number"), ("u64", "a whole number"), ("u32", "a whole number"), ("f64", "a number"), ("f32", "a number"), ("a boolean", "true or false")]
+        .iter()
+        .fold(message.to_string(), |m, (t, plain)| m.replace(&format!("expected {t}"), &format!("expected {plain}")))
 }
 
 trait SectionExt<'a> {
@@ -395,9 +417,16 @@ fn parse_override_value(raw: &str) -> toml::Value {
 
 /// Applies `section.key=value` overrides to a parsed config.
 pub fn apply_overrides(value: &mut toml::Value, overrides: &[String]) -> Result<()> {
+    let known = known_keys();
     for o in overrides {
         let (path, raw) = o.split_once('=').with_context(|| format!("--set {o}: expected section.key=value"))?;
         let parts: Vec<&str> = path.trim().split('.').collect();
+        if let [key] = parts.as_slice() {
+            let sections = sections_with(&known, key);
+            if known.get(key).is_none() && !sections.is_empty() {
+                crate::bail!("--set {o}: `{key}` is a key of [{}]; write --set {}.{key}={}", sections.join("] and ["), sections[0], raw.trim());
+            }
+        }
         let mut cur = value.as_table_mut().expect("table");
         for p in &parts[..parts.len() - 1] {
             cur = cur
@@ -562,12 +591,20 @@ impl RunConfig {
     pub fn from_toml(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
         let mut value: toml::Value =
             toml::from_str(text).map_err(|e| crate::err!("{source}: invalid TOML: {}", e.message()))?;
-        apply_overrides(&mut value, overrides)?;
+        // The file's keys first, then the overrides' (so an error says which of them is wrong).
         check_keys(&value, source)?;
+        apply_overrides(&mut value, overrides)?;
+        check_keys(&value, "--set")?;
         let given = value.get("data").and_then(|d| d.get("max_length")).is_some();
-        let mut config: RunConfig = value.clone().try_into().map_err(|e: toml::de::Error| match failing_key(&value) {
-            Some(key) => crate::err!("{source}: `{key}`: {}", e.message()),
-            None => crate::err!("{source}: {}", e.message()),
+        let mut config: RunConfig = value.clone().try_into().map_err(|e: toml::de::Error| {
+            let message = plain_types(e.message());
+            match failing_key(&value) {
+                Some(key) => match overrides.iter().find(|o| o.split_once('=').is_some_and(|(p, _)| p.trim() == key)) {
+                    Some(o) => crate::err!("--set {o}: `{key}`: {message}"),
+                    None => crate::err!("{source}: `{key}`: {message}"),
+                },
+                None => crate::err!("{source}: {message}"),
+            }
         })?;
         config.max_length_given = given;
         config.validate().with_context(|| format!("{source}"))?;

@@ -245,14 +245,8 @@ pub enum SplitArg {
 
 #[derive(Args, Debug, Default)]
 pub struct ColumnArgs {
-    /// The text column; given more than once, those columns joined (by --text-separator).
-    #[arg(long)]
-    pub text_column: Vec<String>,
-    /// What joins several --text-column columns [default: a space].
-    #[arg(long)]
-    pub text_separator: Option<String>,
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
+    #[command(flatten)]
+    pub text: TextArgs,
     #[arg(long)]
     pub label_column: Option<String>,
     /// Token classification: the words column (JSONL).
@@ -261,6 +255,31 @@ pub struct ColumnArgs {
     /// Token classification: the tags column (JSONL).
     #[arg(long)]
     pub tags_column: Option<String>,
+    /// Names for the labels as the file stores them: `1=World,2=Sports,...`, or a file with one
+    /// name per line (AG News's classes.txt).
+    #[arg(long, value_name = "FILE|K=NAME,...")]
+    pub label_names: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// The text columns of a data file (`[data]`'s `text_column`, `text_separator`, `text_pair_column`).
+#[derive(Args, Debug, Default)]
+pub struct TextArgs {
+    /// The text column; given more than once, those columns joined (by --text-separator).
+    #[arg(long)]
+    pub text_column: Vec<String>,
+    /// What joins several --text-column columns [default: a space].
+    #[arg(long)]
+    pub text_separator: Option<String>,
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+}
+
+/// How to read a data file (`[data]`'s `format`, `header`, `columns`, `encoding`, `pattern`,
+/// `skip_unmatched`).
+#[derive(Args, Debug, Default)]
+pub struct ReadArgs {
     /// File format when the extension does not say it.
     #[arg(long, value_enum)]
     pub format: Option<DataFormatArg>,
@@ -271,10 +290,6 @@ pub struct ColumnArgs {
     /// columns are named 0, 1, 2, ...).
     #[arg(long, value_delimiter = ',', value_name = "NAME,NAME,...")]
     pub columns: Option<Vec<String>>,
-    /// Names for the labels as the file stores them: `1=World,2=Sports,...`, or a file with one
-    /// name per line (AG News's classes.txt).
-    #[arg(long, value_name = "FILE|K=NAME,...")]
-    pub label_names: Option<String>,
     /// Text files in another encoding than UTF-8: latin-1, windows-1252, utf-16, shift_jis, ...
     #[arg(long)]
     pub encoding: Option<String>,
@@ -287,6 +302,13 @@ pub struct ColumnArgs {
     pub skip_unmatched: bool,
 }
 
+impl ReadArgs {
+    /// Whether any of these flags was given.
+    pub fn any(&self) -> bool {
+        self.format.is_some() || self.header.is_some() || self.columns.is_some() || self.encoding.is_some() || self.pattern.is_some() || self.skip_unmatched
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// Run folder (its best model), checkpoint, exported folder or hub id.
@@ -295,9 +317,15 @@ pub struct PredictArgs {
     /// Read texts from this file instead of stdin.
     #[arg(long, short)]
     pub input: Option<PathBuf>,
-    /// Plain lines, or JSONL with "text" (and optional "text_pair", "id").
+    /// Plain lines, or JSONL with "text" (and optional "text_pair", "id"). A .csv, .tsv or .parquet
+    /// --input (or one read with --format/--header/--columns/--encoding/--pattern) is read as a data
+    /// file, its text from --text-column (default `text`) and --text-pair-column.
     #[arg(long, value_enum, default_value_t = InputFormatArg::Auto)]
     pub input_format: InputFormatArg,
+    #[command(flatten)]
+    pub text: TextArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Include every label's probability.
     #[arg(long)]
     pub all_scores: bool,
@@ -436,6 +464,9 @@ pub struct DataArgs {
     /// A run config (TOML); its [model] and [data] sections are used, flags override them.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// With --config: override a key, e.g. --set data.max_length=128 (repeatable), as `train` does.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", requires = "config")]
+    pub set: Vec<String>,
     #[command(flatten)]
     pub source: DataSourceArgs,
     /// Model folder or hub id whose tokenizer.json to use.

@@ -46,22 +46,10 @@ pub fn apply_source_flags(cfg: &mut DataConfig, src: &crate::cli::DataSourceArgs
     apply_column_flags(cfg, &src.columns);
 }
 
-/// Applies `--text-column`, `--text-pair-column`, `--label-column`, `--format` over a data config.
+/// Applies `--text-column`, `--text-pair-column`, `--label-column`, `--format`, ... over a data config.
 pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
-    if let Some(f) = cols.format {
-        cfg.format = Some(data_format(f));
-    }
-    match cols.text_column.as_slice() {
-        [] => {}
-        [one] => cfg.text_column = crate::data::dataset::TextColumn::One(one.clone()),
-        many => cfg.text_column = crate::data::dataset::TextColumn::Joined(many.to_vec()),
-    }
-    if let Some(s) = &cols.text_separator {
-        cfg.text_separator = s.clone();
-    }
-    if cols.text_pair_column.is_some() {
-        cfg.text_pair_column = cols.text_pair_column.clone();
-    }
+    apply_text_flags(cfg, &cols.text);
+    apply_read_flags(cfg, &cols.read);
     if let Some(c) = &cols.label_column {
         cfg.label_column = c.clone();
     }
@@ -71,23 +59,45 @@ pub fn apply_column_flags(cfg: &mut DataConfig, cols: &crate::cli::ColumnArgs) {
     if let Some(c) = &cols.tags_column {
         cfg.tags_column = c.clone();
     }
-    if let Some(h) = cols.header {
-        cfg.header = h;
-    }
-    if cols.columns.is_some() {
-        cfg.columns = cols.columns.clone();
-    }
-    if cols.encoding.is_some() {
-        cfg.encoding = cols.encoding.clone();
-    }
-    if cols.pattern.is_some() {
-        cfg.pattern = cols.pattern.clone();
-    }
-    if cols.skip_unmatched {
-        cfg.skip_unmatched = true;
-    }
     if let Some(n) = &cols.label_names {
         cfg.label_names = Some(label_names_flag(n));
+    }
+}
+
+/// `--text-column` (repeated: joined), `--text-separator`, `--text-pair-column`.
+fn apply_text_flags(cfg: &mut DataConfig, t: &crate::cli::TextArgs) {
+    match t.text_column.as_slice() {
+        [] => {}
+        [one] => cfg.text_column = crate::data::dataset::TextColumn::One(one.clone()),
+        many => cfg.text_column = crate::data::dataset::TextColumn::Joined(many.to_vec()),
+    }
+    if let Some(s) = &t.text_separator {
+        cfg.text_separator = s.clone();
+    }
+    if t.text_pair_column.is_some() {
+        cfg.text_pair_column = t.text_pair_column.clone();
+    }
+}
+
+/// `--format`, `--header`, `--columns`, `--encoding`, `--pattern`, `--skip-unmatched`.
+fn apply_read_flags(cfg: &mut DataConfig, r: &crate::cli::ReadArgs) {
+    if let Some(f) = r.format {
+        cfg.format = Some(data_format(f));
+    }
+    if let Some(h) = r.header {
+        cfg.header = h;
+    }
+    if r.columns.is_some() {
+        cfg.columns = r.columns.clone();
+    }
+    if r.encoding.is_some() {
+        cfg.encoding = r.encoding.clone();
+    }
+    if r.pattern.is_some() {
+        cfg.pattern = r.pattern.clone();
+    }
+    if r.skip_unmatched {
+        cfg.skip_unmatched = true;
     }
 }
 
@@ -118,7 +128,7 @@ fn model_positions(model: Option<&str>, run: Option<&crate::config::RunConfig>) 
 }
 
 pub fn data(args: &DataArgs) -> Result<()> {
-    let run = args.config.as_deref().map(crate::config::RunConfig::from_file).transpose()?;
+    let run = args.config.as_deref().map(|c| crate::config::RunConfig::from_file_with(c, &args.set)).transpose()?;
     let (mut cfg, model_from_config, task_from_config) = match &run {
         Some(run) => (run.data.clone(), Some(run.model.tokenizer_source()?), Some(run.target_kind())),
         None => (DataConfig::default(), None, None),
@@ -481,6 +491,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         budget: args.lengths.budget(args.batch_size),
         lengths: args.lengths.lengths(),
         device: crate::device::parse_device(&args.device)?,
+        table: predict_table(args)?,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -491,6 +502,27 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         }
         None => crate::commands::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut std::io::stderr()),
     }
+}
+
+/// `predict --input` as a data file: a .csv, .tsv or .parquet file, or any file read with the data
+/// flags (--format, --header, --columns, --encoding, --pattern) or naming its columns.
+fn predict_table(args: &PredictArgs) -> Result<Option<crate::commands::predict::TableInput>> {
+    let text_flags = !args.text.text_column.is_empty() || args.text.text_pair_column.is_some() || args.text.text_separator.is_some();
+    let Some(path) = &args.input else {
+        if args.read.any() || text_flags {
+            crate::bail!("--format, --header, --columns, --encoding, --pattern and the column flags read a data file: pass it with --input");
+        }
+        return Ok(None);
+    };
+    let data_file = matches!(Format::from_path(path), Ok(Format::Csv | Format::Tsv | Format::Parquet | Format::Lines));
+    if !(data_file || args.read.any() || text_flags) {
+        return Ok(None);
+    }
+    let mut cfg = DataConfig::default();
+    apply_text_flags(&mut cfg, &args.text);
+    apply_read_flags(&mut cfg, &args.read);
+    cfg.columns_from_flags = true;
+    Ok(Some(crate::commands::predict::TableInput { path: path.clone(), read: cfg.read_options()?, columns: cfg.columns(false) }))
 }
 
 pub fn save(args: &SaveArgs) -> Result<()> {

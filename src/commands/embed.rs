@@ -47,6 +47,8 @@ pub struct Input {
     /// The second text of a pair (`text_pair` in JSONL input), for models trained on pairs.
     pub pair: Option<String>,
     pub id: Option<Value>,
+    /// Read as a plain line (not JSONL, not a data file's row).
+    pub plain: bool,
 }
 
 /// Reads inputs from `reader`; `source` names it in error messages.
@@ -64,7 +66,7 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
             .is_some_and(|l| l.trim_start().starts_with('{') && serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object())),
     };
     if !jsonl {
-        return Ok(lines.into_iter().map(|text| Input { text, pair: None, id: None }).collect());
+        return Ok(lines.into_iter().map(|text| Input { text, pair: None, id: None, plain: true }).collect());
     }
     let mut inputs = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -84,7 +86,7 @@ pub fn read_inputs(reader: impl BufRead, format: InputFormat, source: &str) -> R
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => crate::bail!("{source}, line {lineno}: field `text_pair` must be a string, found {other}"),
         };
-        inputs.push(Input { text, pair, id: v.get("id").cloned() });
+        inputs.push(Input { text, pair, id: v.get("id").cloned(), plain: false });
     }
     Ok(inputs)
 }

@@ -25,6 +25,40 @@ pub struct PredictOptions {
     pub budget: Budget,
     pub lengths: Lengths,
     pub device: Device,
+    /// Inputs from a data file (CSV, TSV, Parquet, lines, ...) instead of lines or JSONL.
+    pub table: Option<TableInput>,
+}
+
+/// A data file as predict's input: read as `[data]` reads files, its text (and pair) columns.
+pub struct TableInput {
+    pub path: std::path::PathBuf,
+    pub read: crate::data::read::ReadOptions,
+    pub columns: crate::data::Columns,
+}
+
+/// The inputs: the data file's rows, or `reader`'s lines or JSONL. Plain lines holding a TAB get
+/// a note: they are one text each, not a pair.
+fn inputs(opts: &PredictOptions, reader: impl BufRead, source: &str, notes: &mut dyn Write) -> Result<Vec<crate::commands::embed::Input>> {
+    if let Some(t) = &opts.table {
+        let table = crate::data::read::read_table_with(&t.path, &t.read, &t.columns)?;
+        let pairs = table.pairs.clone();
+        return Ok(table
+            .texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| crate::commands::embed::Input { text, pair: pairs.as_ref().map(|p| p[i].clone()), id: None, plain: false })
+            .collect());
+    }
+    let inputs = read_inputs(reader, opts.input_format, source)?;
+    let tabbed: Vec<usize> = inputs.iter().enumerate().filter(|(_, i)| i.plain && i.text.contains('\t')).map(|(n, _)| n + 1).collect();
+    if let Some(first) = tabbed.first() {
+        writeln!(
+            notes,
+            "note: {source}: {} input line(s) hold a TAB (the first: line {first}); a plain line is one text, not a pair: give pairs as JSONL {{\"text\": ..., \"text_pair\": ...}}, or a TSV file with --header false --columns text,text_pair --text-pair-column text_pair",
+            tabbed.len()
+        )?;
+    }
+    Ok(inputs)
 }
 
 /// One output line for one input.
@@ -124,7 +158,7 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         return fill_mask(opts, reader, source, out, notes);
     }
     let classifier = Classifier::load(&opts.model, &opts.lengths, &opts.device)?;
-    let inputs = read_inputs(reader, opts.input_format, source)?;
+    let inputs = inputs(opts, reader, source, notes)?;
     let chunk_rows = opts.budget.rows.max(1) * 32;
     let mut truncated = 0;
     for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
@@ -170,7 +204,7 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
 /// (default 5, as `pipeline("fill-mask")`).
 fn fill_mask(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
     let model = FillMask::load(&opts.model, &opts.lengths, &opts.device)?;
-    let inputs = read_inputs(reader, opts.input_format, source)?;
+    let inputs = inputs(opts, reader, source, notes)?;
     let k = opts.top_k.unwrap_or(5);
     let chunk_rows = opts.budget.rows.max(1) * 32;
     let mut truncated = 0;

@@ -343,24 +343,10 @@ fn split_sections_and_new_keys_survive_the_run_config_round_trip() {
 
 #[test]
 fn eval_scores_unknown_gold_labels_as_errors_when_allowed_and_says_how_otherwise() {
-    use crate::common::{fixtures, run_with_stdin};
+    use crate::common::run_with_stdin;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let rows: String = (0..32).map(|i| format!("{}\n", serde_json::json!({"text": (["a great film", "an awful plot"][i % 2]), "label": (["pos", "neg"][i % 2])}))).collect();
-    let train = write(d, "train.jsonl", rows.as_bytes());
-    let run = d.join("run");
-    let cfg = write(
-        d,
-        "c.toml",
-        format!(
-            "[model]\nconfig = \"{tiny}/config.json\"\ntokenizer = \"{tiny}/tokenizer.json\"\n[data]\ntrain = \"{train}\"\nmax_length = 16\n[training]\nepochs = 1\nbatch_size = 8\n[output]\ndir = \"{run}\"\n",
-            tiny = fixtures().join("tiny-v4").display(),
-            train = train.display(),
-            run = run.display()
-        )
-        .as_bytes(),
-    );
-    ok(run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap()], ""));
+    let run = tiny_classifier(d);
     // The test data has a label the model never saw ("neutral", twice) and a second unknown one.
     let gold = ["pos", "neg", "neutral", "pos", "neutral", "neg", "mixed"];
     let texts = ["a great film", "an awful plot", "a film", "great acting", "a plot", "awful", "great but awful"];
@@ -397,4 +383,72 @@ fn eval_scores_unknown_gold_labels_as_errors_when_allowed_and_says_how_otherwise
         / classes.len() as f64;
     assert!((ev["f1_macro"].as_f64().unwrap() - f1).abs() < 1e-9, "{ev} vs {f1}");
     assert_eq!(ev["per_class"]["neutral"]["support"], 2);
+}
+
+#[test]
+fn predict_reads_data_files_with_the_data_flags_and_notes_tabs_in_plain_lines() {
+    use crate::common::run_with_stdin;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = tiny_classifier(d);
+    let m = run.to_str().unwrap();
+    let texts = ["a great café", "an awful plot, really", "great"];
+    let want = ok(run_with_stdin(&["predict", "--model", m, "--all-scores"], &texts.join("\n")));
+    // A headerless latin-1 CSV with the text in its second column.
+    let csv: Vec<u8> = texts.iter().enumerate().flat_map(|(i, t)| format!("{i},\"{t}\"\n").chars().map(|c| c as u32 as u8).collect::<Vec<u8>>()).collect();
+    let csv = write(d, "in.csv", &csv);
+    let got = ok(run_with_stdin(&["predict", "--model", m, "--all-scores", "--input", csv.to_str().unwrap(), "--header", "false", "--columns", "id,text", "--encoding", "latin-1"], ""));
+    assert_eq!(got, want);
+    // A .tsv file is read as a data file by its extension (header and text column).
+    let tsv = write(d, "in.tsv", format!("n\tsentence\n{}", texts.iter().enumerate().map(|(i, t)| format!("{i}\t{t}\n")).collect::<String>()).as_bytes());
+    assert_eq!(ok(run_with_stdin(&["predict", "--model", m, "--all-scores", "--input", tsv.to_str().unwrap(), "--text-column", "sentence"], "")), want);
+    // Data flags without a file, and a plain line holding a TAB.
+    let out = run_with_stdin(&["predict", "--model", m, "--header", "false"], "x\n");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("pass it with --input"));
+    let out = run_with_stdin(&["predict", "--model", m], "a premise\ta hypothesis\nplain\n");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && e.contains("1 input line(s) hold a TAB (the first: line 1)") && e.contains("text_pair"), "{e}");
+}
+
+#[test]
+fn set_messages_name_the_section_and_the_type_and_data_takes_set() {
+    use modernft::config::RunConfig;
+    let base = "[model]\nconfig = \"c.json\"\ntokenizer = \"t.json\"\n[data]\ntrain = \"x.jsonl\"\n";
+    let e = RunConfig::from_toml(base, "x.toml", &["learning_rate=1e-4".into()]).err().unwrap().chain();
+    assert!(e.contains("--set learning_rate=1e-4: `learning_rate` is a key of [training]; write --set training.learning_rate=1e-4"), "{e}");
+    let e = RunConfig::from_toml(base, "x.toml", &["training.batch_size=eight".into()]).err().unwrap().chain();
+    assert!(e.contains("--set training.batch_size=eight") && e.contains("expected a whole number"), "{e}");
+    let e = RunConfig::from_toml(base, "x.toml", &["data.learning_rate=3".into()]).err().unwrap().chain();
+    assert!(e.starts_with("--set: unknown key `data.learning_rate`: `learning_rate` is a key of [training]"), "{e}");
+    let e = RunConfig::from_toml(&format!("{base}epochs = 3\n"), "x.toml", &[]).err().unwrap().chain();
+    assert!(e.contains("x.toml: unknown key `data.epochs`: `epochs` is a key of [training]"), "{e}");
+    // `data --set` applies to the config it reads.
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..8).map(|i| format!("{}\n", serde_json::json!({"text": format!("row {i} text"), "label": (i % 2)}))).collect();
+    let train = write(dir.path(), "t.jsonl", rows.as_bytes());
+    let cfg = write(dir.path(), "c.toml", format!("[model]\ntokenizer = \"{}\"\nconfig = \"c.json\"\n[data]\ntrain = \"nowhere.jsonl\"\n", crate::common::fixtures().join("tiny-v4/tokenizer.json").display()).as_bytes());
+    let out = crate::common::run_with_stdin(&["data", "--config", cfg.to_str().unwrap(), "--set", &format!("data.train={}", train.display()), "--json"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"rows\":8"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A tiny classifier (pos/neg) trained in a moment under `d`: its run folder.
+fn tiny_classifier(d: &Path) -> PathBuf {
+    use crate::common::{fixtures, run_with_stdin};
+    let rows: String = (0..32).map(|i| format!("{}\n", serde_json::json!({"text": (["a great film", "an awful plot"][i % 2]), "label": (["pos", "neg"][i % 2])}))).collect();
+    let train = write(d, "train.jsonl", rows.as_bytes());
+    let run = d.join("run");
+    let cfg = write(
+        d,
+        "c.toml",
+        format!(
+            "[model]\nconfig = \"{tiny}/config.json\"\ntokenizer = \"{tiny}/tokenizer.json\"\n[data]\ntrain = \"{train}\"\nmax_length = 16\n[training]\nepochs = 1\nbatch_size = 8\n[output]\ndir = \"{run}\"\n",
+            tiny = fixtures().join("tiny-v4").display(),
+            train = train.display(),
+            run = run.display()
+        )
+        .as_bytes(),
+    );
+    ok(run_with_stdin(&["train", "--quiet", "--config", cfg.to_str().unwrap()], ""));
+    run
 }
