@@ -217,6 +217,9 @@ pub struct TrainingConfig {
     pub embedding_eval: Option<String>,
     /// Also checkpoint every this many optimizer steps (checkpoints are always written at evaluations).
     pub save_steps: Option<usize>,
+    /// `f32`, or `bf16`: mixed precision as `TrainingArguments(bf16=True)` (autocast): the linear
+    /// layers' products in bf16 with f32 sums, f32 master weights and optimizer.
+    pub precision: String,
 }
 
 impl Default for TrainingConfig {
@@ -259,6 +262,7 @@ impl Default for TrainingConfig {
             mnrl_partition: "joint".into(),
             batch_sampler: "default".into(),
             embedding_eval: None,
+            precision: "f32".into(),
         }
     }
 }
@@ -532,6 +536,7 @@ fn enumerated_keys(c: &RunConfig) -> Vec<(&'static str, Option<&str>, &'static [
         ("model.pooling", c.model.pooling.as_deref(), &["cls", "mean"]),
         ("training.mnrl_partition", Some(t.mnrl_partition.as_str()), &["joint", "per_direction"]),
         ("training.batch_sampler", Some(t.batch_sampler.as_str()), &["default", "no_duplicates"]),
+        ("training.precision", Some(t.precision.as_str()), &["f32", "bf16"]),
     ]
 }
 
@@ -823,6 +828,7 @@ mod tests {
             ("training.matryoshka_dims", &["[]", "[0, 64]"], &["[64, 32]"]),
             ("training.mnrl_partition", &["\"both\""], &["\"per_direction\""]),
             ("training.batch_sampler", &["\"nodup\""], &["\"no_duplicates\""]),
+            ("training.precision", &["\"fp16\"", "\"bfloat16\""], &["\"bf16\"", "\"f32\""]),
             ("training.mnrl_directions", &["[\"doc_to_query\"]", "[\"query_to_doc\", \"sideways\"]", "[\"query_to_doc\", \"query_to_doc\"]"], &["[\"query_to_doc\", \"doc_to_query\"]"]),
         ];
         let probe = RunConfig::from_toml(base, "x.toml", &[]).unwrap();

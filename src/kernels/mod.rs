@@ -63,6 +63,13 @@ pub fn glu(x: &Tensor, act: Activation) -> Result<Tensor> {
     portable::glu(x, act)
 }
 
+/// `t` rounded to bf16 (to nearest even) and back to f32, as autocast's casts round; in the
+/// backward pass the gradient through it is rounded alike (the casts' own backward). A product of
+/// such operands summed in f32 is a bf16 product with f32 accumulation, on any device.
+pub fn bf16_round(t: &Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(DType::BF16)?.to_dtype(DType::F32)?)
+}
+
 /// Whether this CPU runs the bf16 products (AVX-512 BF16).
 pub fn bf16_supported() -> bool {
     cpu::bf16::supported()

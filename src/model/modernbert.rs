@@ -454,6 +454,21 @@ impl ModernBert {
         Ok(())
     }
 
+    /// Mixed-precision training: every linear layer (attention, MLP, head, classifier or decoder)
+    /// multiplies in bf16 as autocast does ([`Linear::train_in_bf16`]); embeddings, LayerNorm,
+    /// attention scores, softmax and the loss stay f32, as do the weights and the optimizer.
+    pub fn train_in_bf16(&mut self) {
+        for layer in &mut self.model.layers {
+            for l in [&mut layer.attn.wqkv, &mut layer.attn.wo, &mut layer.mlp.wi, &mut layer.mlp.wo] {
+                l.train_in_bf16();
+            }
+        }
+        if let Some((head, out)) = &mut self.head {
+            head.dense.train_in_bf16();
+            out.train_in_bf16();
+        }
+    }
+
     /// Whether `forward_batch` runs the unpadded kernels: CPU, f32/f64 weights, no attention-probability
     /// dropout. Otherwise the padded reference path runs. Both give the same numbers
     /// (tests/it/unpadded.rs).

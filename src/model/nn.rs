@@ -61,6 +61,8 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// The bf16 version of this layer (`use_bf16`), for inputs that need no gradient.
     bf16: Option<crate::kernels::Bf16Linear>,
+    /// Training in bf16 (`train_in_bf16`): the product as autocast runs it.
+    bf16_train: bool,
 }
 
 impl Linear {
@@ -68,13 +70,13 @@ impl Linear {
     pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool, std: f64) -> Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", Init::Randn { mean: 0.0, stdev: std })?;
         let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Linear { weight, bias, bf16: None })
+        Ok(Linear { weight, bias, bf16: None, bf16_train: false })
     }
 
     /// A layer over existing tensors (a weight shared with another module stays shared: its
     /// gradients add up, as for PyTorch's tied weights).
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias, bf16: None }
+        Linear { weight, bias, bf16: None, bf16_train: false }
     }
 
     /// Multiplies in bf16 from now on (f32 weights on the CPU; inputs that need no gradient).
@@ -83,20 +85,31 @@ impl Linear {
         Ok(())
     }
 
+    /// Mixed-precision training from now on: the input, weight and bias rounded to bf16, the
+    /// product summed in f32 and its result rounded to bf16, as PyTorch's `autocast(bfloat16)` runs
+    /// `nn.Linear`; the gradients (dX = dY·W, dW = dYᵀ·X) are bf16-rounded alike, and the f32
+    /// master weight takes dW in f32.
+    pub fn train_in_bf16(&mut self) {
+        self.bf16_train = true;
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let (Some(op), DType::F32, false) = (&self.bf16, x.dtype(), x.track_op()) {
             return Ok(x.contiguous()?.apply_op1(op.clone())?);
         }
+        let bf16 = self.bf16_train && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
+        let round = |t: &Tensor| if bf16 { crate::kernels::bf16_round(t) } else { Ok(t.clone()) };
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
         // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
         let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
-        let y = crate::kernels::linear(&x2, &self.weight)?;
+        let y = crate::kernels::linear(&round(&x2)?, &round(&self.weight)?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => y.broadcast_add(&round(b)?)?,
             None => y,
         };
+        let y = round(&y)?;
         if dims.len() == 2 {
             return Ok(y);
         }

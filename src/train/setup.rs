@@ -453,7 +453,13 @@ fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, 
         TargetKind::Tags => HeadKind::Token,
         _ => HeadKind::Sequence,
     };
-    let loaded = build(config, weights, head, &opts)?;
+    let mut loaded = build(config, weights, head, &opts)?;
+    if cfg.training.precision == "bf16" {
+        loaded.model.train_in_bf16();
+        if new_run {
+            eprintln!("{}", bf16_note());
+        }
+    }
     if !loaded.initialised.is_empty() && new_run {
         if loaded.initialised.len() == loaded.tensors.len() {
             eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
@@ -464,6 +470,14 @@ fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, 
         }
     }
     Ok(loaded)
+}
+
+/// What `precision = "bf16"` runs on this machine (never silently f32).
+fn bf16_note() -> String {
+    let cpu = if crate::kernels::bf16_supported() { "this CPU has AVX-512 BF16, but the training kernels for it are not built yet" } else { "this CPU has no AVX-512 BF16" };
+    format!(
+        "note: precision = \"bf16\": the linear layers multiply bf16-rounded operands with f32 sums and bf16 results and gradients, as autocast does (f32 master weights, optimizer, LayerNorm, softmax, loss); {cpu}, so the portable path runs: the numbers of bf16 training, not its speed"
+    )
 }
 
 /// The batch order over `rows` (seeded, per epoch). `original` rows come first in `rows`; with

@@ -18,6 +18,7 @@ mod layout;
 mod loading;
 mod mlm;
 mod parity;
+mod precision;
 mod roundtrip;
 mod serve;
 mod shared_modernbert;
