@@ -29,6 +29,8 @@ declare -A CASES=(
   [train-sst2-grouped]="--data $SST2 --mode train --rows 256 --batch 16 --group-by-length"
   [embed-sst2]="--data $SST2 --mode embed --rows 2048 --batch 32"
   [embed-sst2-grouped]="--data $SST2 --mode embed --rows 2048 --batch 32 --group-by-length"
+  [train-base-16x128-bf16]="--size base --mode train --batch 16 --seq 128 --steps 3 --warmup 1 --dtype bf16"
+  [train-sst2-grouped-bf16]="--data $SST2 --mode train --rows 256 --batch 16 --group-by-length --dtype bf16"
   [embed-base-32x128-bf16]="--size base --mode embed --batch 32 --seq 128 --steps 5 --warmup 2 --dtype bf16"
   [embed-sst2-bf16]="--data $SST2 --mode embed --rows 2048 --batch 32 --dtype bf16"
   [embed-sst2-grouped-bf16]="--data $SST2 --mode embed --rows 2048 --batch 32 --group-by-length --dtype bf16"
@@ -38,7 +40,7 @@ declare -A CASES=(
   [long-4096]="--size base --mode embed --batch 1 --seq 4096 --steps 2 --warmup 1"
 )
 ORDER=(train-base-16x128 embed-base-32x128 train-sst2 train-sst2-grouped embed-sst2 embed-sst2-grouped
-  embed-base-32x128-bf16 embed-sst2-bf16 embed-sst2-grouped-bf16 embed-sst2-e2e embed-sst2-e2e-bf16
+  train-base-16x128-bf16 train-sst2-grouped-bf16 embed-base-32x128-bf16 embed-sst2-bf16 embed-sst2-grouped-bf16 embed-sst2-e2e embed-sst2-e2e-bf16
   long-512 long-1024 long-2048 long-4096)
 [ $# -gt 0 ] && ORDER=("$@")
 

@@ -125,7 +125,8 @@ pub struct BenchArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Matrix-product precision for embed: fp32, or bf16 (hf_bench.py's names).
+    /// Matrix-product precision: fp32, or bf16 (hf_bench.py's names; embed: the AVX-512 BF16
+    /// kernels; train: `precision = "bf16"`, as autocast trains).
     #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
     pub dtype: String,
     /// Run the padded path (dense masked attention over padded batches) instead of the unpadded one.

@@ -570,9 +570,6 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
         bf16: args.dtype == "bf16",
         padded: args.padded,
     };
-    if opts.bf16 && opts.train {
-        crate::bail!("--dtype bf16 is for --mode embed (bf16 products are an inference path)");
-    }
     println!("{}", crate::commands::bench::run(&opts)?);
     Ok(())
 }

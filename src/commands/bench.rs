@@ -120,8 +120,11 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
     let head = if o.train { HeadKind::Sequence } else { HeadKind::None };
     let opts = LoadOptions { trainable: o.train, ..Default::default() };
     let mut loaded = build(&config, None, head, &opts)?;
-    if o.bf16 {
-        loaded.model.use_bf16_matmuls()?;
+    match (o.bf16, o.train) {
+        // Training as `precision = "bf16"` trains (autocast's products, the portable path).
+        (true, true) => loaded.model.train_in_bf16(),
+        (true, false) => loaded.model.use_bf16_matmuls()?,
+        _ => {}
     }
     let params: usize = loaded.tensors.iter().map(|(_, t)| t.elem_count()).sum();
     let opt = if o.train { Some(AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() })?) } else { None };

@@ -23,6 +23,10 @@ fn train_and_kernel_modes_print_one_json_line_per_case() {
     }
     let phases = &t["phase_s"];
     assert!(["fwd", "bwd", "opt"].iter().all(|p| phases[p].as_f64().unwrap() > 0.0), "{t}");
+    // bf16 training (autocast's products) runs in train mode too, as hf_bench.py's --dtype bf16.
+    let bf16 = lines(&["--size", "tiny", "--mode", "train", "--batch", "4", "--seq", "32", "--steps", "2", "--warmup", "1", "--dtype", "bf16"]);
+    assert_eq!((bf16[0]["mode"].as_str(), bf16[0]["dtype"].as_str()), (Some("train"), Some("bf16")), "{}", bf16[0]);
+    assert!(bf16[0]["tokens_per_s"].as_f64().unwrap() > 0.0);
 
     let kernels = lines(&["--mode", "kernels", "--batch", "2", "--seq", "16", "--steps", "1"]);
     let names: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
