@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use common::fixtures;
+use modernft::data::read::{read_table_with, ReadOptions};
 use modernft::data::{read_table, Columns, Format, TextEncoder};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -208,6 +209,36 @@ fn targets() -> Vec<Target> {
         Target { name: "conll", seed: conll, place: file("a.conll"), read: Box::new(move |p| table(p, None, words())) },
         Target { name: "ner-jsonl", seed: ner_jsonl, place: file("b.jsonl"), read: Box::new(move |p| table(p, None, words())) },
         Target { name: "parquet", seed: parquet_bytes(), place: file("a.parquet"), read: Box::new(|p| table(p, None, text_cols())) },
+        // Files as published (#33): a headerless latin-1 CSV read by names with joined text columns,
+        // TREC-style lines through a pattern, a UTF-16 CSV.
+        Target {
+            name: "headerless-latin1-csv",
+            seed: b"\"3\",\"Wall St.\",\"caf\xe9 au lait\"\n\"4\",\"Carlyle\",\"\"\r\n".to_vec(),
+            place: file("ag.csv"),
+            read: Box::new(|p| {
+                let opts = ReadOptions { header: false, columns: Some(vec!["label".into(), "title".into(), "description".into()]), encoding: Some(modernft::data::read::encoding("latin-1")?), ..Default::default() };
+                let cols = Columns { text: "title + description".into(), text_parts: vec!["title".into(), "description".into()], separator: " ".into(), label: Some("label".into()), ..Default::default() };
+                read_table_with(p, &opts, &cols).map(|_| ())
+            }),
+        },
+        Target {
+            name: "trec-lines",
+            seed: b"DESC:manner How did serfdom develop ?\r\nHUM:ind Who was Pel\xe9 ?\r\n".to_vec(),
+            place: file("trec.label"),
+            read: Box::new(|p| {
+                let opts = ReadOptions { format: Some(Format::Lines), pattern: Some(r"^(?P<label>[A-Z]+):\S+ (?P<text>.*)$".into()), skip_unmatched: true, encoding: Some(modernft::data::read::encoding("latin-1")?), ..Default::default() };
+                read_table_with(p, &opts, &text_cols()).map(|_| ())
+            }),
+        },
+        Target {
+            name: "utf16-csv",
+            seed: [vec![0xFF, 0xFE], "text,label\nété,pos\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect()].concat(),
+            place: file("u16.csv"),
+            read: Box::new(|p| {
+                let opts = ReadOptions { encoding: Some(modernft::data::read::encoding("utf-16")?), ..Default::default() };
+                read_table_with(p, &opts, &text_cols()).map(|_| ())
+            }),
+        },
         // gzip: the compressed bytes mutated, and (next) the content mutated then compressed.
         Target { name: "gzip", seed: gzip(&jsonl), place: file("a.jsonl.gz"), read: Box::new(|p| table(p, None, text_cols())) },
         Target {
