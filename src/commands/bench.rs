@@ -84,11 +84,11 @@ impl Step<'_> {
         match &mut self.opt {
             Some(opt) => {
                 let t0 = Instant::now();
-                let mode = Mode::train(Rng::new(0));
+                let mode = Mode::train_sparse(Rng::new(0));
                 let out = if self.padded { self.model.forward_padded(ids, Some(mask), &mode)? } else { self.model.forward(ids, Some(mask), &mode)? };
                 let loss = cross_entropy(&out.logits.expect("head"), labels)?;
                 let t1 = Instant::now();
-                let grads = loss.backward()?;
+                let grads = crate::train::grads::Grads::backward(&loss, &mode)?;
                 let t2 = Instant::now();
                 opt.step(&grads, 1e-5)?;
                 if self.timing {

@@ -65,7 +65,7 @@ impl Embeddings {
 
     /// `may_contain_pad`: false when the caller knows no id is the pad id (skips the pad-row rule).
     fn forward(&self, input_ids: &Tensor, may_contain_pad: bool, mode: &Mode) -> Result<Tensor> {
-        let mut e = self.tok_embeddings.forward(input_ids)?;
+        let mut e = self.tok_embeddings.forward(input_ids, mode)?;
         // nn.Embedding(padding_idx=pad) never sends gradient to the pad row; do the same.
         if let (Some(pad), true, true) = (self.pad_token_id, self.tok_embeddings.weight.track_op(), may_contain_pad) {
             let is_pad = input_ids.eq(pad)?.unsqueeze(D::Minus1)?.broadcast_as(e.shape())?;

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::Result;
@@ -20,15 +20,41 @@ pub use crate::kernels::Activation;
 pub struct Mode {
     train: bool,
     rng: RefCell<Rng>,
+    /// Token-embedding lookups made since the last `take_sparse_lookups`, when the gradient is kept
+    /// to the rows read (`sparse_embeddings`).
+    sparse: Option<RefCell<Vec<SparseLookup>>>,
+}
+
+/// A token-embedding lookup whose gradient reaches only the rows it read: the rows are copied into
+/// a leaf of their own, and backward fills `[rows, hidden]` instead of the whole `[vocab, hidden]`
+/// matrix (most of a small model's parameters with ModernBERT's 50,368 tokens). The optimizer puts
+/// the rows back in place (`train::grads`).
+pub struct SparseLookup {
+    /// The embedding matrix read (the parameter).
+    pub weight: Tensor,
+    /// The distinct ids read, ascending: row `i` of `leaf` is row `rows[i]` of `weight`.
+    pub rows: Vec<u32>,
+    pub leaf: candle_core::Var,
 }
 
 impl Mode {
     pub fn eval() -> Self {
-        Mode { train: false, rng: RefCell::new(Rng::new(0)) }
+        Mode { train: false, rng: RefCell::new(Rng::new(0)), sparse: None }
     }
 
     pub fn train(rng: Rng) -> Self {
-        Mode { train: true, rng: RefCell::new(rng) }
+        Mode { train: true, rng: RefCell::new(rng), sparse: None }
+    }
+
+    /// Training whose token-embedding gradients are kept to the rows read ([`SparseLookup`]); the
+    /// caller takes the lookups after each backward (`take_sparse_lookups`).
+    pub fn train_sparse(rng: Rng) -> Self {
+        Mode { train: true, rng: RefCell::new(rng), sparse: Some(RefCell::new(Vec::new())) }
+    }
+
+    /// The sparse lookups made since the last call (none unless `train_sparse`).
+    pub fn take_sparse_lookups(&self) -> Vec<SparseLookup> {
+        self.sparse.as_ref().map(|s| std::mem::take(&mut *s.borrow_mut())).unwrap_or_default()
     }
 
     pub fn is_train(&self) -> bool {
@@ -214,9 +240,27 @@ impl Embedding {
         Ok(Embedding { weight: vb.get_with_hints((vocab, dim), "weight", Init::Randn { mean: 0.0, stdev: std })? })
     }
 
-    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let e = candle_nn::Embedding::new(self.weight.clone(), self.weight.dim(1)?);
-        Ok(e.forward(ids)?)
+    /// The rows of `ids` (any shape) → `[..ids, hidden]`. Under `Mode::train_sparse`, a trainable
+    /// matrix is read through a [`SparseLookup`] (same values; the gradient goes to the leaf).
+    pub fn forward(&self, ids: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let mut dims = ids.dims().to_vec();
+        dims.push(self.weight.dim(1)?);
+        let flat = ids.flatten_all()?;
+        let lookups = match &mode.sparse {
+            Some(l) if self.weight.track_op() => l,
+            _ => return Ok(self.weight.index_select(&flat, 0)?.reshape(dims)?),
+        };
+        let host: Vec<u32> = flat.to_dtype(DType::U32)?.to_vec1()?;
+        let mut rows = host.clone();
+        rows.sort_unstable();
+        rows.dedup();
+        // Every id is in `rows`: the search always finds it.
+        let at: Vec<u32> = host.iter().map(|id| rows.binary_search(id).unwrap_or_else(|i| i) as u32).collect();
+        let dev = self.weight.device();
+        let leaf = candle_core::Var::from_tensor(&self.weight.detach().index_select(&Tensor::new(rows.as_slice(), dev)?, 0)?)?;
+        let e = leaf.as_tensor().index_select(&Tensor::new(at, dev)?, 0)?.reshape(dims)?;
+        lookups.borrow_mut().push(SparseLookup { weight: self.weight.clone(), rows, leaf });
+        Ok(e)
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod evaluate;
 pub mod finish;
+pub mod grads;
 pub mod log;
 pub mod optim;
 pub mod schedule;

@@ -7,11 +7,11 @@
 //! (element by element: the result does not depend on the split). Other devices use the same math in
 //! tensor ops.
 
-use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
 use crate::error::{Context, Result};
+use crate::train::grads::{Grads, SparseGrad};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
@@ -61,15 +61,20 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr`. Parameters without a gradient are left untouched (as torch
-    /// skips parameters whose `.grad` is None).
-    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+    /// skips parameters whose `.grad` is None); a sparse gradient is zero on the rows it lacks, and
+    /// every row moves as with the dense gradient.
+    pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
         let bias_correction1 = 1.0 - c.beta1.powi(t);
         let bias_correction2 = 1.0 - c.beta2.powi(t);
         for p in &self.params {
-            let Some(grad) = grads.get(p.var.as_tensor()) else { continue };
+            let grad = match (grads.dense.get(p.var.as_tensor()), grads.sparse_of(p.var.as_tensor())) {
+                (Some(g), _) => Grad::Dense(g),
+                (None, Some(g)) => Grad::Sparse(g),
+                (None, None) => continue,
+            };
             let wd = if p.decay { c.weight_decay } else { 0.0 };
             let update = Update {
                 beta1: c.beta1,
@@ -83,6 +88,11 @@ impl AdamW {
         }
         Ok(())
     }
+}
+
+enum Grad<'a> {
+    Dense(&'a Tensor),
+    Sparse(&'a SparseGrad),
 }
 
 #[derive(Clone, Copy)]
@@ -120,13 +130,76 @@ impl InplaceOp2 for MomentsPass {
         let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("moments not contiguous".into()))?;
         let CpuStorage::F32(mv) = s1 else { candle_core::bail!("moments must be f32") };
         let (m, v) = mv[a..b].split_at_mut(g.len());
-        let (w1, b2, w2) = ((1.0 - u.beta1) as f32, u.beta2 as f32, (1.0 - u.beta2) as f32);
+        let k = MomentsCoefficients::new(&u);
         // Element by element, so the threads' split cannot change a bit of the result.
         m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((m, v), g)| {
             for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
-                // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-                *m += w1 * (g - *m);
-                *v = *v * b2 + w2 * g * g;
+                k.apply(m, v, g);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Pass 1 with a sparse gradient of a `[rows, hidden]` matrix: the rows it names take their
+/// gradient row, every other row a gradient of 0.0, through the same arithmetic as the dense pass
+/// (the same bits as a dense gradient with zero rows).
+struct SparseMomentsPass<'a> {
+    update: Update,
+    rows: &'a [u32],
+    hidden: usize,
+}
+
+#[derive(Clone, Copy)]
+struct MomentsCoefficients {
+    w1: f32,
+    b2: f32,
+    w2: f32,
+}
+
+impl MomentsCoefficients {
+    fn new(u: &Update) -> Self {
+        MomentsCoefficients { w1: (1.0 - u.beta1) as f32, b2: u.beta2 as f32, w2: (1.0 - u.beta2) as f32 }
+    }
+
+    /// torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+    #[inline(always)]
+    fn apply(self, m: &mut f32, v: &mut f32, g: f32) {
+        *m += self.w1 * (g - *m);
+        *v = *v * self.b2 + self.w2 * g * g;
+    }
+}
+
+impl InplaceOp2 for SparseMomentsPass<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-sparse-moments"
+    }
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let g = cpu_f32(s2, l2, "gradient rows")?;
+        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("moments not contiguous".into()))?;
+        let CpuStorage::F32(mv) = s1 else { candle_core::bail!("moments must be f32") };
+        let (m, v) = mv[a..b].split_at_mut((b - a) / 2);
+        let h = self.hidden;
+        if h == 0 || m.len() % h != 0 || g.len() != self.rows.len() * h || self.rows.iter().any(|&r| (r as usize + 1) * h > m.len()) {
+            candle_core::bail!("a sparse gradient of {} rows does not fit a {}-element matrix of rows of {h}", self.rows.len(), m.len());
+        }
+        let k = MomentsCoefficients::new(&self.update);
+        let span = (CHUNK / h).max(1) * h;
+        m.par_chunks_mut(span).zip(v.par_chunks_mut(span)).enumerate().for_each(|(c, (m, v))| {
+            let first = (c * span / h) as u32;
+            let mut next = self.rows.partition_point(|&r| r < first);
+            for (i, (m, v)) in m.chunks_mut(h).zip(v.chunks_mut(h)).enumerate() {
+                let row = first + i as u32;
+                if self.rows.get(next) == Some(&row) {
+                    for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(&g[next * h..(next + 1) * h]) {
+                        k.apply(m, v, g);
+                    }
+                    next += 1;
+                } else {
+                    for (m, v) in m.iter_mut().zip(v.iter_mut()) {
+                        k.apply(m, v, 0.0);
+                    }
+                }
             }
         });
         Ok(())
@@ -157,8 +230,22 @@ impl InplaceOp2 for WeightsPass {
 }
 
 impl Update {
-    fn apply(&self, var: &Var, moments: &Tensor, grad: &Tensor) -> Result<()> {
+    fn apply(&self, var: &Var, moments: &Tensor, grad: Grad) -> Result<()> {
         let fused = var.device().is_cpu() && var.dtype() == DType::F32 && var.as_tensor().is_contiguous();
+        let densified;
+        let grad = match grad {
+            Grad::Sparse(g) if fused && var.rank() == 2 => {
+                let values = g.values.to_dtype(DType::F32)?.contiguous()?;
+                moments.inplace_op2(&values, &SparseMomentsPass { update: *self, rows: &g.rows, hidden: var.dim(1)? })?;
+                var.as_tensor().inplace_op2(moments, &WeightsPass(*self))?;
+                return Ok(());
+            }
+            Grad::Sparse(g) => {
+                densified = g.dense(var.as_tensor())?;
+                &densified
+            }
+            Grad::Dense(g) => g,
+        };
         if fused {
             let grad = grad.contiguous()?.flatten_all()?;
             moments.inplace_op2(&grad, &MomentsPass(*self))?;
@@ -221,7 +308,7 @@ mod tests {
                 .unwrap()
                 .sum_all()
                 .unwrap();
-            opt.step(&loss.backward().unwrap(), lr).unwrap();
+            opt.step(&loss.backward().unwrap().into(), lr).unwrap();
             let t = (t + 1) as i32;
             for i in 0..3 {
                 w[i] *= 1.0 - lr * wd;
@@ -252,7 +339,7 @@ mod tests {
                 for step in 0..3 {
                     let g: Vec<f32> = (0..n).map(|i| ((i * (step + 2)) as f32 * 0.11).cos()).collect();
                     let loss = (var.as_tensor() * Tensor::from_vec(g, n, &dev).unwrap()).unwrap().sum_all().unwrap();
-                    opt.step(&loss.backward().unwrap(), 1e-3).unwrap();
+                    opt.step(&loss.backward().unwrap().into(), 1e-3).unwrap();
                 }
                 let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
                 (bits(var.as_tensor()), bits(&opt.params[0].moments))

@@ -2,13 +2,13 @@
 //! global gradient norm, AdamW at the scheduled rate.
 
 
-use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::data::{Batch, TokenStore};
 use crate::error::{Context, Result};
 use crate::model::{Loaded, Mode, Pooling};
 use crate::tasks;
+use crate::train::grads::Grads;
 use crate::train::setup::Run;
 use crate::train::trainer::last_checkpoint_hint;
 
@@ -28,9 +28,9 @@ pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize
 /// gradients, and the number of real tokens. The step's loss is the mean over its micro-batches,
 /// except for a masked-LM: the mean over every masked token of the step, each micro-batch weighted
 /// by its share of them (transformers' Trainer passes `num_items_in_batch` to ForMaskedLMLoss).
-pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: usize) -> Result<(f64, GradStore, usize)> {
+pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: usize) -> Result<(f64, Grads, usize)> {
     let dev = run.loaded.model.model.device().clone();
-    let mut total: Option<GradStore> = None;
+    let mut total: Option<Grads> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     let mut masked = match &run.mlm {
         Some(masking) => group.iter().map(|rows| masked_batch(masking, &run.train_rows().tokens, rows, epoch, run.config.pad_token_id, &dev).map(Some)).collect::<Result<Vec<_>>>()?,
@@ -71,19 +71,11 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
             crate::bail!("the training loss is {value}; lower the learning rate, or check the data for extreme targets");
         }
         loss_sum += value;
-        let grads = loss.backward()?;
+        let grads = Grads::backward(&loss, mode)?;
         total = Some(match total {
             None => grads,
             Some(mut acc) => {
-                for (_, var) in &run.loaded.params {
-                    if let Some(g) = grads.get(var.as_tensor()) {
-                        let sum = match acc.get(var.as_tensor()) {
-                            Some(a) => (a + g)?,
-                            None => g.clone(),
-                        };
-                        acc.insert(var.as_tensor(), sum);
-                    }
-                }
+                acc.accumulate(grads, &run.loaded.params)?;
                 acc
             }
         });
@@ -123,22 +115,12 @@ pub fn pooled_rows(model: &crate::model::ModernBert, store: &TokenStore, rows: &
 
 /// `torch.nn.utils.clip_grad_norm_`: scales all gradients by max_norm / (norm + 1e-6) when that is
 /// below 1. Returns the norm before clipping.
-pub(crate) fn clip_grad_norm(loaded: &Loaded, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
-    let mut sq = 0f64;
-    for (_, var) in &loaded.params {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        }
-    }
-    let norm = sq.sqrt();
+pub(crate) fn clip_grad_norm(loaded: &Loaded, grads: &mut Grads, max_norm: f64) -> Result<f64> {
+    let norm = grads.sum_sq(&loaded.params)?.sqrt();
     if max_norm > 0.0 {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
-            for (_, var) in &loaded.params {
-                if let Some(g) = grads.remove(var.as_tensor()) {
-                    grads.insert(var.as_tensor(), (g * coef)?);
-                }
-            }
+            grads.scale(coef, &loaded.params)?;
         }
     }
     Ok(norm)

@@ -216,7 +216,7 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
 /// sees the same batches as an uninterrupted one, in every epoch.
 fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Result<Summary> {
     let mut log = Log::new(&run, &state, opts.progress);
-    let mode = Mode::train(Rng::from_state(state.rng));
+    let mode = Mode::train_sparse(Rng::from_state(state.rng));
     let clock = (Instant::now(), state.train_seconds);
     let mut epoch = Epoch::default();
     let mut stopped_early = false;

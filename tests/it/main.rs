@@ -22,6 +22,7 @@ mod precision;
 mod roundtrip;
 mod serve;
 mod shared_modernbert;
+mod sparse;
 mod tasks_parity;
 mod trainer_parity;
 mod unpadded;

@@ -71,8 +71,11 @@ fn check_forward_backward_and_adamw(name: &str) {
     // Three AdamW steps (lr 1e-2, weight decay 0.01 except biases and norms), then logits again.
     let mut opt = AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() }).unwrap();
     for _ in 0..3 {
-        let logits = loaded.model.forward(&c.ids, Some(&c.mask), &Mode::train(modernft::rng::Rng::new(0))).unwrap().logits.unwrap();
-        let grads = cross_entropy(&logits, &c.labels).unwrap().backward().unwrap();
+        // The trainer's path: the token-embedding gradient kept to the rows read.
+        let mode = Mode::train_sparse(modernft::rng::Rng::new(0));
+        let logits = loaded.model.forward(&c.ids, Some(&c.mask), &mode).unwrap().logits.unwrap();
+        let grads = modernft::train::grads::Grads::backward(&cross_entropy(&logits, &c.labels).unwrap(), &mode).unwrap();
+        assert!(grads.sparse.len() == 1, "{name}: the embedding gradient is not sparse");
         opt.step(&grads, 1e-2).unwrap();
     }
     let after = loaded.model.forward(&c.ids, Some(&c.mask), &Mode::eval()).unwrap().logits.unwrap();
@@ -144,7 +147,10 @@ fn masked_lm_matches_transformers() {
     }
     let mut opt = AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() }).unwrap();
     for _ in 0..3 {
-        let grads = cross_entropy(&masked_logits(&Mode::train(modernft::rng::Rng::new(0))), &targets).unwrap().backward().unwrap();
+        // The trainer's path: the lookup's rows fold into the tied decoder's dense gradient.
+        let mode = Mode::train_sparse(modernft::rng::Rng::new(0));
+        let grads = modernft::train::grads::Grads::backward(&cross_entropy(&masked_logits(&mode), &targets).unwrap(), &mode).unwrap();
+        assert!(grads.sparse.is_empty(), "a tied matrix has one dense gradient");
         opt.step(&grads, 1e-2).unwrap();
     }
     let after = loaded.model.forward(&c.ids, Some(&c.mask), &Mode::eval()).unwrap().logits.unwrap();
