@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes a random-init ModernBERT-base encoder (the real base config and tokenizer from ../shared) as a
 transformers folder, so that `modernft embed` and hf_bench.py --model-dir time the same model end to end.
+A second argument names another config.json (e.g. examples/sst2-small/config.json: hidden 256, 4 layers).
 
     python scripts/make_bench_model.py target/bench-model
+    python scripts/make_bench_model.py target/bench-st-small examples/sst2-small/config.json
 """
 import json
 import shutil
@@ -14,7 +16,8 @@ from transformers import ModernBertConfig, ModernBertModel
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench-model")
 shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "modernbert"
-config = json.loads((shared / "ModernBERT-base" / "config.reconstructed.json").read_text())
+config_path = Path(sys.argv[2]) if len(sys.argv) > 2 else shared / "ModernBERT-base" / "config.reconstructed.json"
+config = json.loads(config_path.read_text())
 config["architectures"] = ["ModernBertModel"]
 torch.manual_seed(0)
 model = ModernBertModel(ModernBertConfig(**config)).eval()
