@@ -46,11 +46,10 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
                 (masked_lm_loss(&run.loaded.model, &batch, &at, &targets, mode)? * share)?
             }
             (Some(e), _) => {
-                // Anchors, positives (and negatives), each encoded and pooled on its own.
-                let mut columns = vec![pooled_rows(&run.loaded.model, &ds.tokens, rows, e.pooling, mode)?];
-                for store in &ds.extra {
-                    columns.push(pooled_rows(&run.loaded.model, store, rows, e.pooling, mode)?);
-                }
+                // Anchors, positives (and negatives) packed into one forward, then split by column.
+                let stores: Vec<&TokenStore> = std::iter::once(&ds.tokens).chain(&ds.extra).collect();
+                let pooled = pooled_rows(&run.loaded.model, &stores, rows, e.pooling, mode)?;
+                let columns = (0..stores.len()).map(|c| pooled.narrow(0, c * rows.len(), rows.len())).collect::<candle_core::Result<Vec<_>>>()?;
                 tokens += rows.iter().map(|&r| ds.tokens.row_len(r) + ds.extra.iter().map(|s| s.row_len(r)).sum::<usize>()).sum::<usize>();
                 let scores: Option<Vec<f32>> = match &ds.targets {
                     Some(crate::data::Targets::Regression(v)) => Some(rows.iter().map(|&r| v[r]).collect()),
@@ -107,9 +106,11 @@ pub fn masked_lm_loss(model: &crate::model::ModernBert, batch: &crate::model::Pa
     crate::tasks::loss::cross_entropy(&logits, &Tensor::new(targets, logits.device())?)
 }
 
-/// Pooled vectors of some rows of `store` [rows, hidden], in the given order (gradients flow).
-pub fn pooled_rows(model: &crate::model::ModernBert, store: &TokenStore, rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
-    let seqs: Vec<&[u32]> = rows.iter().map(|&i| store.row(i)).collect();
+/// Pooled vectors of some rows of each store, in one packed forward: `[stores × rows, hidden]`, the
+/// first store's rows first, each in the given order (gradients flow). Rows never see each other
+/// (unpadded attention), so a row's vector is the one its own forward would give.
+pub fn pooled_rows(model: &crate::model::ModernBert, stores: &[&TokenStore], rows: &[usize], pooling: Pooling, mode: &Mode) -> Result<Tensor> {
+    let seqs: Vec<&[u32]> = stores.iter().flat_map(|store| rows.iter().map(|&i| store.row(i))).collect();
     model.pooled(&crate::model::Packed::from_rows(&seqs, model.config().pad_token_id, model.model.device())?, pooling, mode)
 }
 

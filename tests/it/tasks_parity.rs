@@ -94,14 +94,24 @@ fn contrastive_losses_equal_sentence_transformers() {
     let files = ModelFiles::from_dir(&fixtures().join("tiny-v4")).unwrap();
     let (_, loaded) = load_pretrained(&files, HeadKind::None, &LoadOptions::default()).unwrap();
     let enc = TextEncoder::from_file(files.tokenizer.as_ref().unwrap(), 128).unwrap();
-    let vectors = |key: &str| {
-        let texts: Vec<&str> = r[key].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-        let mut store = modernft::data::TokenStore::new();
-        enc.encode_batch(&texts).unwrap().iter().for_each(|e| store.push(&e.ids));
-        let rows: Vec<usize> = (0..texts.len()).collect();
-        encode_rows(&loaded.model, &store, &rows, Pooling::Mean, &Mode::eval()).unwrap()
+    // The columns packed into one forward, as the trainer encodes a batch, then split.
+    let vectors = |keys: &[&str]| {
+        let stores: Vec<modernft::data::TokenStore> = keys
+            .iter()
+            .map(|key| {
+                let texts: Vec<&str> = r[key].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+                let mut store = modernft::data::TokenStore::new();
+                enc.encode_batch(&texts).unwrap().iter().for_each(|e| store.push(&e.ids));
+                store
+            })
+            .collect();
+        let n = stores[0].len();
+        assert!(stores.iter().all(|s| s.len() == n));
+        let refs: Vec<&modernft::data::TokenStore> = stores.iter().collect();
+        let pooled = encode_rows(&loaded.model, &refs, &(0..n).collect::<Vec<_>>(), Pooling::Mean, &Mode::eval()).unwrap();
+        (0..keys.len()).map(|c| pooled.narrow(0, c * n, n).unwrap()).collect::<Vec<_>>()
     };
-    let (a, p, n) = (vectors("anchors"), vectors("positives"), vectors("negatives"));
+    let [a, p, n]: [candle_core::Tensor; 3] = vectors(&["anchors", "positives", "negatives"]).try_into().unwrap();
     let check = |ours: f32, key: &str| {
         let theirs = r[key].as_f64().unwrap();
         assert!((ours as f64 - theirs).abs() <= 1e-5 * theirs.abs().max(1.0), "{key}: {ours} vs sentence-transformers {theirs}");
@@ -128,6 +138,6 @@ fn contrastive_losses_equal_sentence_transformers() {
         assert!((ours as f64 - theirs).abs() <= 1e-5 * theirs.abs().max(1.0), "{key}: {ours} vs sentence-transformers {theirs}");
     }
     let scores: Vec<f32> = r["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let (x, y) = (vectors("pairs_a"), vectors("pairs_b"));
+    let [x, y]: [candle_core::Tensor; 2] = vectors(&["pairs_a", "pairs_b"]).try_into().unwrap();
     check(embedding_loss(EmbeddingLoss::Cosent, &[x, y], Some(&scores), 20.0, None).unwrap().to_scalar().unwrap(), "cosent");
 }
