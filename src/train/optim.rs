@@ -2,13 +2,14 @@
 //!
 //! candle's stock `AdamW` builds several new tensors per parameter per step; on ModernBERT-base that
 //! cost seconds per step. Here each parameter's first and second moments live in one f32 tensor
-//! `[2, numel]`, and a step is two fused passes over memory on CPU: one updates the moments from the
-//! gradient, one updates the weights from the moments, each split among the threads in fixed chunks
-//! (element by element: the result does not depend on the split). Other devices use the same math in
-//! tensor ops.
+//! `[2, numel]`, and on the CPU a step is one pass over memory per parameter
+//! (`kernels::cpu::adamw`: weight, moments and gradient read once, split among the threads in fixed
+//! chunks, so the result does not depend on the split). Other devices use the same math in tensor
+//! ops.
 
 use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
-use rayon::prelude::*;
+
+use crate::kernels::cpu::adamw::{self, Coefficients, Gradient};
 
 use crate::error::{Context, Result};
 use crate::train::grads::{Grads, SparseGrad};
@@ -105,14 +106,6 @@ struct Update {
     bias_correction2_sqrt: f64,
 }
 
-/// Elements per thread's share of a pass: parameters below it run on one thread.
-const CHUNK: usize = 1 << 16;
-
-/// Pass 1: moments ← (β₁·m + (1-β₁)·g, β₂·v + (1-β₂)·g²).
-struct MomentsPass(Update);
-/// Pass 2: p ← p·(1 - lr·wd) - step_size · m / (√v / √bc₂ + ε).
-struct WeightsPass(Update);
-
 fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
@@ -120,140 +113,36 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result
     }
 }
 
-impl InplaceOp2 for MomentsPass {
-    fn name(&self) -> &'static str {
-        "adamw-moments"
-    }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let u = self.0;
-        let g = cpu_f32(s2, l2, "gradient")?;
-        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("moments not contiguous".into()))?;
-        let CpuStorage::F32(mv) = s1 else { candle_core::bail!("moments must be f32") };
-        let (m, v) = mv[a..b].split_at_mut(g.len());
-        let k = MomentsCoefficients::new(&u);
-        // Element by element, so the threads' split cannot change a bit of the result.
-        m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((m, v), g)| {
-            for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
-                k.apply(m, v, g);
-            }
-        });
-        Ok(())
-    }
-}
-
-/// Pass 1 with a sparse gradient of a `[rows, hidden]` matrix: the rows it names take their
-/// gradient row, every other row a gradient of 0.0, through the same arithmetic as the dense pass
-/// (the same bits as a dense gradient with zero rows).
-struct SparseMomentsPass<'a> {
-    update: Update,
-    rows: &'a [u32],
-    hidden: usize,
-}
-
-#[derive(Clone, Copy)]
-struct MomentsCoefficients {
-    w1: f32,
-    b2: f32,
-    w2: f32,
-}
-
-impl MomentsCoefficients {
-    fn new(u: &Update) -> Self {
-        MomentsCoefficients { w1: (1.0 - u.beta1) as f32, b2: u.beta2 as f32, w2: (1.0 - u.beta2) as f32 }
-    }
-
-    /// torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-    #[inline(always)]
-    fn apply(self, m: &mut f32, v: &mut f32, g: f32) {
-        *m += self.w1 * (g - *m);
-        *v = *v * self.b2 + self.w2 * g * g;
-    }
-}
-
-impl InplaceOp2 for SparseMomentsPass<'_> {
-    fn name(&self) -> &'static str {
-        "adamw-sparse-moments"
-    }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let g = cpu_f32(s2, l2, "gradient rows")?;
-        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("moments not contiguous".into()))?;
-        let CpuStorage::F32(mv) = s1 else { candle_core::bail!("moments must be f32") };
-        let (m, v) = mv[a..b].split_at_mut((b - a) / 2);
-        let h = self.hidden;
-        if h == 0 || m.len() % h != 0 || g.len() != self.rows.len() * h || self.rows.iter().any(|&r| (r as usize + 1) * h > m.len()) {
-            candle_core::bail!("a sparse gradient of {} rows does not fit a {}-element matrix of rows of {h}", self.rows.len(), m.len());
-        }
-        let k = MomentsCoefficients::new(&self.update);
-        let span = (CHUNK / h).max(1) * h;
-        m.par_chunks_mut(span).zip(v.par_chunks_mut(span)).enumerate().for_each(|(c, (m, v))| {
-            let first = (c * span / h) as u32;
-            let mut next = self.rows.partition_point(|&r| r < first);
-            for (i, (m, v)) in m.chunks_mut(h).zip(v.chunks_mut(h)).enumerate() {
-                let row = first + i as u32;
-                if self.rows.get(next) == Some(&row) {
-                    for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(&g[next * h..(next + 1) * h]) {
-                        k.apply(m, v, g);
-                    }
-                    next += 1;
-                } else {
-                    for (m, v) in m.iter_mut().zip(v.iter_mut()) {
-                        k.apply(m, v, 0.0);
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
-impl InplaceOp2 for WeightsPass {
-    fn name(&self) -> &'static str {
-        "adamw-weights"
-    }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let u = self.0;
-        let mv = cpu_f32(s2, l2, "moments")?;
-        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("weights not contiguous".into()))?;
-        let CpuStorage::F32(w) = s1 else { candle_core::bail!("in-place AdamW needs f32 weights") };
-        let w = &mut w[a..b];
-        let (m, v) = mv.split_at(w.len());
-        let (decay, step, bc2, eps) =
-            (u.decay_factor as f32, u.step_size as f32, u.bias_correction2_sqrt as f32, u.eps as f32);
-        w.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).zip(v.par_chunks(CHUNK)).for_each(|((w, m), v)| {
-            for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
-                let denom = v.sqrt() / bc2 + eps;
-                *w = *w * decay - step * (m / denom);
-            }
-        });
-        Ok(())
-    }
-}
-
 impl Update {
+    fn coefficients(&self) -> Coefficients {
+        Coefficients {
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            decay_factor: self.decay_factor as f32,
+            step_size: self.step_size as f32,
+            bias_correction2_sqrt: self.bias_correction2_sqrt as f32,
+            eps: self.eps as f32,
+        }
+    }
+
     fn apply(&self, var: &Var, moments: &Tensor, grad: Grad) -> Result<()> {
         let fused = var.device().is_cpu() && var.dtype() == DType::F32 && var.as_tensor().is_contiguous();
-        let densified;
-        let grad = match grad {
-            Grad::Sparse(g) if fused && var.rank() == 2 => {
-                let values = g.values.to_dtype(DType::F32)?.contiguous()?;
-                moments.inplace_op2(&values, &SparseMomentsPass { update: *self, rows: &g.rows, hidden: var.dim(1)? })?;
-                var.as_tensor().inplace_op2(moments, &WeightsPass(*self))?;
-                return Ok(());
-            }
-            Grad::Sparse(g) => {
-                densified = g.dense(var.as_tensor())?;
-                &densified
-            }
-            Grad::Dense(g) => g,
-        };
         if fused {
-            let grad = grad.contiguous()?.flatten_all()?;
-            moments.inplace_op2(&grad, &MomentsPass(*self))?;
-            var.as_tensor().inplace_op2(moments, &WeightsPass(*self))?;
+            let (values, gradient) = match grad {
+                Grad::Dense(g) => (g.contiguous()?.flatten_all()?, Gradient::Dense),
+                Grad::Sparse(g) if var.rank() == 2 => (g.values.to_dtype(DType::F32)?.contiguous()?, Gradient::Rows { rows: &g.rows, hidden: var.dim(1)? }),
+                Grad::Sparse(g) => (g.dense(var.as_tensor())?.flatten_all()?, Gradient::Dense),
+            };
+            adamw::step(var.as_tensor(), moments, &values, gradient, self.coefficients())?;
             return Ok(());
         }
         // Same math with tensor ops (GPU, or f64 weights).
-        let g = grad.flatten_all()?.to_dtype(DType::F32)?;
+        let g = match grad {
+            Grad::Dense(g) => g.flatten_all()?,
+            Grad::Sparse(g) => g.dense(var.as_tensor())?.flatten_all()?,
+        }
+        .to_dtype(DType::F32)?;
         let m = moments.get(0)?;
         let v = moments.get(1)?;
         let m = ((m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
@@ -329,7 +218,7 @@ mod tests {
     #[test]
     fn a_step_gives_the_same_bits_on_one_thread_and_on_four() {
         let dev = Device::Cpu;
-        let n = 3 * CHUNK + 123;
+        let n = 3 * (1 << 16) + 123;
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {

@@ -8,9 +8,11 @@
 //! - `cross_entropy`: cross-entropy per row (the losses; a masked-LM decoder's 50k classes).
 //! - `product`: the linear layers' matrix products through `gemm`, rows split between threads.
 //! - `bf16`: the AVX-512 BF16 product behind `--precision bf16` inference.
+//! - `adamw`: AdamW's update in one pass over weights, moments and gradient (dense or some rows).
 //! - `alloc`: allocator settings that keep tensor-sized buffers on a reused heap.
 //! - `mmap`: memory-mapped safetensors.
 
+pub mod adamw;
 pub mod alloc;
 pub mod attention;
 pub mod cross_entropy;
