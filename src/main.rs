@@ -27,6 +27,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Save(args) => commands::save(args),
         Command::Bench(args) => commands::bench(args),
         Command::Serve(args) => commands::serve(args),
+        Command::MergeParts(args) => commands::merge_parts(args),
     }
 }
 

@@ -21,7 +21,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Turn texts into vectors: stdin (or --input) to stdout, one vector per input, in input order.
+    /// Turn texts into vectors: stdin (or --input) to stdout (or --output), one vector per input,
+    /// in input order.
     Embed(EmbedArgs),
     /// Show what a dataset looks like through the tokenizer: rows, labels, lengths, padding.
     Data(DataArgs),
@@ -41,6 +42,44 @@ pub enum Command {
     Serve(ServeArgs),
     /// Measure training and embedding throughput (one JSON line; the cases of ../shared/bench/hf_bench.py).
     Bench(BenchArgs),
+    /// Check the parts of a sharded `embed` or `predict` run (`--shard`) and concatenate them into
+    /// what one unsharded run writes.
+    MergeParts(MergePartsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergePartsArgs {
+    /// The parts (part-IIIII-of-NNNNN.jsonl or .npy files), or the folder holding them.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The merged file (written atomically).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Replace an existing --output.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Where `embed` and `predict` write, and which part of the input they take.
+#[derive(Args, Debug)]
+pub struct PartArgs {
+    /// Write to this file instead of stdout, atomically (under a temporary name, renamed when
+    /// complete). With --shard: a folder, where the shard writes part-IIIII-of-NNNNN.jsonl (or
+    /// .npy), or a file name holding {index} (and {count}), e.g. out/emb-{index}.jsonl.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Replace an existing --output.
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub overwrite: bool,
+    /// Leave an existing --output alone (a finished part) and exit.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Take one contiguous part of the input rows: INDEX/COUNT (0-based, e.g. 3/16), or `auto`
+    /// (`auto/COUNT`) to read them from a Slurm job array, a Kubernetes Indexed Job
+    /// (JOB_COMPLETION_INDEX, with auto/COUNT), an AWS Batch array job (with auto/COUNT) or an MPI
+    /// launcher. `merge-parts` joins the parts.
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    pub shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +384,8 @@ pub struct PredictArgs {
     pub lengths: LengthArgs,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub part: PartArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -559,6 +600,8 @@ pub struct EmbedArgs {
     /// fast on CPUs with AVX-512 BF16; vectors within cosine 0.999 of f32).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub precision: PrecisionArg,
+    #[command(flatten)]
+    pub part: PartArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -601,7 +644,15 @@ impl EmbedArgs {
                 InputFormatArg::Text => InputFormat::Text,
                 InputFormatArg::Jsonl => InputFormat::Jsonl,
             },
+            shard: self.part.shard()?,
         })
+    }
+}
+
+impl PartArgs {
+    /// `--shard` read (`auto` from this process's environment).
+    pub fn shard(&self) -> Result<Option<crate::commands::shard::Shard>> {
+        self.shard.as_deref().map(|s| crate::commands::shard::Shard::parse(s, &|k| std::env::var(k).ok())).transpose()
     }
 }
 

@@ -12,16 +12,56 @@ use crate::model::ModelFiles;
 
 pub fn embed(args: &EmbedArgs) -> Result<()> {
     let opts = args.to_options()?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut notes = std::io::stderr();
-    match &args.input {
-        Some(path) => {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
-            embed::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut notes)
+    let ext = if opts.format == embed::OutputFormat::Npy { "npy" } else { "jsonl" };
+    write_output(&args.part, opts.shard.as_ref(), ext, &mut |out| {
+        let mut notes = std::io::stderr();
+        match &args.input {
+            Some(path) => {
+                let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
+                embed::run(&opts, BufReader::new(file), &path.display().to_string(), out, &mut notes)
+            }
+            None => embed::run(&opts, std::io::stdin().lock(), "stdin", out, &mut notes),
         }
-        None => embed::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut notes),
+    })
+}
+
+/// Runs `body` into stdout, or into `--output` written atomically (the part of `--shard`); with
+/// `--skip-existing`, an output already there is left alone and `body` never runs.
+fn write_output(part: &crate::cli::PartArgs, shard: Option<&crate::commands::shard::Shard>, ext: &str, body: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
+    use crate::commands::shard::{output, Output};
+    match output(part.output.as_deref(), shard, ext, part.overwrite, part.skip_existing)? {
+        Output::Skip(path) => {
+            eprintln!("note: {} exists: left as it is (--skip-existing)", path.display());
+            Ok(())
+        }
+        Output::Stdout => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            body(&mut out)
+        }
+        Output::File(mut file) => {
+            body(&mut file)?;
+            let path = file.path().to_path_buf();
+            file.commit()?;
+            match shard {
+                Some(s) => eprintln!("wrote {} (shard {} of {}, {})", path.display(), s.index, s.count, s.origin),
+                None => eprintln!("wrote {}", path.display()),
+            }
+            Ok(())
+        }
     }
+}
+
+/// `modernft merge-parts`: the parts checked and concatenated into `--output`, atomically.
+pub fn merge_parts(args: &crate::cli::MergePartsArgs) -> Result<()> {
+    use crate::commands::shard::{merge, output, Output};
+    let Output::File(mut file) = output(Some(&args.output), None, "", args.overwrite, false)? else {
+        crate::bail!("--output {}: cannot be written", args.output.display());
+    };
+    let (parts, rows) = merge(&args.parts, &mut file)?;
+    file.commit()?;
+    eprintln!("merged {parts} parts, {rows} rows, into {}", args.output.display());
+    Ok(())
 }
 
 /// Applies `--train`, `--text-column`, ... over a data config.
@@ -492,16 +532,15 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         lengths: args.lengths.lengths(),
         device: crate::device::parse_device(&args.device)?,
         table: predict_table(args)?,
+        shard: args.part.shard()?,
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    match &args.input {
+    write_output(&args.part, opts.shard.as_ref(), "jsonl", &mut |out| match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open --input {}", path.display()))?;
-            crate::commands::predict::run(&opts, BufReader::new(file), &path.display().to_string(), &mut out, &mut std::io::stderr())
+            crate::commands::predict::run(&opts, BufReader::new(file), &path.display().to_string(), out, &mut std::io::stderr())
         }
-        None => crate::commands::predict::run(&opts, std::io::stdin().lock(), "stdin", &mut out, &mut std::io::stderr()),
-    }
+        None => crate::commands::predict::run(&opts, std::io::stdin().lock(), "stdin", out, &mut std::io::stderr()),
+    })
 }
 
 /// `predict --input` as a data file: a .csv, .tsv or .parquet file, or any file read with the data

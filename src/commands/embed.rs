@@ -5,7 +5,8 @@
 //! string, so output line N always belongs to input line N); in JSONL mode blank lines are skipped.
 //! Texts longer than `max_length` tokens are truncated (the count is reported on stderr).
 //! Inputs are processed in chunks; inside a chunk they are sorted by length so each batch pads
-//! little, and written back in input order.
+//! little, and written back in input order. Each JSONL record carries `row`, the input's 0-based
+//! index; `--shard I/N` embeds one contiguous range of the rows (`commands::shard`).
 
 use std::io::{BufRead, Write};
 
@@ -38,6 +39,8 @@ pub struct EmbedOptions {
     pub budget: Budget,
     pub format: OutputFormat,
     pub input_format: InputFormat,
+    /// Only this shard's rows (`--shard`).
+    pub shard: Option<crate::commands::shard::Shard>,
 }
 
 /// One input record.
@@ -97,19 +100,23 @@ pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dy
         crate::bail!("--batch-size must be at least 1");
     }
     let embedder = Embedder::load(&opts.embedder)?;
-    let inputs = read_inputs(reader, opts.input_format, source)?;
-    // Chunks bound memory for long inputs while still letting each chunk sort by length.
+    let all = read_inputs(reader, opts.input_format, source)?;
+    // Chunks bound memory for long inputs while still letting each chunk sort by length; a shard
+    // is whole chunks, so its batches are the unsharded run's.
     let chunk_size = opts.budget.rows * 32;
+    let (first, inputs) = shard_rows(&all, opts.shard.as_ref(), chunk_size);
     let mut truncated = 0;
     let mut npy_rows: Vec<f32> = Vec::new();
     for (c, chunk) in inputs.chunks(chunk_size).enumerate() {
         let refs: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let (vectors, cut) = embedder.embed(&refs, opts.budget, &|i| format!("{source}, input {}", c * chunk_size + i + 1))?;
+        let row0 = first + c * chunk_size;
+        let (vectors, cut) = embedder.embed(&refs, opts.budget, &|i| format!("{source}, input {}", row0 + i + 1))?;
         truncated += cut;
-        for (input, v) in chunk.iter().zip(vectors) {
+        for (i, (input, v)) in chunk.iter().zip(vectors).enumerate() {
             match opts.format {
                 OutputFormat::Jsonl => {
                     let mut obj = serde_json::Map::new();
+                    obj.insert("row".into(), serde_json::json!(row0 + i));
                     if let Some(id) = &input.id {
                         obj.insert("id".into(), id.clone());
                     }
@@ -130,8 +137,31 @@ pub fn run(opts: &EmbedOptions, reader: impl BufRead, source: &str, out: &mut dy
     Ok(())
 }
 
+/// The rows a run takes (all, or its shard's range of whole `block`s) and the index of the first.
+pub fn shard_rows<'a>(inputs: &'a [Input], shard: Option<&crate::commands::shard::Shard>, block: usize) -> (usize, &'a [Input]) {
+    match shard {
+        Some(s) => {
+            let r = s.rows(inputs.len(), block);
+            (r.start, &inputs[r])
+        }
+        None => (0, inputs),
+    }
+}
+
 /// Writes a float32 C-order `.npy` (format version 1.0) of shape (rows, cols).
 pub fn write_npy(out: &mut dyn Write, data: &[f32], rows: usize, cols: usize) -> Result<()> {
+    write_npy_header(out, rows, cols)?;
+    let mut bytes = Vec::with_capacity(data.len() * 4);
+    for x in data {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    out.write_all(&bytes)?;
+    Ok(())
+}
+
+/// The header of a float32 C-order `.npy` (format version 1.0) of shape (rows, cols); the data,
+/// rows × cols little-endian f32, follows it.
+pub fn write_npy_header(out: &mut dyn Write, rows: usize, cols: usize) -> Result<()> {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // magic(6) + version(2) + length(2) + header, padded with spaces to a multiple of 64, ending in \n.
     let unpadded = 10 + header.len() + 1;
@@ -140,11 +170,6 @@ pub fn write_npy(out: &mut dyn Write, data: &[f32], rows: usize, cols: usize) ->
     out.write_all(b"\x93NUMPY\x01\x00")?;
     out.write_all(&(header.len() as u16).to_le_bytes())?;
     out.write_all(header.as_bytes())?;
-    let mut bytes = Vec::with_capacity(data.len() * 4);
-    for x in data {
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    out.write_all(&bytes)?;
     Ok(())
 }
 

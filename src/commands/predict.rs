@@ -1,12 +1,13 @@
 //! `modernft predict`: texts in, one JSON line per text out (labels and probabilities, a score, or
-//! entities with character offsets), in input order.
+//! entities with character offsets), in input order, each with `row`, the input's 0-based index
+//! (`--shard I/N`: one contiguous range of the rows).
 
 use std::io::{BufRead, Write};
 
 use candle_core::Device;
 use serde_json::{json, Map, Value};
 
-use crate::commands::embed::{read_inputs, InputFormat};
+use crate::commands::embed::{read_inputs, shard_rows, InputFormat};
 use crate::data::TargetKind;
 use crate::error::Result;
 pub use crate::inference::classifier::Classifier;
@@ -27,6 +28,8 @@ pub struct PredictOptions {
     pub device: Device,
     /// Inputs from a data file (CSV, TSV, Parquet, lines, ...) instead of lines or JSONL.
     pub table: Option<TableInput>,
+    /// Only this shard's rows (`--shard`).
+    pub shard: Option<crate::commands::shard::Shard>,
 }
 
 /// A data file as predict's input: read as `[data]` reads files, its text (and pair) columns.
@@ -59,6 +62,16 @@ fn inputs(opts: &PredictOptions, reader: impl BufRead, source: &str, notes: &mut
         )?;
     }
     Ok(inputs)
+}
+
+/// An output record's first fields: the input's row, and its `id` when it had one.
+fn record(row: usize, input: &crate::commands::embed::Input) -> Map<String, Value> {
+    let mut obj = Map::new();
+    obj.insert("row".into(), json!(row));
+    if let Some(id) = &input.id {
+        obj.insert("id".into(), id.clone());
+    }
+    obj
 }
 
 /// One output line for one input.
@@ -158,20 +171,19 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         return fill_mask(opts, reader, source, out, notes);
     }
     let classifier = Classifier::load(&opts.model, &opts.lengths, &opts.device)?;
-    let inputs = inputs(opts, reader, source, notes)?;
+    let all = inputs(opts, reader, source, notes)?;
     let chunk_rows = opts.budget.rows.max(1) * 32;
+    let (first, inputs) = shard_rows(&all, opts.shard.as_ref(), chunk_rows);
     let mut truncated = 0;
     for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let at = |i: usize| format!("{source}, input {}", c * chunk_rows + i + 1);
+        let row0 = first + c * chunk_rows;
+        let at = |i: usize| format!("{source}, input {}", row0 + i + 1);
         if classifier.kind == TargetKind::Tags {
             let (results, cut) = classifier.token_logits(&texts, opts.budget, &at)?;
             truncated += cut;
-            for (input, (logits, offsets, special)) in chunk.iter().zip(results) {
-                let mut obj = Map::new();
-                if let Some(id) = &input.id {
-                    obj.insert("id".into(), id.clone());
-                }
+            for (i, (input, (logits, offsets, special))) in chunk.iter().zip(results).enumerate() {
+                let mut obj = record(row0 + i, input);
                 if let Value::Object(m) = entities(&classifier.config.id2label, &input.text, &logits, &offsets, &special, opts.all_scores) {
                     obj.extend(m);
                 }
@@ -183,11 +195,8 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
         let pairs: Vec<&str> = chunk.iter().filter_map(|i| i.pair.as_deref()).collect();
         let (logits, cut) = classifier.logits(&texts, with_pairs.then_some(pairs.as_slice()), opts.budget, &at)?;
         truncated += cut;
-        for (input, l) in chunk.iter().zip(logits) {
-            let mut obj = Map::new();
-            if let Some(id) = &input.id {
-                obj.insert("id".into(), id.clone());
-            }
+        for (i, (input, l)) in chunk.iter().zip(logits).enumerate() {
+            let mut obj = record(row0 + i, input);
             obj.extend(prediction(&classifier, &l, opts));
             writeln!(out, "{}", Value::Object(obj))?;
         }
@@ -204,20 +213,19 @@ pub fn run(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut 
 /// (default 5, as `pipeline("fill-mask")`).
 fn fill_mask(opts: &PredictOptions, reader: impl BufRead, source: &str, out: &mut dyn Write, notes: &mut dyn Write) -> Result<()> {
     let model = FillMask::load(&opts.model, &opts.lengths, &opts.device)?;
-    let inputs = inputs(opts, reader, source, notes)?;
+    let all = inputs(opts, reader, source, notes)?;
     let k = opts.top_k.unwrap_or(5);
     let chunk_rows = opts.budget.rows.max(1) * 32;
+    let (first, inputs) = shard_rows(&all, opts.shard.as_ref(), chunk_rows);
     let mut truncated = 0;
     for (c, chunk) in inputs.chunks(chunk_rows).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
-        let at = |i: usize| format!("{source}, input {}", c * chunk_rows + i + 1);
+        let row0 = first + c * chunk_rows;
+        let at = |i: usize| format!("{source}, input {}", row0 + i + 1);
         let (fills, cut) = model.fill(&texts, k, opts.budget, &at)?;
         truncated += cut;
-        for (input, masks) in chunk.iter().zip(fills) {
-            let mut obj = Map::new();
-            if let Some(id) = &input.id {
-                obj.insert("id".into(), id.clone());
-            }
+        for (i, (input, masks)) in chunk.iter().zip(fills).enumerate() {
+            let mut obj = record(row0 + i, input);
             let masks: Vec<Value> = masks
                 .iter()
                 .map(|m| json!(m.iter().map(|f| json!({"token": f.token, "token_str": f.token_str, "score": f.score, "sequence": f.sequence})).collect::<Vec<_>>()))

@@ -21,6 +21,7 @@ mod parity;
 mod precision;
 mod roundtrip;
 mod serve;
+mod shard;
 mod shared_modernbert;
 mod sparse;
 mod tasks_parity;
