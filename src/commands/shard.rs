@@ -318,7 +318,7 @@ fn merge_npy(parts: &[Part], out: &mut dyn Write) -> Result<(usize, usize)> {
     if let Some((p, h)) = parts.iter().zip(&headers).find(|(_, h)| h.1 != cols) {
         crate::bail!("{} holds vectors of {} values, {} of {cols}", p.path.display(), h.1, parts[0].path.display());
     }
-    let rows: usize = headers.iter().map(|h| h.0).sum();
+    let rows = headers.iter().try_fold(0usize, |n, h| n.checked_add(h.0)).ok_or_else(|| crate::err!("{}: the parts hold more rows than can be counted", parts[0].path.display()))?;
     crate::commands::embed::write_npy_header(out, rows, cols)?;
     for (p, &(r, c, offset)) in parts.iter().zip(&headers) {
         let mut file = std::fs::File::open(&p.path).with_context(|| format!("cannot open {}", p.path.display()))?;
@@ -351,9 +351,10 @@ fn npy_shape(path: &Path) -> Result<(usize, usize, usize)> {
     let [rows, cols] = dims[..] else {
         crate::bail!("{}: not a 2-D array (shape ({shape}))", path.display());
     };
-    let size = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len() as usize;
-    if size != 10 + len + rows * cols * 4 {
-        crate::bail!("{}: {} bytes where a ({rows}, {cols}) array takes {} (a damaged part: rerun its shard)", path.display(), size, 10 + len + rows * cols * 4);
+    let size = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(10 + len)).map(|n| n as u64);
+    if want != Some(size) {
+        crate::bail!("{}: {size} bytes, not what a ({rows}, {cols}) float32 array takes (a damaged part: rerun its shard)", path.display());
     }
     Ok((rows, cols, 10 + len))
 }

@@ -202,7 +202,13 @@ fn targets() -> Vec<Target> {
     let words = || Columns { text: "tokens".into(), words: Some("tokens".into()), label: Some("tags".into()), ..Default::default() };
     let toml = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")).unwrap();
     let st = fx.join("roundtrip/st");
+    let mut npy = Vec::new();
+    modernft::commands::embed::write_npy(&mut npy, &[0.5, -1.0, 2.0, 0.25, 1e-3, 7.0], 2, 3).unwrap();
+    let merge = |p: &Path| modernft::commands::shard::merge(&[p.to_path_buf()], &mut Vec::new()).map(|_| ());
     vec![
+        // The parts `merge-parts` reads (#38).
+        Target { name: "npy-part", seed: npy, place: file("part-00000-of-00001.npy"), read: Box::new(merge) },
+        Target { name: "jsonl-part", seed: b"{\"row\": 0, \"embedding\": [0.5, -1.0]}\n{\"row\": 1, \"id\": \"x\", \"embedding\": [2.0, 1e-3]}\n".to_vec(), place: file("part-00000-of-00001.jsonl"), read: Box::new(merge) },
         Target { name: "jsonl", seed: jsonl.clone(), place: file("a.jsonl"), read: Box::new(|p| table(p, None, text_cols())) },
         Target { name: "csv", seed: csv, place: file("a.csv"), read: Box::new(|p| table(p, None, text_cols())) },
         Target { name: "tsv", seed: tsv, place: file("a.tsv"), read: Box::new(|p| table(p, None, text_cols())) },
