@@ -65,7 +65,8 @@ pub struct MergePartsArgs {
 pub struct PartArgs {
     /// Write to this file instead of stdout, atomically (under a temporary name, renamed when
     /// complete). With --shard: a folder, where the shard writes part-IIIII-of-NNNNN.jsonl (or
-    /// .npy), or a file name holding {index} (and {count}), e.g. out/emb-{index}.jsonl.
+    /// .npy); that part's own path; or a file name holding {index} (and {count}), e.g.
+    /// out/emb-{index}.jsonl.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Replace an existing --output.

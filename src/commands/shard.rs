@@ -124,8 +124,9 @@ pub enum Output {
     Skip(PathBuf),
 }
 
-/// The output of a run: `--output` as given, or for a shard the part inside the folder it names
-/// (`{index}`/`{count}` in the name are replaced by the zero-padded numbers instead).
+/// The output of a run: `--output` as given; for a shard, the part inside the folder it names, or
+/// the shard's own part name given in full, or a name whose `{index}`/`{count}` are replaced by the
+/// zero-padded numbers (any other name is refused: every shard would write it).
 pub fn output(path: Option<&Path>, shard: Option<&Shard>, ext: &str, overwrite: bool, skip_existing: bool) -> Result<Output> {
     let Some(path) = path else {
         if skip_existing {
@@ -137,10 +138,16 @@ pub fn output(path: Option<&Path>, shard: Option<&Shard>, ext: &str, overwrite: 
     let target = match shard {
         Some(s) if text.contains("{index}") => PathBuf::from(text.replace("{index}", &format!("{:05}", s.index)).replace("{count}", &format!("{:05}", s.count))),
         Some(s) if path.is_dir() || text.ends_with('/') => path.join(s.part_name(ext)),
-        Some(_) => crate::bail!(
-            "--output {}: with --shard, --output names a folder (each shard writes part-IIIII-of-NNNNN.{ext} in it) or a file name holding {{index}}",
-            path.display()
-        ),
+        Some(s) => match part_of(path) {
+            Some(p) if (p.index, p.count) == (s.index, s.count) => path.to_path_buf(),
+            Some(p) => crate::bail!("--output {}: names part {} of {}, but this is shard {} of {} ({})", path.display(), p.index, p.count, s.index, s.count, s.origin),
+            None => crate::bail!(
+            "--output {}: with --shard, --output names a folder (each shard writes part-IIIII-of-NNNNN.{ext} in it), the shard's own part (part-{:05}-of-{:05}.{ext}), or a file name holding {{index}}",
+                path.display(),
+                s.index,
+                s.count
+            ),
+        },
         None => path.to_path_buf(),
     };
     if target.exists() {

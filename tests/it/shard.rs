@@ -189,6 +189,11 @@ fn merge_parts_refuses_missing_mixed_and_foreign_parts() {
     assert!(e.contains("names a folder") && e.contains("{index}"), "{e}");
     let e = err(run(&["embed", "--model", s(&model), "--input", s(&inp), "--skip-existing"], &[]));
     assert!(e.contains("--skip-existing needs --output"), "{e}");
+    let own = d.path().join("own/part-00001-of-00003.jsonl");
+    ok(run(&["embed", "--model", s(&model), "--input", s(&inp), "--shard", "1/3", "--output", s(&own)], &[]));
+    assert!(own.is_file());
+    let e = err(run(&["embed", "--model", s(&model), "--input", s(&inp), "--shard", "2/3", "--output", s(&own)], &[]));
+    assert!(e.contains("names part 1 of 3, but this is shard 2 of 3"), "{e}");
     let named = d.path().join("named/emb-{index}-of-{count}.npy");
     ok(run(&["embed", "--model", s(&model), "--input", s(&inp), "--format", "npy", "--shard", "2/3", "--output", s(&named)], &[]));
     assert!(d.path().join("named/emb-00002-of-00003.npy").is_file());
