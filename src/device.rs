@@ -1,11 +1,20 @@
-//! `--device cpu|cuda[:N]|metal`.
+//! `--device auto|cpu|cuda[:N]|metal`.
+
+use std::sync::Once;
 
 use candle_core::Device;
 
 use crate::error::{Context, Result};
 
+/// What `--device` names: `auto` is the default of every command.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
+    if spec == "auto" {
+        let (device, why) = auto();
+        static SAID: Once = Once::new();
+        SAID.call_once(|| eprintln!("device: {} (--device auto{why})", describe(&device)));
+        return Ok(device);
+    }
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => {
             let i: usize = i.parse().map_err(|_| crate::err!("--device {spec}: `{i}` is not a device number"))?;
@@ -21,6 +30,56 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "metal" => Device::new_metal(index).with_context(|| {
             format!("--device {spec}: Metal is unavailable (build with `--features metal` on macOS)")
         }),
-        other => crate::bail!("--device {other}: use cpu, cuda, cuda:N or metal"),
+        other => crate::bail!("--device {other}: use auto, cpu, cuda, cuda:N or metal"),
+    }
+}
+
+/// The first of CUDA (GPU 0), Metal and the CPU that this build and machine have, with what was
+/// passed over when that is not obvious.
+fn auto() -> (Device, &'static str) {
+    if candle_core::utils::cuda_is_available() {
+        match Device::new_cuda(0) {
+            Ok(d) => return (d, ""),
+            Err(_) => return (Device::Cpu, "; built with CUDA but no GPU answered"),
+        }
+    }
+    if candle_core::utils::metal_is_available() {
+        match Device::new_metal(0) {
+            Ok(d) => return (d, ""),
+            Err(_) => return (Device::Cpu, "; built with Metal but no GPU answered"),
+        }
+    }
+    (Device::Cpu, "; this build has neither CUDA nor Metal")
+}
+
+/// `cpu`, `cuda:N` or `metal:N`, as `--device` would name it.
+pub fn describe(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_takes_what_the_build_has_and_names_are_checked() {
+        let d = parse_device("auto").unwrap();
+        if !candle_core::utils::cuda_is_available() && !candle_core::utils::metal_is_available() {
+            assert!(d.is_cpu());
+        }
+        assert!(parse_device(" CPU ").unwrap().is_cpu());
+        assert_eq!(describe(&Device::Cpu), "cpu");
+        let e = parse_device("tpu").unwrap_err().to_string();
+        assert!(e.contains("use auto, cpu, cuda, cuda:N or metal"), "{e}");
+        let e = parse_device("cuda:x").unwrap_err().to_string();
+        assert!(e.contains("`x` is not a device number"), "{e}");
+        if !candle_core::utils::cuda_is_available() {
+            let e = parse_device("cuda:1").unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
     }
 }

@@ -113,7 +113,9 @@ pub struct ServeArgs {
     /// Embedding models: pooling instead of the folder's.
     #[arg(long, value_enum)]
     pub pooling: Option<PoolingArg>,
-    #[arg(long, default_value = "cpu")]
+    /// auto (CUDA if this build and machine have it, then Metal, else the CPU; the choice is printed
+    /// once), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Require `Authorization: Bearer KEY` on every route but /health (401 without it); also read
     /// from MODERNFT_API_KEY.
@@ -250,7 +252,9 @@ pub struct EvalArgs {
     /// Write confusion_matrix.svg into this folder.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
+    /// auto (CUDA if this build and machine have it, then Metal, else the CPU; the choice is printed
+    /// once), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
 }
 
@@ -383,7 +387,9 @@ pub struct PredictArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub lengths: LengthArgs,
-    #[arg(long, default_value = "cpu")]
+    /// auto (CUDA if this build and machine have it, then Metal, else the CPU; the choice is printed
+    /// once), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     #[command(flatten)]
     pub part: PartArgs,
@@ -433,8 +439,9 @@ pub struct TrainArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     pub overwrite: bool,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
+    /// auto (CUDA if this build and machine have it, then Metal, else the CPU; the choice is printed
+    /// once), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// No progress bar (one line per logging step instead).
     #[arg(long)]
@@ -594,8 +601,9 @@ pub struct EmbedArgs {
     /// folder's default prompt, else none; --prefix "" turns the default prompt off].
     #[arg(long)]
     pub prefix: Option<String>,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
+    /// auto (CUDA if this build and machine have it, then Metal, else the CPU; the choice is printed
+    /// once), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Precision of the matrix products: f32, or bf16 (like PyTorch's CPU autocast: about twice as
     /// fast on CPUs with AVX-512 BF16; vectors within cosine 0.999 of f32).

@@ -125,6 +125,11 @@ fn prefix_truncation_and_errors() {
     assert_eq!(v.len(), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 of 2 inputs") && stderr.contains("truncated"), "{stderr}");
+    // No --device: auto, its choice said once (this test binary's build has no GPU backend).
+    assert_eq!(stderr.matches("(--device auto").count(), 1, "{stderr}");
+    if !cfg!(any(feature = "cuda", feature = "metal")) {
+        assert!(stderr.contains("device: cpu (--device auto; this build has neither CUDA nor Metal)"), "{stderr}");
+    }
 
     // A missing model folder: a clear error, non-zero exit, nothing on stdout.
     let out = run(&["--model", "./no/such/model"], "x\n", &[]);

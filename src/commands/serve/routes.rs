@@ -110,14 +110,14 @@ async fn run_model(state: &State, encodings: &[tokenizers::Encoding]) -> Result<
 }
 
 /// TEI's timing headers.
-fn headers(started: Instant, timing: Timing, tokens: usize, chars: usize) -> HeaderMap {
+fn headers(state: &State, started: Instant, timing: Timing, tokens: usize, chars: usize) -> HeaderMap {
     let mut h = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
     };
-    put("x-compute-type", "cpu".into());
+    put("x-compute-type", crate::device::describe(&state.opts.device).split(':').next().unwrap_or("cpu").to_string());
     put("x-compute-tokens", tokens.to_string());
     put("x-compute-characters", chars.to_string());
     put("x-queue-time", timing.queue.as_millis().to_string());
@@ -187,7 +187,7 @@ pub async fn embed(Shared(state): Shared<Arc<State>>, Json(req): Json<EmbedReque
     let truncate = req.truncate.unwrap_or(state.opts.auto_truncate);
     let (vectors, timing, tokens, chars) = pooled(&state, texts, prompt, truncate, req.truncation_direction).await?;
     let vectors: Vec<Vec<f32>> = vectors.into_iter().map(|v| finished(v, req.dimensions, req.normalize)).collect();
-    Ok((headers(started, timing, tokens, chars), axum::Json(vectors)).into_response())
+    Ok((headers(&state, started, timing, tokens, chars), axum::Json(vectors)).into_response())
 }
 
 /// `POST /v1/embeddings`: OpenAI's shape (unit vectors; `encoding_format` float or base64).
@@ -218,7 +218,7 @@ pub async fn openai_embeddings(Shared(state): Shared<Arc<State>>, body: Result<J
         })
         .collect();
     let body = OpenAiResponse { object: "list", data, model: req.model.unwrap_or_else(|| state.model_id.clone()), usage: OpenAiUsage { prompt_tokens: tokens, total_tokens: tokens } };
-    Ok((headers(started, timing, tokens, chars), axum::Json(body)).into_response())
+    Ok((headers(&state, started, timing, tokens, chars), axum::Json(body)).into_response())
 }
 
 /// `POST /tokenize`: per input, its tokens with ids, text and byte offsets.
@@ -438,7 +438,7 @@ pub async fn predict(Shared(state): Shared<Arc<State>>, Json(req): Json<PredictR
         })
         .collect();
     let body = if single { answers.into_iter().next().unwrap_or_default() } else { json!(answers) };
-    Ok((headers(started, timing, tokens, chars), axum::Json(body)).into_response())
+    Ok((headers(&state, started, timing, tokens, chars), axum::Json(body)).into_response())
 }
 
 /// `POST /rerank`: each text scored against the query by a one-output pair model (a
@@ -464,7 +464,7 @@ pub async fn rerank(Shared(state): Shared<Arc<State>>, Json(req): Json<RerankReq
         .map(|(index, out)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score: scores(kind, &out.into_vector(), req.raw_scores)[0] })
         .collect();
     ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok((headers(started, timing, tokens, chars), axum::Json(ranks)).into_response())
+    Ok((headers(&state, started, timing, tokens, chars), axum::Json(ranks)).into_response())
 }
 
 /// `POST /similarity`: the cosine similarity of `source_sentence` to each of `sentences`.
@@ -480,5 +480,5 @@ pub async fn similarity(Shared(state): Shared<Arc<State>>, Json(req): Json<Simil
     let (vectors, timing, tokens, chars) = pooled(&state, texts, prompt, truncate, params.truncation_direction).await?;
     let source = finished(vectors[0].clone(), None, true);
     let sims: Vec<f32> = vectors[1..].iter().map(|v| finished(v.clone(), None, true).iter().zip(&source).map(|(a, b)| a * b).sum()).collect();
-    Ok((headers(started, timing, tokens, chars), axum::Json(sims)).into_response())
+    Ok((headers(&state, started, timing, tokens, chars), axum::Json(sims)).into_response())
 }
