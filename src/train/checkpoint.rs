@@ -67,7 +67,7 @@ pub(crate) fn save(run: &Run, state: &TrainingState) -> Result<PathBuf> {
         if at("MODERNFT_PAUSE_CHECKPOINT") {
             std::thread::sleep(std::time::Duration::from_secs(120));
         }
-        let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.clone())).collect();
+        let moments: Vec<(String, Tensor)> = run.optimizer.params.iter().map(|p| (p.name.clone(), p.moments.as_tensor().clone())).collect();
         save_safetensors(&tmp.join(OPTIMIZER_STATE), &moments, None)?;
         std::fs::write(tmp.join(TRAINING_STATE), serde_json::to_string_pretty(state)?)?;
         Ok(())

@@ -7,7 +7,7 @@
 //! chunks, so the result does not depend on the split). Other devices use the same math in tensor
 //! ops.
 
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use crate::kernels::cpu::adamw::{self, Coefficients, Gradient};
 
@@ -38,8 +38,9 @@ pub struct ParamState {
     pub name: String,
     pub var: Var,
     pub decay: bool,
-    /// `[2, numel]` f32: row 0 the first moment, row 1 the second.
-    pub moments: Tensor,
+    /// `[2, numel]` f32: row 0 the first moment, row 1 the second. A `Var` so that it is updated in
+    /// place on any device (`Var::set` copies on the device: no round trip through the host).
+    pub moments: Var,
 }
 
 pub struct AdamW {
@@ -54,7 +55,7 @@ impl AdamW {
         let params = params
             .iter()
             .map(|(name, var)| {
-                let moments = Tensor::zeros((2, var.elem_count()), DType::F32, var.device())?;
+                let moments = Var::zeros((2, var.elem_count()), DType::F32, var.device())?;
                 Ok(ParamState { name: name.clone(), var: var.clone(), decay: decays(name), moments })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -106,13 +107,6 @@ struct Update {
     bias_correction2_sqrt: f64,
 }
 
-fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{what} must be a contiguous f32 tensor"),
-    }
-}
-
 impl Update {
     fn coefficients(&self) -> Coefficients {
         Coefficients {
@@ -126,7 +120,7 @@ impl Update {
         }
     }
 
-    fn apply(&self, var: &Var, moments: &Tensor, grad: Grad) -> Result<()> {
+    fn apply(&self, var: &Var, moments: &Var, grad: Grad) -> Result<()> {
         let fused = var.device().is_cpu() && var.dtype() == DType::F32 && var.as_tensor().is_contiguous();
         if fused {
             let (values, gradient) = match grad {
@@ -134,7 +128,7 @@ impl Update {
                 Grad::Sparse(g) if var.rank() == 2 => (g.values.to_dtype(DType::F32)?.contiguous()?, Gradient::Rows { rows: &g.rows, hidden: var.dim(1)? }),
                 Grad::Sparse(g) => (g.dense(var.as_tensor())?.flatten_all()?, Gradient::Dense),
             };
-            adamw::step(var.as_tensor(), moments, &values, gradient, self.coefficients())?;
+            adamw::step(var.as_tensor(), moments.as_tensor(), &values, gradient, self.coefficients())?;
             return Ok(());
         }
         // Same math with tensor ops (GPU, or f64 weights).
@@ -143,32 +137,16 @@ impl Update {
             Grad::Sparse(g) => g.dense(var.as_tensor())?.flatten_all()?,
         }
         .to_dtype(DType::F32)?;
-        let m = moments.get(0)?;
-        let v = moments.get(1)?;
+        let state = moments.as_tensor().detach();
+        let m = state.get(0)?;
+        let v = state.get(1)?;
         let m = ((m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
         let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
         let denom = ((v.sqrt()? / self.bias_correction2_sqrt)? + self.eps)?;
         let delta = ((m.clone() / denom)? * self.step_size)?.reshape(var.shape())?.to_dtype(var.dtype())?;
-        let w = ((var.as_tensor() * self.decay_factor)? - delta)?;
+        let w = ((var.as_tensor().detach() * self.decay_factor)? - delta)?;
         var.set(&w)?;
-        let packed = Tensor::stack(&[&m, &v], 0)?;
-        moments.inplace_op2(&packed, &CopyFrom)?;
-        Ok(())
-    }
-}
-
-/// Overwrites a tensor with another of the same shape (keeps the moments buffer identity).
-struct CopyFrom;
-
-impl InplaceOp2 for CopyFrom {
-    fn name(&self) -> &'static str {
-        "copy-from"
-    }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let src = cpu_f32(s2, l2, "source")?;
-        let (a, b) = l1.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("dst not contiguous".into()))?;
-        let CpuStorage::F32(dst) = s1 else { candle_core::bail!("dst must be f32") };
-        dst[a..b].copy_from_slice(src);
+        moments.set(&Tensor::stack(&[&m, &v], 0)?)?;
         Ok(())
     }
 }
@@ -178,38 +156,41 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// torch.optim.AdamW by hand, in f64, for two steps on a 3-element parameter.
+    /// torch.optim.AdamW by hand, in f64, for two steps on a 3-element parameter: the fused CPU pass
+    /// (f32 weights) and the tensor-op path that GPUs take (here f64 weights), weights and moments.
     #[test]
     fn matches_torch_formula() {
         let dev = Device::Cpu;
         let w0 = [0.5f64, -1.0, 2.0];
         let g = [[0.1f64, -0.2, 0.3], [0.05, 0.4, -0.1]];
         let (lr, wd, b1, b2, eps) = (0.01, 0.1, 0.9, 0.999, 1e-8);
-        let var = Var::new(&[0.5f32, -1.0, 2.0], &dev).unwrap();
-        let mut opt = AdamW::new(
-            &[("w".to_string(), var.clone())],
-            AdamWConfig { beta1: b1, beta2: b2, eps, weight_decay: wd },
-        )
-        .unwrap();
-        let (mut w, mut m, mut v) = (w0, [0.0; 3], [0.0; 3]);
-        for (t, gt) in g.iter().enumerate() {
-            let loss = (var.as_tensor() * Tensor::new(&[gt[0] as f32, gt[1] as f32, gt[2] as f32], &dev).unwrap())
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            opt.step(&loss.backward().unwrap().into(), lr).unwrap();
-            let t = (t + 1) as i32;
-            for i in 0..3 {
-                w[i] *= 1.0 - lr * wd;
-                m[i] = b1 * m[i] + (1.0 - b1) * gt[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * gt[i] * gt[i];
-                let denom = v[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
-                w[i] -= lr / (1.0 - b1.powi(t)) * m[i] / denom;
+        for dtype in [DType::F32, DType::F64] {
+            let var = Var::from_tensor(&Tensor::new(&w0, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let mut opt = AdamW::new(
+                &[("w".to_string(), var.clone())],
+                AdamWConfig { beta1: b1, beta2: b2, eps, weight_decay: wd },
+            )
+            .unwrap();
+            let (mut w, mut m, mut v) = (w0, [0.0; 3], [0.0; 3]);
+            for (t, gt) in g.iter().enumerate() {
+                let loss = (var.as_tensor() * Tensor::new(gt, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap().sum_all().unwrap();
+                opt.step(&loss.backward().unwrap().into(), lr).unwrap();
+                let t = (t + 1) as i32;
+                for i in 0..3 {
+                    w[i] *= 1.0 - lr * wd;
+                    m[i] = b1 * m[i] + (1.0 - b1) * gt[i];
+                    v[i] = b2 * v[i] + (1.0 - b2) * gt[i] * gt[i];
+                    let denom = v[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps;
+                    w[i] -= lr / (1.0 - b1.powi(t)) * m[i] / denom;
+                }
             }
-        }
-        let got = var.as_tensor().to_vec1::<f32>().unwrap();
-        for i in 0..3 {
-            assert!((got[i] as f64 - w[i]).abs() < 1e-6, "{i}: {} vs {}", got[i], w[i]);
+            let got = var.as_tensor().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+            let moments = opt.params[0].moments.as_tensor().to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
+            for i in 0..3 {
+                assert!((got[i] - w[i]).abs() < 1e-6, "{dtype:?} weight {i}: {} vs {}", got[i], w[i]);
+                assert!((moments[0][i] - m[i]).abs() < 1e-7, "{dtype:?} first moment {i}: {} vs {}", moments[0][i], m[i]);
+                assert!((moments[1][i] - v[i]).abs() < 1e-8, "{dtype:?} second moment {i}: {} vs {}", moments[1][i], v[i]);
+            }
         }
     }
 

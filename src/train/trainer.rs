@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{Device, Var};
 use serde_json::{json, Value};
 
 use crate::config::RunConfig;
@@ -169,7 +169,7 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
         if m.dims() != p.moments.dims() || m.dtype() != p.moments.dtype() {
             return Err(refuse(crate::err!("optimizer state for {} is {:?} {:?}, expected {:?} {:?}", p.name, m.dtype(), m.dims(), p.moments.dtype(), p.moments.dims())));
         }
-        p.moments = m.contiguous()?;
+        p.moments = Var::from_tensor(&m.contiguous()?)?;
     }
     run.optimizer.step = state.step as u64;
     install_tokenizer(&mut run)?;
