@@ -19,14 +19,25 @@ pub fn shared() -> Option<PathBuf> {
     }
 }
 
+/// The device the parity tests run on: `MODERNFT_TEST_DEVICE` (`cuda`, `cuda:1`, `metal`, as
+/// `--device` takes them), else the CPU. Results are compared on the CPU.
+pub fn device() -> candle_core::Device {
+    match std::env::var("MODERNFT_TEST_DEVICE") {
+        Ok(spec) if !spec.trim().is_empty() => modernft::device::parse_device(&spec)
+            .unwrap_or_else(|e| panic!("MODERNFT_TEST_DEVICE={spec}: {e}")),
+        _ => candle_core::Device::Cpu,
+    }
+}
+
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(candle_core::DType::F64).unwrap();
-    let b = b.to_dtype(candle_core::DType::F64).unwrap();
+    let cpu = candle_core::Device::Cpu;
+    let a = a.to_device(&cpu).unwrap().to_dtype(candle_core::DType::F64).unwrap();
+    let b = b.to_device(&cpu).unwrap().to_dtype(candle_core::DType::F64).unwrap();
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
 }
 
 pub fn max_abs(a: &Tensor) -> f64 {
-    a.to_dtype(candle_core::DType::F64).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    a.to_device(&candle_core::Device::Cpu).unwrap().to_dtype(candle_core::DType::F64).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
 }
 
 pub fn binary() -> PathBuf {

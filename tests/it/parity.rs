@@ -7,6 +7,8 @@
 //!   silu classifier activation, 3 labels.
 //! Both run a padded batch of rows with 51, 17 and 6 tokens through local layers whose window (±4)
 //! is much shorter than the rows, so local and global layers differ.
+//! They run on the device `MODERNFT_TEST_DEVICE` names (`cuda`: f32 products without TF32, candle's
+//! default; the same tolerances), else on the CPU.
 
 use crate::common;
 
@@ -31,13 +33,16 @@ fn case(name: &str) -> (ModernBertConfig, Weights, Case) {
     let weights = Weights::open(&[dir.join("model.safetensors")]).unwrap();
     let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     let u32_of = |k: &str| reference[k].to_dtype(DType::U32).unwrap();
-    let (ids, mask, labels) = (u32_of("input_ids"), u32_of("attention_mask"), u32_of("labels"));
+    // Inputs on the device under test (`MODERNFT_TEST_DEVICE`); references stay on the CPU.
+    let dev = common::device();
+    let on = |t: Tensor| t.to_device(&dev).unwrap();
+    let (ids, mask, labels) = (on(u32_of("input_ids")), on(u32_of("attention_mask")), on(u32_of("labels")));
     (config, weights, Case { reference, ids, mask, labels })
 }
 
 fn check_forward_backward_and_adamw(name: &str) {
     let (config, weights, c) = case(name);
-    let opts = LoadOptions { trainable: true, ..Default::default() };
+    let opts = LoadOptions { trainable: true, device: common::device(), ..Default::default() };
     let loaded = build(&config, Some(&weights), HeadKind::Sequence, &opts).unwrap();
     assert!(loaded.initialised.is_empty(), "{name}: a complete checkpoint initialises nothing: {:?}", loaded.initialised);
 
@@ -98,7 +103,7 @@ fn local_layers_really_differ_from_global_ones() {
     // The same checkpoint with every layer global must give different logits: the window matters.
     let (mut config, weights, c) = case("tiny-v4");
     config.layer_types = vec![modernft::model::LayerType::Full; config.num_hidden_layers];
-    let loaded = build(&config, Some(&weights), HeadKind::Sequence, &LoadOptions::default()).unwrap();
+    let loaded = build(&config, Some(&weights), HeadKind::Sequence, &LoadOptions { device: common::device(), ..Default::default() }).unwrap();
     let logits = loaded.model.forward(&c.ids, Some(&c.mask), &Mode::eval()).unwrap().logits.unwrap();
     assert!(max_abs_diff(&logits, &c.reference["logits"]) > 1e-3);
 }
@@ -110,7 +115,7 @@ fn local_layers_really_differ_from_global_ones() {
 #[test]
 fn masked_lm_matches_transformers() {
     let (config, weights, c) = case("tiny-mlm");
-    let opts = LoadOptions { trainable: true, ..Default::default() };
+    let opts = LoadOptions { trainable: true, device: common::device(), ..Default::default() };
     let loaded = build(&config, Some(&weights), HeadKind::MaskedLm, &opts).unwrap();
     assert!(loaded.initialised.is_empty(), "initialised: {:?}", loaded.initialised);
     let out = loaded.model.forward(&c.ids, Some(&c.mask), &Mode::eval()).unwrap();
@@ -123,10 +128,10 @@ fn masked_lm_matches_transformers() {
     // The masked tokens: (row, position) and their targets.
     let labels: Vec<Vec<i64>> = c.reference["labels"].to_vec2().unwrap();
     let at: Vec<(usize, usize)> = labels.iter().enumerate().flat_map(|(r, l)| l.iter().enumerate().filter(|(_, &t)| t != -100).map(move |(p, _)| (r, p))).collect();
-    let targets = Tensor::new(at.iter().map(|&(r, p)| labels[r][p] as u32).collect::<Vec<u32>>(), &Device::Cpu).unwrap();
+    let targets = Tensor::new(at.iter().map(|&(r, p)| labels[r][p] as u32).collect::<Vec<u32>>(), &common::device()).unwrap();
     let rows: Vec<Vec<u32>> = c.ids.to_vec2().unwrap();
     let rows: Vec<&[u32]> = rows.iter().zip(&lengths).map(|(r, &n)| &r[..n as usize]).collect();
-    let packed = modernft::model::Packed::from_rows(&rows, config.pad_token_id, &Device::Cpu).unwrap();
+    let packed = modernft::model::Packed::from_rows(&rows, config.pad_token_id, &common::device()).unwrap();
     let masked_logits = |mode: &Mode| loaded.model.masked_logits(&packed, &at, mode).unwrap();
     let sparse = masked_logits(&Mode::eval());
     for (i, &(r, p)) in at.iter().enumerate() {

@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use candle_core::Device;
 use common::fixtures;
 use modernft::config::RunConfig;
 use modernft::data::{pad_batch, TextEncoder};
@@ -45,7 +44,7 @@ dir = "{out}"
         out = out.path().join("run").display()
     );
     let cfg = RunConfig::from_toml(&toml, "parity.toml", &[]).unwrap();
-    let summary = train(&cfg, &TrainOptions { device: Device::Cpu, progress: false }).unwrap();
+    let summary = train(&cfg, &TrainOptions { device: common::device(), progress: false }).unwrap();
     assert_eq!(summary.steps, 30);
 
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(fx.join("trainer/reference.json")).unwrap()).unwrap();
@@ -70,7 +69,7 @@ dir = "{out}"
 
     // Final logits of the saved model on held-out rows.
     let files = ModelFiles::from_dir(&summary.model_dir).unwrap();
-    let (_, loaded) = load_pretrained(&files, HeadKind::Sequence, &LoadOptions::default()).unwrap();
+    let (_, loaded) = load_pretrained(&files, HeadKind::Sequence, &LoadOptions { device: common::device(), ..Default::default() }).unwrap();
     let texts: Vec<String> = std::fs::read_to_string(fx.join("trainer/eval.jsonl"))
         .unwrap()
         .lines()
@@ -79,7 +78,7 @@ dir = "{out}"
     let enc = TextEncoder::from_file(files.tokenizer.as_ref().unwrap(), 128).unwrap();
     let rows = enc.encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     let refs: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
-    let (ids, mask) = pad_batch(&refs, 3, &Device::Cpu).unwrap();
+    let (ids, mask) = pad_batch(&refs, 3, &common::device()).unwrap();
     let logits: Vec<Vec<f32>> = loaded.model.forward(&ids, Some(&mask), &Mode::eval()).unwrap().logits.unwrap().to_vec2().unwrap();
     let want = reference["final_logits"].as_array().unwrap();
     for (i, (g, w)) in logits.iter().zip(want).enumerate() {
