@@ -174,6 +174,10 @@ pub struct BenchArgs {
     /// Run the padded path (dense masked attention over padded batches) instead of the unpadded one.
     #[arg(long)]
     pub padded: bool,
+    /// Where to run: cpu (the default, as the side-by-side scripts compare with PyTorch on the CPU),
+    /// cuda, cuda:N or metal. Steps are timed to the device's completion.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// How long inputs may be and how many tokens a forward pass holds: the same flags on `eval`,

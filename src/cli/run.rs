@@ -608,6 +608,7 @@ pub fn bench(args: &crate::cli::BenchArgs) -> Result<()> {
         group_mult: args.group_mult,
         bf16: args.dtype == "bf16",
         padded: args.padded,
+        device: crate::device::parse_device(&args.device)?,
     };
     println!("{}", crate::commands::bench::run(&opts)?);
     Ok(())

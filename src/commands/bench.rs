@@ -30,6 +30,7 @@ pub struct BenchOptions {
     pub group_mult: usize,
     pub bf16: bool,
     pub padded: bool,
+    pub device: Device,
 }
 
 /// hf_bench.py's random-init configurations.
@@ -76,6 +77,8 @@ struct Step<'a> {
     /// Seconds spent in forward, backward and optimizer over the timed steps (hf_bench's `phase_s`).
     phases: [f64; 3],
     timing: bool,
+    /// Waited on before each clock reading: a GPU runs the queued work asynchronously.
+    device: Device,
 }
 
 impl Step<'_> {
@@ -87,10 +90,13 @@ impl Step<'_> {
                 let mode = Mode::train_sparse(Rng::new(0));
                 let out = if self.padded { self.model.forward_padded(ids, Some(mask), &mode)? } else { self.model.forward(ids, Some(mask), &mode)? };
                 let loss = cross_entropy(&out.logits.expect("head"), labels)?;
+                self.device.synchronize()?;
                 let t1 = Instant::now();
                 let grads = crate::train::grads::Grads::backward(&loss, &mode)?;
+                self.device.synchronize()?;
                 let t2 = Instant::now();
                 opt.step(&grads, 1e-5)?;
+                self.device.synchronize()?;
                 if self.timing {
                     let t3 = Instant::now();
                     for (phase, d) in self.phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
@@ -118,7 +124,7 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
     config_json["num_labels"] = json!(2);
     let config = ModernBertConfig::from_value(&config_json)?;
     let head = if o.train { HeadKind::Sequence } else { HeadKind::None };
-    let opts = LoadOptions { trainable: o.train, ..Default::default() };
+    let opts = LoadOptions { trainable: o.train, device: o.device.clone(), ..Default::default() };
     let mut loaded = build(&config, None, head, &opts)?;
     match (o.bf16, o.train) {
         // Training as `precision = "bf16"` trains (autocast's products, the portable path).
@@ -128,13 +134,14 @@ pub fn run(o: &BenchOptions) -> Result<Value> {
     }
     let params: usize = loaded.tensors.iter().map(|(_, t)| t.elem_count()).sum();
     let opt = if o.train { Some(AdamW::new(&loaded.params, AdamWConfig { weight_decay: 0.01, ..Default::default() })?) } else { None };
-    let mut step = Step { model: &loaded.model, opt, padded: o.padded, phases: [0.0; 3], timing: false };
-    let dev = Device::Cpu;
+    let mut step = Step { model: &loaded.model, opt, padded: o.padded, phases: [0.0; 3], timing: false, device: o.device.clone() };
+    let dev = o.device.clone();
     let mut res = json!({
         "tool": "modernft", "model": o.model_dir.as_ref().map(|d| d.display().to_string()).unwrap_or(format!("modernbert-{}", o.size)),
         "mode": if o.train { "train" } else { "embed" }, "batch": o.batch, "seq": o.seq, "dtype": if o.bf16 { "bf16" } else { "fp32" },
-        "layout": if o.padded { "padded" } else { "unpadded" },
+        "layout": if o.padded || !o.device.is_cpu() { "padded" } else { "unpadded" },
         "threads": rayon::current_num_threads(), "params": params, "warmup": o.warmup,
+        "device": crate::device::describe(&o.device),
     });
     let pad = config.pad_token_id.unwrap_or(0);
     match &o.data {

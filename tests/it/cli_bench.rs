@@ -18,6 +18,7 @@ fn train_and_kernel_modes_print_one_json_line_per_case() {
     assert_eq!(train.len(), 1);
     let t = &train[0];
     assert_eq!((t["mode"].as_str(), t["layout"].as_str(), t["steps"].as_u64()), (Some("train"), Some("unpadded"), Some(2)));
+    assert_eq!(t["device"].as_str(), Some("cpu"), "bench runs on the CPU unless --device says otherwise: {t}");
     for key in ["tokens_per_s", "samples_per_s", "seconds_per_step", "peak_rss_mib"] {
         assert!(t[key].as_f64().unwrap() > 0.0, "{key}: {t}");
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    repo_root().join("tests").join("fixtures")
 }
 
 /// `../shared` beside the checkout, when present (CI has it; a fresh clone may not).
@@ -40,8 +40,12 @@ pub fn max_abs(a: &Tensor) -> f64 {
     a.to_device(&candle_core::Device::Cpu).unwrap().to_dtype(candle_core::DType::F64).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
 }
 
+/// The `modernft` binary cargo built with the tests, or the one `MODERNFT_BIN` names.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_modernft"))
+    match std::env::var_os("MODERNFT_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_modernft")),
+    }
 }
 
 /// A stand-in for the Hugging Face hub: serves `files` (name → bytes) at
@@ -231,9 +235,13 @@ pub fn ner_rows(n: usize) -> String {
         .collect()
 }
 
-/// The repository root (where `cargo test` runs the binary from).
+/// The repository root (where `cargo test` runs the binary from); `MODERNFT_REPO` names another
+/// checkout, for a test binary built on one machine and run on another (scripts/device_check.sh).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    match std::env::var_os("MODERNFT_REPO") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    }
 }
 
 /// `modernft ARGS` run from the repository root.
