@@ -437,9 +437,15 @@ impl ModernBert {
     }
 
     /// Switches every linear layer to bf16 products (PyTorch's CPU bf16 autocast for matmuls):
-    /// about twice the f32 speed on CPUs with AVX-512 BF16, for inference. Errors elsewhere.
+    /// about twice the f32 speed on CPUs with AVX-512 BF16, for inference; on a GPU, bf16 products on
+    /// the device. Errors on other CPUs.
     pub fn use_bf16_matmuls(&mut self) -> Result<()> {
-        if !crate::kernels::bf16_supported() || !self.model.device().is_cpu() || self.model.dtype() != DType::F32 {
+        if !self.model.device().is_cpu() && self.model.dtype() == DType::F32 {
+            // On a GPU: bf16 products on the device (`nn::bf16_product`), f32 weights kept.
+            self.train_in_bf16();
+            return Ok(());
+        }
+        if !crate::kernels::bf16_supported() || self.model.dtype() != DType::F32 {
             crate::bail!("bf16 matmuls need f32 weights on a CPU with AVX-512 BF16 (this one has none); run with --precision f32");
         }
         for layer in &mut self.model.layers {

@@ -130,12 +130,17 @@ impl Linear {
         let rows = x.elem_count() / in_dim;
         // The unpadded path's activations are already [tokens, in]: no reshape nodes to backprop through.
         let x2 = if dims.len() == 2 { x.clone() } else { x.reshape((rows, in_dim))? };
-        let y = crate::kernels::linear(&round(&x2)?, &round(&self.weight)?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&round(b)?)?,
-            None => y,
+        let y = if bf16 && !x.device().is_cpu() {
+            // GPUs multiply bf16 operands natively (cuBLAS, f32 accumulation), as autocast does.
+            bf16_product(&x2, &self.weight, self.bias.as_ref())?
+        } else {
+            let y = crate::kernels::linear(&round(&x2)?, &round(&self.weight)?)?;
+            let y = match &self.bias {
+                Some(b) => y.broadcast_add(&round(b)?)?,
+                None => y,
+            };
+            round(&y)?
         };
-        let y = round(&y)?;
         if dims.len() == 2 {
             return Ok(y);
         }
@@ -143,6 +148,18 @@ impl Linear {
         *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
     }
+}
+
+/// `x · wᵀ + b` with bf16 operands and a bf16 result, back in f32: autocast's `nn.Linear` as one
+/// bf16 product on the device (its backward multiplies in bf16 too; the f32 master weight takes
+/// its gradient through the cast). The CPU runs the same numbers through [`crate::kernels::bf16_round`].
+pub fn bf16_product(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.to_dtype(DType::BF16)?.matmul(&weight.to_dtype(DType::BF16)?.t()?)?;
+    let y = match bias {
+        Some(b) => y.broadcast_add(&b.to_dtype(DType::BF16)?)?,
+        None => y,
+    };
+    Ok(y.to_dtype(DType::F32)?)
 }
 
 /// `nn.LayerNorm` over the last dimension, optionally without bias (ModernBERT's `norm_bias`).
@@ -291,6 +308,33 @@ mod tests {
         let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
         let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(d < 1e-15, "{d}");
+    }
+
+    /// The GPU's bf16 product (bf16 operands and result) gives the CPU's rounded-f32 numbers, forward
+    /// and backward, within bf16 rounding (here both run on the CPU).
+    #[test]
+    fn bf16_product_equals_the_rounded_f32_product() {
+        let dev = Device::Cpu;
+        let val = |n: usize, k: f64| (0..n).map(|i| ((i as f64 * k).sin() * 2.0) as f32).collect::<Vec<f32>>();
+        let x = candle_core::Var::from_vec(val(5 * 48, 0.37), (5, 48), &dev).unwrap();
+        let w = candle_core::Var::from_vec(val(8 * 48, 0.11), (8, 48), &dev).unwrap();
+        let b = candle_core::Var::from_vec(val(8, 0.7), 8, &dev).unwrap();
+        let up = Tensor::from_vec(val(5 * 8, 0.23), (5, 8), &dev).unwrap();
+        let mut layer = Linear::from_parts(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+        layer.train_in_bf16();
+        let rounded = layer.forward(x.as_tensor()).unwrap();
+        let native = bf16_product(x.as_tensor(), w.as_tensor(), Some(b.as_tensor())).unwrap();
+        let close = |a: &Tensor, c: &Tensor, what: &str| {
+            let scale = c.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d <= 8e-3 * scale, "{what}: {d} apart (scale {scale})");
+        };
+        close(&native, &rounded, "forward");
+        let g1 = (&rounded * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&native * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (v, what) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+            close(g2.get(v).unwrap(), g1.get(v).unwrap(), what);
+        }
     }
 
     #[test]
