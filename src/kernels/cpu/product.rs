@@ -64,9 +64,8 @@ impl Product {
             let len = chunk.min(along - start);
             let (rows, cols) = if split_rows { (len, n) } else { (m, len) };
             let (a_at, b_at, c_at) = if split_rows { (start * a_rs, 0, start * n) } else { (0, start * b_cs, start) };
-            // SAFETY: the chunks cover disjoint blocks of the output (rows, or columns, of the m × n
-            // buffer allocated above); all reads are inside `a` and `b`; gemm writes every element
-            // of its block without reading it (`read_dst` false).
+            // The chunks are disjoint blocks (rows, or columns) of the m × n buffer allocated above.
+            // SAFETY: blocks disjoint; reads inside `a` and `b`; gemm writes its block without reading it.
             unsafe {
                 gemm::gemm(
                     rows, cols, k,
