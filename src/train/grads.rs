@@ -90,6 +90,25 @@ impl Grads {
         self.sparse.iter().find(|(w, _)| w.id() == param.id()).map(|(_, g)| g)
     }
 
+    /// Whether `param` has a gradient (dense or sparse).
+    pub fn has(&self, param: &Tensor) -> bool {
+        self.dense.get(param).is_some() || self.sparse_of(param).is_some()
+    }
+
+    /// Removes `param`'s gradient and returns it dense (a sparse one filled out with zeros).
+    pub fn take_dense(&mut self, param: &Tensor) -> Result<Option<Tensor>> {
+        if let Some(g) = self.dense.remove(param) {
+            return Ok(Some(g));
+        }
+        match self.sparse.iter().position(|(w, _)| w.id() == param.id()) {
+            Some(i) => {
+                let (_, s) = self.sparse.remove(i);
+                Ok(Some(s.dense(param)?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Adds another micro-batch's gradients (the accumulation of one optimizer step).
     pub fn accumulate(&mut self, other: Grads, params: &[(String, Var)]) -> Result<()> {
         for (_, var) in params {

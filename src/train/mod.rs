@@ -1,6 +1,7 @@
 //! Training: optimizer, schedule, checkpoints and the loop.
 
 pub mod checkpoint;
+pub mod dist;
 pub mod evaluate;
 pub mod finish;
 pub mod grads;

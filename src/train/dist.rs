@@ -1,0 +1,259 @@
+//! Data-parallel training over MPI, in the design Horovod made standard: `mpirun -np N modernft
+//! train` starts N processes (ranks); MPI does the rendezvous and the collectives.
+//!
+//! ```text
+//! every global batch (batch_size × N rows, the batch one process with batch_size × N would take)
+//!   → rank r trains on its contiguous share of it
+//!   → gradients summed over the ranks in fusion buffers (64 MiB, parameters in one fixed order)
+//!   → every rank clips and steps AdamW on the same sums: the weights stay equal everywhere
+//! ```
+//! Rank 0 broadcasts its weights before the first step and alone writes (checkpoints, metrics,
+//! plots, progress). A build without the `mpi` feature refuses to run as one of several ranks.
+
+use candle_core::{DType, Tensor, Var};
+
+use crate::error::{Context, Result};
+use crate::train::grads::Grads;
+
+/// Gradients travel in buffers of this many f32 (64 MiB): few collectives, bounded extra memory.
+pub const FUSION_FLOATS: usize = 16 << 20;
+
+/// The processes training together: one, or the ranks of an MPI job.
+pub struct World {
+    rank: usize,
+    size: usize,
+    #[cfg(feature = "mpi")]
+    mpi: Option<Mpi>,
+}
+
+#[cfg(feature = "mpi")]
+struct Mpi {
+    world: mpi::topology::SimpleCommunicator,
+    // Dropped last: finalizes MPI.
+    _universe: mpi::environment::Universe,
+}
+
+/// The launcher variables that say "you are one of N processes": Open MPI's, then PMI's (MPICH,
+/// Intel MPI, Slurm's `srun --mpi=pmi2`).
+pub fn launched_ranks() -> Option<(usize, usize, &'static str)> {
+    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")] {
+        let parse = |v: &str| std::env::var(v).ok().and_then(|s| s.trim().parse::<usize>().ok());
+        if let (Some(r), Some(n)) = (parse(rank), parse(size)) {
+            return Some((r, n, size));
+        }
+    }
+    None
+}
+
+impl World {
+    /// One process.
+    pub fn single() -> World {
+        World {
+            rank: 0,
+            size: 1,
+            #[cfg(feature = "mpi")]
+            mpi: None,
+        }
+    }
+
+    /// The world this process was launched into: MPI's when a launcher started several ranks (a
+    /// build without the `mpi` feature refuses), else one process.
+    pub fn from_launcher() -> Result<World> {
+        let Some((rank, size, var)) = launched_ranks().filter(|&(_, n, _)| n > 1) else { return Ok(World::single()) };
+        #[cfg(feature = "mpi")]
+        {
+            let _ = (rank, size, var);
+            World::init_mpi()
+        }
+        #[cfg(not(feature = "mpi"))]
+        crate::bail!(
+            "this process is rank {rank} of {size} ({var}={size}), but this modernft was built without MPI: every rank would train alone and all would write the same run folder; build with `cargo build --release --features mpi` (README: \"Training on a cluster\"), or run one process"
+        )
+    }
+
+    #[cfg(feature = "mpi")]
+    fn init_mpi() -> Result<World> {
+        use mpi::traits::Communicator;
+        // Only the main thread calls MPI; candle's worker threads never do.
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).context("MPI is already initialized in this process")?;
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(World { rank, size, mpi: Some(Mpi { world, _universe: universe }) })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The rank that writes.
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// This rank's share of a global batch: a contiguous range, the first `len % size` ranks one
+    /// row more.
+    pub fn part<'a>(&self, rows: &'a [usize]) -> &'a [usize] {
+        let (n, k) = (rows.len(), self.size);
+        let at = |r: usize| r * (n / k) + r.min(n % k);
+        &rows[at(self.rank)..at(self.rank + 1)]
+    }
+
+    /// Element-wise sum over the ranks, in place (every rank gets the same values).
+    pub fn sum_f64(&self, values: &mut [f64]) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            use mpi::traits::CommunicatorCollectives;
+            let send = values.to_vec();
+            m.world.all_reduce_into(&send[..], values, mpi::collective::SystemOperation::sum());
+        }
+        Ok(())
+    }
+
+    fn sum_f32(&self, values: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            use mpi::traits::CommunicatorCollectives;
+            let send = values.to_vec();
+            m.world.all_reduce_into(&send[..], values, mpi::collective::SystemOperation::sum());
+        }
+        let _ = values;
+        Ok(())
+    }
+
+    fn broadcast_f32(&self, values: &mut [f32]) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            use mpi::traits::{Communicator, Root};
+            m.world.process_at_rank(0).broadcast_into(values);
+        }
+        let _ = values;
+        Ok(())
+    }
+
+    /// Waits until every rank is here.
+    pub fn barrier(&self) {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            use mpi::traits::CommunicatorCollectives;
+            m.world.barrier();
+        }
+    }
+
+    /// Stops every rank of the job (MPI_Abort): a failed rank never leaves the others waiting.
+    /// One process just exits.
+    pub fn abort(&self, code: i32) -> ! {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            use mpi::traits::Communicator;
+            m.world.abort(code);
+        }
+        std::process::exit(code)
+    }
+
+    /// Makes every rank's weights rank 0's (before the first step: a fresh head is drawn the same
+    /// way everywhere, but nothing then depends on that).
+    pub fn broadcast_weights(&self, params: &[(String, Var)]) -> Result<()> {
+        if self.size == 1 {
+            return Ok(());
+        }
+        for chunk in fused(params.iter().map(|(_, v)| v.elem_count())) {
+            let mut buffer = Vec::with_capacity(chunk.iter().map(|&(_, n)| n).sum());
+            for &(i, _) in &chunk {
+                buffer.extend(flat(params[i].1.as_tensor())?);
+            }
+            self.broadcast_f32(&mut buffer)?;
+            let mut at = 0;
+            for &(i, n) in &chunk {
+                let var = &params[i].1;
+                var.set(&Tensor::from_slice(&buffer[at..at + n], var.shape(), var.device())?.to_dtype(var.dtype())?)?;
+                at += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sums every parameter's gradient over the ranks, in place. A parameter without a gradient on
+    /// this rank adds zeros; one without a gradient on any rank keeps none (AdamW skips it, as one
+    /// process would). Sparse embedding gradients travel dense.
+    pub fn sum_gradients(&self, grads: &mut Grads, params: &[(String, Var)]) -> Result<()> {
+        if self.size == 1 {
+            return Ok(());
+        }
+        let mut present: Vec<f64> = params.iter().map(|(_, v)| f64::from(grads.has(v.as_tensor()) as u8)).collect();
+        self.sum_f64(&mut present)?;
+        let wanted: Vec<usize> = (0..params.len()).filter(|&i| present[i] > 0.0).collect();
+        for chunk in fused(wanted.iter().map(|&i| params[i].1.elem_count())) {
+            let chunk: Vec<(usize, usize)> = chunk.into_iter().map(|(j, n)| (wanted[j], n)).collect();
+            let mut buffer = Vec::with_capacity(chunk.iter().map(|&(_, n)| n).sum());
+            for &(i, n) in &chunk {
+                match grads.take_dense(params[i].1.as_tensor())? {
+                    Some(g) => buffer.extend(flat(&g)?),
+                    None => buffer.resize(buffer.len() + n, 0.0),
+                }
+            }
+            self.sum_f32(&mut buffer)?;
+            let mut at = 0;
+            for &(i, n) in &chunk {
+                let t = params[i].1.as_tensor();
+                let g = Tensor::from_slice(&buffer[at..at + n], t.shape(), t.device())?.to_dtype(t.dtype())?;
+                grads.dense.insert(t, g);
+                at += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tensor's values as f32, row-major.
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Consecutive tensors grouped into buffers of at most [`FUSION_FLOATS`] (a larger tensor alone):
+/// (index, element count) per buffer, in order.
+fn fused(counts: impl Iterator<Item = usize>) -> Vec<Vec<(usize, usize)>> {
+    let mut chunks: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut size = 0;
+    for (i, n) in counts.enumerate() {
+        match chunks.last_mut() {
+            Some(last) if size + n <= FUSION_FLOATS => {
+                last.push((i, n));
+                size += n;
+            }
+            _ => {
+                chunks.push(vec![(i, n)]);
+                size = n;
+            }
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_in_order() {
+        let rows: Vec<usize> = (100..111).collect();
+        for size in 1..=13 {
+            let parts: Vec<Vec<usize>> = (0..size)
+                .map(|rank| World { rank, size, #[cfg(feature = "mpi")] mpi: None }.part(&rows).to_vec())
+                .collect();
+            assert_eq!(parts.concat(), rows, "{size} ranks");
+            let (lo, hi) = (parts.iter().map(Vec::len).min().unwrap(), parts.iter().map(Vec::len).max().unwrap());
+            assert!(hi - lo <= 1, "{size} ranks: shares {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn fusion_buffers_keep_order_and_bound() {
+        let counts = [10, FUSION_FLOATS - 10, 1, FUSION_FLOATS + 5, 3, 4];
+        let chunks = fused(counts.iter().copied());
+        assert_eq!(chunks, vec![vec![(0, 10), (1, FUSION_FLOATS - 10)], vec![(2, 1)], vec![(3, FUSION_FLOATS + 5)], vec![(4, 3), (5, 4)]]);
+    }
+}
