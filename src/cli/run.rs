@@ -254,10 +254,27 @@ pub fn data(args: &DataArgs) -> Result<()> {
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     use std::io::IsTerminal;
+    let world = std::sync::Arc::new(crate::train::dist::World::from_launcher()?);
     let opts = crate::train::TrainOptions {
         device: crate::device::parse_device(&args.device)?,
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        world: world.clone(),
     };
+    if world.size() > 1 {
+        // A rank that fails stops every rank (MPI_Abort) with its message: never a silent hang.
+        return match train_as(args, &opts) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error (rank {} of {}): {}", world.rank(), world.size(), e.chain());
+                world.abort(1)
+            }
+        };
+    }
+    train_as(args, &opts)
+}
+
+fn train_as(args: &TrainArgs, opts: &crate::train::TrainOptions) -> Result<()> {
+    let root = opts.world.is_root();
     let summary = match (&args.resume, &args.config) {
         (Some(target), _) => {
             let (dir, from) = crate::train::trainer::resume_target(target)?;
@@ -277,7 +294,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
                 return Ok(());
             }
-            crate::train::resume(&dir, from, &opts)?
+            crate::train::resume(&dir, from, opts)?
         }
         (None, Some(path)) => {
             let mut set = args.set.clone();
@@ -288,14 +305,21 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 set.push(format!("output.report_to={:?}", args.report_to));
             }
             let cfg = crate::config::RunConfig::from_file_with(path, &set)?;
+            if !root {
+                // Rank 0 prepares the run folder.
+                crate::train::train(&cfg, opts)?;
+                return Ok(());
+            }
             let aside = prepare_output_dir(&cfg.output.dir, args.overwrite)?;
-            let result = crate::train::train(&cfg, &opts);
+            let result = crate::train::train(&cfg, opts);
             restore_or_drop(&cfg.output.dir, aside, result.is_ok())?;
             result?
         }
         (None, None) => crate::bail!("pass --config run.toml (or --resume RUN_DIR)"),
     };
-    print!("{}", render_summary(&summary));
+    if root {
+        print!("{}", render_summary(&summary));
+    }
     Ok(())
 }
 

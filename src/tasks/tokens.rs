@@ -14,6 +14,11 @@ use crate::tasks::loss::cross_entropy;
 
 /// Cross-entropy over the tagged tokens of a batch: `logits` [b, seq, tags]; each row's first
 /// subwords carry their word's tag, every other token is ignored (transformers' -100).
+/// The tagged words of `rows` (what [`token_loss`] averages over).
+pub fn tagged_words(ds: &Dataset, rows: &[usize]) -> usize {
+    ds.word_starts.as_ref().map_or(0, |starts| rows.iter().map(|&r| starts[r].len()).sum())
+}
+
 pub fn token_loss(logits: &Tensor, ds: &Dataset, rows: &[usize]) -> Result<Tensor> {
     let (b, s, c) = logits.dims3()?;
     let Some(Targets::Tags(tags)) = &ds.targets else { crate::bail!("{}: no tags", ds.source) };

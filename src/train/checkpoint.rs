@@ -28,6 +28,31 @@ pub struct TrainingState {
     pub evals_without_improvement: usize,
     pub tokens_seen: u64,
     pub train_seconds: f64,
+    /// The processes the run started with (MPI ranks): the global batch is `batch_size` × this ×
+    /// accumulation, whatever number of ranks resumes it.
+    #[serde(default = "one")]
+    pub processes: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl TrainingState {
+    /// Before the first step of a run on `processes` ranks.
+    pub fn new(seed: u64, processes: usize) -> TrainingState {
+        TrainingState {
+            step: 0,
+            sampler: SamplerState::default(),
+            rng: crate::rng::Rng::new(seed ^ 0x5EED).state(),
+            best_metric: None,
+            best_checkpoint: None,
+            evals_without_improvement: 0,
+            tokens_seen: 0,
+            train_seconds: 0.0,
+            processes,
+        }
+    }
 }
 
 /// Removes what a killed process can leave in a run folder: `.name.tmp-PID` / `.name.old-PID`

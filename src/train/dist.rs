@@ -12,7 +12,9 @@
 
 use candle_core::{DType, Tensor, Var};
 
-use crate::error::{Context, Result};
+#[cfg(feature = "mpi")]
+use crate::error::Context;
+use crate::error::Result;
 use crate::train::grads::Grads;
 
 /// Gradients travel in buffers of this many f32 (64 MiB): few collectives, bounded extra memory.
@@ -110,7 +112,15 @@ impl World {
             let send = values.to_vec();
             m.world.all_reduce_into(&send[..], values, mpi::collective::SystemOperation::sum());
         }
+        let _ = values;
         Ok(())
+    }
+
+    /// Whether `flag` is set on any rank (every rank gets the same answer).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        let mut v = [f64::from(flag as u8)];
+        self.sum_f64(&mut v)?;
+        Ok(v[0] > 0.0)
     }
 
     fn sum_f32(&self, values: &mut [f32]) -> Result<()> {

@@ -23,8 +23,11 @@ pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &Pro
     for (k, v) in &ev.metrics {
         line[format!("eval_{k}")] = json!(v);
     }
-    append_metrics(&run.dir, line)?;
-    bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+    // Every rank evaluates (the same numbers, so the same early stopping); rank 0 reports.
+    if run.world.is_root() {
+        append_metrics(&run.dir, line)?;
+        bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+    }
     let value = *ev.metrics.get(metric).with_context(|| {
         format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
     })?;
@@ -39,7 +42,7 @@ pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &Pro
         state.best_checkpoint = Some(format!("checkpoint-{}", state.step));
     }
     let stop = t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
-    if stop {
+    if stop && run.world.is_root() {
         bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
     }
     Ok(stop)

@@ -16,6 +16,22 @@ use crate::train::trainer::Summary;
 use crate::train::evaluate::evaluate_on;
 
 pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary> {
+    if !run.world.is_root() {
+        // Rank 0 exports and evaluates; the other ranks are done.
+        return Ok(Summary {
+            model_dir: run.dir.join("model"),
+            steps: state.step,
+            epochs: epoch_of(&run, &state),
+            train_seconds: state.train_seconds,
+            tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
+            best: None,
+            validation: None,
+            test: None,
+            stopped_early,
+            label_names: run.config.id2label.clone(),
+            run_dir: run.dir,
+        });
+    }
     // The best weights replace the last ones.
     let mut best = None;
     if let (true, Some(name), Some(value)) = (run.cfg.training.load_best_model_at_end, &state.best_checkpoint, state.best_metric) {

@@ -16,6 +16,8 @@ pub(crate) struct Log {
     pub(crate) bar: ProgressBar,
     /// A line per logging step on stderr when there is no progress bar.
     lines: bool,
+    /// Whether this process writes metrics.jsonl (rank 0).
+    writes: bool,
     /// The training loss summed since the last `train` line, and its steps.
     window: (f64, usize),
     batch_log: Option<PathBuf>,
@@ -23,11 +25,14 @@ pub(crate) struct Log {
 
 impl Log {
     pub(crate) fn new(run: &Run, state: &TrainingState, progress: bool) -> Self {
+        // Under MPI only rank 0 reports.
+        let writes = run.world.is_root();
         Log {
-            bar: progress_bar(run.total_steps, state.step, progress),
+            bar: progress_bar(run.total_steps, state.step, progress && writes),
             lines: !progress,
+            writes,
             window: (0.0, 0),
-            batch_log: std::env::var_os("MODERNFT_BATCH_LOG").map(PathBuf::from),
+            batch_log: std::env::var_os("MODERNFT_BATCH_LOG").map(PathBuf::from).filter(|_| writes),
         }
     }
 
@@ -56,7 +61,7 @@ impl Log {
         let tps = state.tokens_seen as f64 / state.train_seconds.max(1e-9);
         self.bar.set_position(state.step as u64);
         self.bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
-        if state.step % run.cfg.training.logging_steps.max(1) == 0 || last {
+        if self.writes && (state.step % run.cfg.training.logging_steps.max(1) == 0 || last) {
             let mean = self.window.0 / self.window.1.max(1) as f64;
             append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
             if self.lines {

@@ -2,6 +2,7 @@
 //! and checked by a named step, writing nothing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
@@ -12,6 +13,7 @@ use crate::error::{Context, Result};
 use crate::model::{build, HeadKind, LoadOptions, Loaded, ModelFiles, ModernBertConfig, Pooling, Weights};
 use crate::tasks;
 use crate::train::checkpoint;
+use crate::train::dist::World;
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::schedule::Schedule;
 
@@ -38,6 +40,10 @@ pub(crate) struct Run {
     pub(crate) mlm: Option<crate::tasks::mlm::Masking>,
     /// Set with `[model] add_tokens`: the tokenizer with them, which the run folder keeps.
     pub(crate) new_vocabulary: Option<NewVocabulary>,
+    /// The processes training together; each takes its share of every global batch.
+    pub(crate) world: Arc<World>,
+    /// The ranks the run started on: every global batch is `batch_size` × this rows.
+    pub(crate) processes: usize,
 }
 
 /// `[model] add_tokens` in a run: the tokenizer with the tokens added and each token's id.
@@ -72,7 +78,7 @@ impl Run {
         if a.epoch != epoch {
             a.rows = a.augmenter.epoch_rows(&self.splits.train, &a.table, &a.encoder, a.separate_texts, epoch)?;
             a.epoch = epoch;
-            self.sampler = sampler(&self.cfg, &a.rows, self.splits.train.len());
+            self.sampler = sampler(&self.cfg, &a.rows, self.splits.train.len(), self.processes);
         }
         Ok(())
     }
@@ -164,7 +170,8 @@ pub(crate) fn resolve_sentence_settings(cfg: &RunConfig, sentence: Option<&Model
 }
 
 /// Loads and checks everything a run needs, in named steps; writes nothing.
-pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device) -> Result<Run> {
+/// `processes`: the ranks the run started on (its global batch is `batch_size` × that).
+pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, device: &Device, world: Arc<World>, processes: usize) -> Result<Run> {
     // Embedding runs read scores (CoSENT, STS) as regression targets.
     let kind = cfg.target_kind().unwrap_or(TargetKind::Regression);
     let embedding = cfg.task == crate::config::Task::Embedding;
@@ -195,7 +202,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         }
     }
     let train_rows = augment.as_ref().map_or(&splits.train, |a| &a.rows);
-    let (sampler, schedule, total_steps) = schedule(cfg, train_rows, splits.train.len());
+    let (sampler, schedule, total_steps) = schedule(cfg, train_rows, splits.train.len(), processes);
     let t = &cfg.training;
     let adam = AdamWConfig { beta1: t.adam_beta1, beta2: t.adam_beta2, eps: t.adam_epsilon, weight_decay: t.weight_decay };
     let optimizer = AdamW::new(&loaded.params, adam)?;
@@ -234,6 +241,8 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         schedule,
         optimizer,
         total_steps,
+        world,
+        processes,
     })
 }
 
@@ -483,9 +492,10 @@ fn bf16_note() -> String {
 /// The batch order over `rows` (seeded, per epoch). `original` rows come first in `rows`; with
 /// `no_duplicates`, an augmented copy also carries its source row's keys, so that a row and its
 /// copies never share a batch.
-fn sampler(cfg: &RunConfig, rows: &Dataset, original: usize) -> Sampler {
+fn sampler(cfg: &RunConfig, rows: &Dataset, original: usize, processes: usize) -> Sampler {
     let t = &cfg.training;
-    let sampler = Sampler::new(rows.tokens.lengths(), t.batch_size, t.shuffle, t.group_by_length, t.seed);
+    // The global batch: what one process with batch_size × processes would take.
+    let sampler = Sampler::new(rows.tokens.lengths(), t.batch_size * processes.max(1), t.shuffle, t.group_by_length, t.seed);
     if t.batch_sampler != "no_duplicates" {
         return sampler;
     }
@@ -498,9 +508,9 @@ fn sampler(cfg: &RunConfig, rows: &Dataset, original: usize) -> Sampler {
 }
 
 /// Step 7: the batch order, the number of optimizer steps and the learning-rate schedule over them.
-fn schedule(cfg: &RunConfig, rows: &Dataset, original: usize) -> (Sampler, Schedule, usize) {
+fn schedule(cfg: &RunConfig, rows: &Dataset, original: usize, processes: usize) -> (Sampler, Schedule, usize) {
     let t = &cfg.training;
-    let sampler = sampler(cfg, rows, original);
+    let sampler = sampler(cfg, rows, original, processes);
     let steps_per_epoch = sampler.batches_per_epoch().div_ceil(t.gradient_accumulation_steps);
     let total_steps = t.max_steps.unwrap_or_else(|| (t.epochs * steps_per_epoch as f64).ceil() as usize).max(1);
     let schedule = Schedule::new(&t.lr_scheduler, t.learning_rate, t.warmup_steps, t.warmup_ratio, total_steps);

@@ -16,8 +16,16 @@ use crate::train::trainer::last_checkpoint_hint;
 /// rate. Returns (loss, gradient norm before clipping, learning rate, real tokens). `epoch` is the
 /// epoch the micro-batches come from (masked-LM masks per epoch).
 pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize, epoch: usize) -> Result<(f64, f64, f64, usize)> {
-    let (loss, mut grads, tokens) = accumulate(run, group, mode, epoch)
+    let (mut loss, mut grads, mut tokens) = accumulate(run, group, mode, epoch)
         .map_err(|e| e.wrap(format!("training stopped at step {}{}", done + 1, last_checkpoint_hint(&run.dir))))?;
+    if run.world.size() > 1 {
+        // Each rank's loss and gradients are its share of the global batch's: their sums are the
+        // global batch's (in 64 MiB fusion buffers, parameters in one order on every rank).
+        let mut totals = [loss, tokens as f64];
+        run.world.sum_f64(&mut totals)?;
+        (loss, tokens) = (totals[0], totals[1] as usize);
+        run.world.sum_gradients(&mut grads, &run.loaded.params)?;
+    }
     let grad_norm = clip_grad_norm(&run.loaded, &mut grads, run.cfg.training.max_grad_norm)?;
     let lr = run.schedule.lr(done);
     run.optimizer.step(&grads, lr)?;
@@ -28,17 +36,43 @@ pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize
 /// gradients, and the number of real tokens. The step's loss is the mean over its micro-batches,
 /// except for a masked-LM: the mean over every masked token of the step, each micro-batch weighted
 /// by its share of them (transformers' Trainer passes `num_items_in_batch` to ForMaskedLMLoss).
+///
+/// Under MPI, `group` holds the global micro-batches and this rank trains on its share of each
+/// ([`World::part`](crate::train::dist::World::part)), its loss weighted by its share of what the
+/// loss averages over (rows; tagged words; masked tokens), so that the ranks' sums are one
+/// process's numbers. Contrastive losses take their in-batch negatives from the rank's own rows
+/// (as sentence-transformers does under DDP).
 pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: usize) -> Result<(f64, Grads, usize)> {
     let dev = run.loaded.model.model.device().clone();
+    let world = &run.world;
     let mut total: Option<Grads> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
+    let local: Vec<&[usize]> = group.iter().map(|rows| world.part(rows)).collect();
     let mut masked = match &run.mlm {
-        Some(masking) => group.iter().map(|rows| masked_batch(masking, &run.train_rows().tokens, rows, epoch, run.config.pad_token_id, &dev).map(Some)).collect::<Result<Vec<_>>>()?,
+        Some(masking) => local.iter().map(|rows| masked_batch(masking, &run.train_rows().tokens, rows, epoch, run.config.pad_token_id, &dev).map(Some)).collect::<Result<Vec<_>>>()?,
         None => group.iter().map(|_| None).collect(),
     };
-    let masked_tokens: usize = masked.iter().flatten().map(|(_, at, _)| at.len()).sum();
-    for (rows, masked) in group.iter().zip(masked.iter_mut()) {
+    let masked_tokens: usize = match (&run.mlm, world.size()) {
+        (Some(masking), n) if n > 1 => {
+            let store = &run.train_rows().tokens;
+            group.iter().flatten().map(|&r| masking.row(store.row(r), epoch, r).targets.len()).sum()
+        }
+        _ => masked.iter().flatten().map(|(_, at, _)| at.len()).sum(),
+    };
+    for ((&rows, global), masked) in local.iter().zip(group).zip(masked.iter_mut()) {
         let ds = run.train_rows();
+        // This rank's share of what the micro-batch's loss averages over (1 for one process).
+        let share = match world.size() {
+            1 => 1.0,
+            _ if run.kind == crate::data::TargetKind::Tags && run.embedding.is_none() && run.mlm.is_none() => {
+                tasks::tokens::tagged_words(ds, rows) as f64 / tasks::tokens::tagged_words(ds, global).max(1) as f64
+            }
+            _ => rows.len() as f64 / global.len() as f64,
+        };
+        if share == 0.0 {
+            // Nothing of this micro-batch falls to this rank.
+            continue;
+        }
         let loss = match (&run.embedding, masked.take()) {
             (_, Some((batch, at, targets))) => {
                 tokens += batch.tokens();
@@ -56,13 +90,13 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
                     _ => None,
                 };
                 let l = crate::tasks::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
-                (l / group.len() as f64)?
+                (l * (share / group.len() as f64))?
             }
             (None, None) => {
                 let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
                 tokens += batch.real_tokens();
                 let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
-                (tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? / group.len() as f64)?
+                (tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? * (share / group.len() as f64))?
             }
         };
         let value = loss.to_scalar::<f32>()? as f64;
@@ -79,7 +113,13 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
             }
         });
     }
-    Ok((loss_sum, total.context("an empty step")?, tokens))
+    let grads = match total {
+        Some(g) => g,
+        // A rank with no rows this step: no gradients (it adds zeros to the others' sums).
+        None if world.size() > 1 => Grads::from(Tensor::new(0f32, &dev)?.backward()?),
+        None => crate::bail!("an empty step"),
+    };
+    Ok((loss_sum, grads, tokens))
 }
 
 /// Rows of `store` masked as `epoch` masks them, packed, with the masked tokens ((row in the batch,

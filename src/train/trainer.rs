@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Var};
@@ -28,6 +29,7 @@ use crate::train::checkpoint::{self, list_checkpoints, read_state, TrainingState
 use crate::train::evaluate::evaluate_and_track;
 use crate::train::finish::finish;
 use crate::train::setup::{install_tokenizer, prepare, synonyms_copy, Run};
+use crate::train::dist::World;
 use crate::train::log::Log;
 use crate::train::step::step;
 
@@ -39,6 +41,15 @@ pub struct TrainOptions {
     pub device: Device,
     /// Draw progress bars (the CLI sets this when stderr is a terminal).
     pub progress: bool,
+    /// The processes training together (`World::single()` unless launched by MPI).
+    pub world: Arc<World>,
+}
+
+impl TrainOptions {
+    /// One process on `device`.
+    pub fn new(device: Device, progress: bool) -> TrainOptions {
+        TrainOptions { device, progress, world: Arc::new(World::single()) }
+    }
 }
 
 /// What a finished run reports.
@@ -63,7 +74,13 @@ pub struct Summary {
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
     let dir = cfg.output.dir.clone();
     let existed = dir.exists();
-    let mut run = prepare(cfg, &dir, None, &opts.device)?;
+    let world = &opts.world;
+    let mut run = prepare(cfg, &dir, None, &opts.device, world.clone(), world.size())?;
+    if !world.is_root() {
+        // Rank 0 writes the run folder; the others only train.
+        let state = TrainingState::new(cfg.training.seed, world.size());
+        return run_loop(run, state, opts);
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
     let started = (|| -> Result<()> {
         checkpoint::write_atomic(&dir.join("config.toml"), run.cfg.to_toml()?.as_bytes())?;
@@ -77,16 +94,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<Summary> {
         }
         install_tokenizer(&mut run)
     })();
-    let state = TrainingState {
-        step: 0,
-        sampler: SamplerState::default(),
-        rng: Rng::new(cfg.training.seed ^ 0x5EED).state(),
-        best_metric: None,
-        best_checkpoint: None,
-        evals_without_improvement: 0,
-        tokens_seen: 0,
-        train_seconds: 0.0,
-    };
+    let state = TrainingState::new(cfg.training.seed, world.size());
     let result = started.and_then(|()| run_loop(run, state, opts));
     match result {
         Err(e) if !existed && list_checkpoints(&dir).map(|c| c.is_empty()).unwrap_or(false) => {
@@ -130,7 +138,11 @@ pub fn resume_target(path: &Path) -> Result<(PathBuf, Option<usize>)> {
 pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Summary> {
     let cfg = RunConfig::from_file(&dir.join("config.toml"))
         .with_context(|| format!("{} is not a modernft run folder", dir.display()))?;
-    checkpoint::remove_partial_writes(dir)?;
+    let world = &opts.world;
+    if world.is_root() {
+        checkpoint::remove_partial_writes(dir)?;
+    }
+    world.barrier();
     let mut all = list_checkpoints(dir)?;
     let mut later: Vec<PathBuf> = Vec::new();
     if let Some(step) = from {
@@ -157,7 +169,25 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
         e.wrap(format!("checkpoint {} is damaged and cannot be resumed from{hint}", latest.display()))
     };
     let state = read_state(&latest).map_err(refuse)?;
-    let mut run = prepare(&cfg, dir, Some(&latest), &opts.device).map_err(refuse)?;
+    let global_batch = cfg.training.batch_size * state.processes;
+    if world.size() > global_batch {
+        crate::bail!(
+            "{} trains {global_batch} rows per micro-batch ({} per process × {} processes); {} ranks would leave some without rows: resume it on at most {global_batch} ranks",
+            dir.display(),
+            cfg.training.batch_size,
+            state.processes,
+            world.size()
+        );
+    }
+    if world.is_root() && world.size() != state.processes {
+        eprintln!(
+            "note: the run started on {} processes and resumes on {}: the global batch stays {global_batch} rows per micro-batch (up to {} per rank)",
+            state.processes,
+            world.size(),
+            global_batch.div_ceil(world.size())
+        );
+    }
+    let mut run = prepare(&cfg, dir, Some(&latest), &opts.device, world.clone(), state.processes).map_err(refuse)?;
     let moments = candle_core::safetensors::load(latest.join(checkpoint::OPTIMIZER_STATE), &opts.device)
         .with_context(|| format!("cannot read {}", latest.join(checkpoint::OPTIMIZER_STATE).display()))
         .map_err(refuse)?;
@@ -172,6 +202,9 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
         p.moments = Var::from_tensor(&m.contiguous()?)?;
     }
     run.optimizer.step = state.step as u64;
+    if !world.is_root() {
+        return run_loop(run, state, opts);
+    }
     install_tokenizer(&mut run)?;
     // Metrics logged after the checkpoint are replayed by the resumed run; lines the log cannot
     // parse are kept as they are (never silently dropped).
@@ -216,6 +249,8 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
 /// sees the same batches as an uninterrupted one, in every epoch.
 fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Result<Summary> {
     let mut log = Log::new(&run, &state, opts.progress);
+    // Every rank starts from rank 0's weights.
+    run.world.broadcast_weights(&run.loaded.params)?;
     let mode = Mode::train_sparse(Rng::from_state(state.rng));
     let clock = (Instant::now(), state.train_seconds);
     let mut epoch = Epoch::default();
@@ -235,11 +270,14 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
             stopped_early = evaluate_and_track(&run, &mut state, &log.bar)?;
         }
         state.rng = mode.rng_state();
-        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        if save_now || evaluate_now || interrupted || stopped_early {
+        // Ctrl-C on any rank stops every rank at the same step.
+        let interrupted = run.world.any(INTERRUPTED.load(Ordering::SeqCst))?;
+        if (save_now || evaluate_now || interrupted || stopped_early) && run.world.is_root() {
             checkpoint::save(&run, &state)?;
         }
         if interrupted {
+            // The other ranks wait for rank 0's checkpoint before they stop.
+            run.world.barrier();
             log.bar.abandon();
             let at = run.dir.join(format!("checkpoint-{}", state.step));
             crate::bail!("interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`", state.step, at.display(), run.dir.display());

@@ -17,6 +17,7 @@ mod gradients;
 mod layout;
 mod loading;
 mod mlm;
+mod mpi;
 mod parity;
 mod precision;
 mod roundtrip;

@@ -44,7 +44,7 @@ dir = "{out}"
         out = out.path().join("run").display()
     );
     let cfg = RunConfig::from_toml(&toml, "parity.toml", &[]).unwrap();
-    let summary = train(&cfg, &TrainOptions { device: common::device(), progress: false }).unwrap();
+    let summary = train(&cfg, &TrainOptions::new(common::device(), false)).unwrap();
     assert_eq!(summary.steps, 30);
 
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(fx.join("trainer/reference.json")).unwrap()).unwrap();

@@ -1,0 +1,181 @@
+//! Data-parallel training over MPI (`cargo test --features mpi --test it mpi::`, with Open MPI's
+//! `mpirun`: `bash scripts/mpi_deps.sh`). Without the feature, a process that a launcher started as
+//! one of several ranks refuses to train.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{modernft, write_file, Timed};
+
+/// A quickstart classifier on 52 rows: with 8 rows per global batch an epoch is 6 full batches
+/// and one of 4, so 20 steps cross two epoch boundaries, shuffled anew each epoch.
+fn config(dir: &Path, out: &Path, batch: usize, extra: &str) -> PathBuf {
+    let rows: String = std::fs::read_to_string(crate::common::repo_root().join("examples/quickstart/train.jsonl")).unwrap().lines().take(52).map(|l| format!("{l}\n")).collect();
+    let train = write_file(dir, "train.jsonl", &rows);
+    write_file(
+        dir,
+        &format!("run-{batch}.toml"),
+        &format!(
+            r#"
+[model]
+config = "examples/quickstart/config.json"
+tokenizer = "examples/quickstart/tokenizer.json"
+[data]
+train = "{train}"
+max_length = 48
+[training]
+learning_rate = 1e-3
+batch_size = {batch}
+max_steps = 20
+save_steps = 5
+save_total_limit = 10
+eval_strategy = "no"
+weight_decay = 0.01
+warmup_steps = 3
+logging_steps = 1
+{extra}
+[output]
+dir = "{out}"
+"#,
+            train = train.display(),
+            out = out.display()
+        ),
+    )
+}
+
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+fn weights(path: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap()
+}
+
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+/// The largest difference between two sets of weights: (‖a − b‖ / ‖b‖ per tensor, its tensor, the
+/// largest |a − b| of any element). The two sums round differently (1e-7 relative); where a
+/// gradient is itself rounding noise (≈ 1e-9, e.g. a token seen once whose contributions cancel),
+/// AdamW's ε (1e-8) dominates √v and the update is lr · m / ε: there that noise moves a weight by up
+/// to ≈ 1e-6, so single elements are compared absolutely.
+fn max_relative_difference(a: &Path, b: &Path) -> (f64, String, f64) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    let norm = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F64).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt();
+    let mut worst = (0f64, String::new(), 0f64);
+    for (name, x) in &a {
+        let y = &b[name];
+        let d = norm(&(x - y).unwrap()) / norm(y).max(1e-12);
+        worst.2 = worst.2.max(crate::common::max_abs_diff(x, y));
+        if d > worst.0 {
+            (worst.0, worst.1) = (d, name.clone());
+        }
+    }
+    worst
+}
+
+#[cfg(feature = "mpi")]
+mod with_mpi {
+    use super::*;
+
+    /// `mpirun -np N modernft ARGS`, one thread per rank, as root where the tests run as root.
+    fn mpirun(ranks: &[(usize, &[&str])]) -> std::process::Command {
+        let mut c = std::process::Command::new("mpirun");
+        c.current_dir(crate::common::repo_root()).args(["--oversubscribe", "--bind-to", "none"]);
+        // Open MPI's multi-process colon syntax: a group of ranks per (count, arguments).
+        for (i, (n, args)) in ranks.iter().enumerate() {
+            if i > 0 {
+                c.arg(":");
+            }
+            c.args(["-np", &n.to_string()]).arg(crate::common::binary()).args(*args);
+        }
+        c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            // Containers often forbid the cross-memory attach Open MPI's shared memory tries first.
+            .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+            .env("RAYON_NUM_THREADS", "1");
+        c
+    }
+
+    fn ok(out: std::process::Output) -> (String, String) {
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        assert!(out.status.success(), "failed ({:?}):\n{stdout}\n{stderr}", out.status);
+        (stdout, stderr)
+    }
+
+    #[test]
+    fn two_ranks_of_batch_4_train_as_one_process_of_batch_8_and_resume_on_any_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+        let single = config(&tmp.path().join("cfg1"), &one, 8, "");
+        let double = config(&tmp.path().join("cfg2"), &two, 4, "");
+        ok(modernft(&["train", "--quiet", "--config", single.to_str().unwrap()]).env("RAYON_NUM_THREADS", "1").timed_output());
+        let (stdout, _) = ok(mpirun(&[(2, &["train", "--quiet", "--config", double.to_str().unwrap()])]).timed_output());
+        // Rank 0 alone reports and writes.
+        assert_eq!(stdout.matches("model ").count(), 1, "one summary:\n{stdout}");
+        let train_lines = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).count();
+        assert_eq!(train_lines(&two), 20);
+        let (d, name, most) = max_relative_difference(&one.join("model/model.safetensors"), &two.join("model/model.safetensors"));
+        assert!(d <= 1e-5 && most <= 1e-5, "after 20 steps {name} differs by {d:e} (relative), some weight by {most:e}");
+        // Every step's loss equal too (the global batch's mean, not one rank's).
+        let losses = |run: &Path| -> Vec<f64> {
+            std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "train").map(|v| v["loss"].as_f64().unwrap()).collect()
+        };
+        for (s, (a, b)) in losses(&one).iter().zip(losses(&two)).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "step {}: loss {a} vs {b}", s + 1);
+        }
+
+        // Resume under MPI from step 10: the same bytes as the uninterrupted 2-rank run.
+        let again = tmp.path().join("again");
+        crate::common::rewind(&two, &again, 10);
+        ok(mpirun(&[(2, &["train", "--quiet", "--resume", again.to_str().unwrap()])]).timed_output());
+        assert!(
+            std::fs::read(again.join("model/model.safetensors")).unwrap() == std::fs::read(two.join("model/model.safetensors")).unwrap(),
+            "the resumed 2-rank run ends with other weights than the uninterrupted one"
+        );
+        // ... and on one process: the global batch stays 8 rows.
+        let alone = tmp.path().join("alone");
+        crate::common::rewind(&two, &alone, 10);
+        let out = modernft(&["train", "--quiet", "--resume", alone.to_str().unwrap()]).env("RAYON_NUM_THREADS", "1").timed_output();
+        let (_, stderr) = ok(out);
+        assert!(stderr.contains("started on 2 processes and resumes on 1"), "{stderr}");
+        let (d, name, most) = max_relative_difference(&alone.join("model/model.safetensors"), &two.join("model/model.safetensors"));
+        assert!(d <= 1e-5 && most <= 1e-5, "resumed on one process: {name} differs by {d:e}, some weight by {most:e}");
+        // ... and on three ranks (8 rows as 3 + 3 + 2).
+        let three = tmp.path().join("three");
+        crate::common::rewind(&two, &three, 15);
+        ok(mpirun(&[(3, &["train", "--quiet", "--resume", three.to_str().unwrap()])]).timed_output());
+        let (d, name, most) = max_relative_difference(&three.join("model/model.safetensors"), &two.join("model/model.safetensors"));
+        assert!(d <= 1e-5 && most <= 1e-5, "resumed on three ranks: {name} differs by {d:e}, some weight by {most:e}");
+    }
+
+    #[test]
+    fn a_rank_that_fails_stops_every_rank_with_its_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let good = config(&tmp.path().join("good"), &out, 4, "");
+        // Rank 1 reads a config whose training file is missing (a node without the data).
+        let bad_dir = tmp.path().join("bad");
+        let bad = config(&bad_dir, &out, 4, "");
+        std::fs::remove_file(bad_dir.join("train.jsonl")).unwrap();
+        let started = std::time::Instant::now();
+        let result = mpirun(&[(1, &["train", "--quiet", "--config", good.to_str().unwrap()]), (1, &["train", "--quiet", "--config", bad.to_str().unwrap()])]).timed_output();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "the job succeeded:\n{stderr}");
+        assert!(stderr.contains("error (rank 1 of 2)") && stderr.contains("train.jsonl"), "the failing rank's message:\n{stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the job took {:?} to stop", started.elapsed());
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = config(&tmp.path().join("cfg"), &out, 4, "");
+    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")] {
+        let result = modernft(&["train", "--config", cfg.to_str().unwrap()]).env(rank, "1").env(size, "2").timed_output();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success());
+        assert!(stderr.contains(&format!("rank 1 of 2 ({size}=2)")) && stderr.contains("--features mpi"), "{stderr}");
+        assert!(!out.exists(), "nothing is written");
+    }
+    // One rank of one is just a process.
+    let result = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--set", "training.max_steps=2"]).env("OMPI_COMM_WORLD_RANK", "0").env("OMPI_COMM_WORLD_SIZE", "1").timed_output();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+}
