@@ -5,8 +5,12 @@
 #            classification on ROWS labelled SST-2 rows;
 #   random:  the same classification from random init for MLM_STEPS + FT_STEPS steps (the same
 #            number of optimizer steps in all), and for FT_STEPS steps.
-# Prints the dev accuracy (all 872 SST-2 dev rows) of each.
+# Prints the dev accuracy (all 872 SST-2 dev rows) of each, for each fine-tuning learning rate in
+# FT_LRS (every arm gets the same grid).
 #   ROWS=1000 MLM_STEPS=1000 FT_STEPS=300 MLM_LENGTH=128 bash scripts/mlm_experiment.sh
+# MLM_MODEL=runs/x/checkpoint-2000 fine-tunes an existing masked-LM run's weights instead of
+# pretraining (MLM_STEPS then says how many steps it had, for the same-budget arm); ARMS picks
+# some of: adapted same-budget same-finetune.
 # Needs the release binary (cargo build --release) and ../shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +19,9 @@ MLM_STEPS=${MLM_STEPS:-1000}
 FT_STEPS=${FT_STEPS:-300}
 MLM_LENGTH=${MLM_LENGTH:-128}
 SEED=${SEED:-1}
+FT_LRS=${FT_LRS:-5e-4}
+MLM_MODEL=${MLM_MODEL:-}
+ARMS=${ARMS:-adapted same-budget same-finetune}
 PYTHON=${PYTHON:-python3}
 SST2=../shared/data/sst2
 BIN=target/release/modernft
@@ -34,11 +41,14 @@ random.Random(0).shuffle(train)
 open(f"{work}/labelled.jsonl", "w", encoding="utf-8").write("\n".join(train[:rows]) + "\n")
 PY
 echo "corpus: $(wc -l < "$WORK/corpus.txt") documents; labelled: $ROWS rows"
-start=$(date +%s)
-"$BIN" train --quiet --config configs/mlm.toml --set "data.train=\"$WORK/corpus.txt\"" \
-  --set "training.max_steps=$MLM_STEPS" --set "data.max_length=$MLM_LENGTH" --set "training.seed=$SEED" --set "output.dir=\"$WORK/mlm\"" > "$WORK/mlm.out" 2>&1 || { cat "$WORK/mlm.out"; exit 1; }
-echo "mlm: $MLM_STEPS steps of $MLM_LENGTH-token blocks in $(( $(date +%s) - start )) s; $(grep -A0 'validation ' "$WORK/mlm.out" | sed 's/^ *//')"
-finetune() { # $1 name, $2 model lines, $3 steps
+if [ -z "$MLM_MODEL" ]; then
+  start=$(date +%s)
+  "$BIN" train --quiet --config configs/mlm.toml --set "data.train=\"$WORK/corpus.txt\"" \
+    --set "training.max_steps=$MLM_STEPS" --set "data.max_length=$MLM_LENGTH" --set "training.seed=$SEED" --set "output.dir=\"$WORK/mlm\"" > "$WORK/mlm.out" 2>&1 || { cat "$WORK/mlm.out"; exit 1; }
+  echo "mlm: $MLM_STEPS steps of $MLM_LENGTH-token blocks in $(( $(date +%s) - start )) s; $(grep -A0 'validation ' "$WORK/mlm.out" | sed 's/^ *//')"
+  MLM_MODEL="$WORK/mlm/model"
+fi
+finetune() { # $1 name, $2 model lines, $3 steps, $4 learning rate
   cat > "$WORK/$1.toml" <<TOML
 $2
 [data]
@@ -46,7 +56,7 @@ train = "$WORK/labelled.jsonl"
 validation = "$SST2/dev.jsonl"
 max_length = 64
 [training]
-learning_rate = 5e-4
+learning_rate = $4
 batch_size = 32
 eval_batch_size = 128
 max_steps = $3
@@ -61,9 +71,12 @@ TOML
   local t0=$(date +%s)
   "$BIN" train --quiet --config "$WORK/$1.toml" > "$WORK/$1.out" 2>&1 || { cat "$WORK/$1.out"; exit 1; }
   acc=$(grep '"type":"final"' "$WORK/$1/metrics.jsonl" | "$PYTHON" -c 'import json,sys; print(round(json.loads(sys.stdin.readline())["accuracy"], 4))')
-  printf '%-28s %6s steps  dev accuracy %s  (%d s)\n' "$1" "$3" "$acc" "$(( $(date +%s) - t0 ))"
+  printf '%-40s %6s steps  dev accuracy %s  (%d s)\n' "$1" "$3" "$acc" "$(( $(date +%s) - t0 ))"
 }
 SCRATCH=$'[model]\nconfig = "examples/sst2-small/config.json"\ntokenizer = "../shared/data/modernbert/tokenizer.json"'
-finetune adapted-then-finetuned "$(printf '[model]\nname = "%s"' "$WORK/mlm/model")" "$FT_STEPS"
-finetune random-init-same-budget "$SCRATCH" "$(( MLM_STEPS + FT_STEPS ))"
-finetune random-init-same-finetune "$SCRATCH" "$FT_STEPS"
+arm() { case " $ARMS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+for lr in $FT_LRS; do
+  if arm adapted; then finetune "adapted-then-finetuned-lr$lr" "$(printf '[model]\nname = "%s"' "$MLM_MODEL")" "$FT_STEPS" "$lr"; fi
+  if arm same-budget; then finetune "random-init-same-budget-lr$lr" "$SCRATCH" "$(( MLM_STEPS + FT_STEPS ))" "$lr"; fi
+  if arm same-finetune; then finetune "random-init-same-finetune-lr$lr" "$SCRATCH" "$FT_STEPS" "$lr"; fi
+done

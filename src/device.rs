@@ -10,7 +10,7 @@ use crate::error::{Context, Result};
 pub fn parse_device(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
     if spec == "auto" {
-        let (device, why) = auto();
+        let (device, why) = auto()?;
         static SAID: Once = Once::new();
         SAID.call_once(|| eprintln!("device: {} (--device auto{why})", describe(&device)));
         return Ok(device);
@@ -34,22 +34,36 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// The first of CUDA (GPU 0), Metal and the CPU that this build and machine have, with what was
-/// passed over when that is not obvious.
-fn auto() -> (Device, &'static str) {
+/// The first of CUDA, Metal and the CPU that this build and machine have, with what was passed
+/// over when that is not obvious. GPU 0, or under an MPI launcher the GPU of the process's local
+/// rank (`cuda:LOCAL_RANK`: one rank per GPU of a node).
+fn auto() -> Result<(Device, String)> {
     if candle_core::utils::cuda_is_available() {
-        match Device::new_cuda(0) {
-            Ok(d) => return (d, ""),
-            Err(_) => return (Device::Cpu, "; built with CUDA but no GPU answered"),
+        let (gpu, whose) = match local_rank() {
+            Some((r, var)) => (r, format!("; local rank {r} ({var})")),
+            None => (0, String::new()),
+        };
+        match Device::new_cuda(gpu) {
+            Ok(d) => return Ok((d, whose)),
+            Err(_) if gpu > 0 => crate::bail!("--device auto{whose}: cuda:{gpu} did not answer; start at most one rank per GPU on a node, or pass --device"),
+            Err(_) => return Ok((Device::Cpu, "; built with CUDA but no GPU answered".into())),
         }
     }
     if candle_core::utils::metal_is_available() {
         match Device::new_metal(0) {
-            Ok(d) => return (d, ""),
-            Err(_) => return (Device::Cpu, "; built with Metal but no GPU answered"),
+            Ok(d) => return Ok((d, String::new())),
+            Err(_) => return Ok((Device::Cpu, "; built with Metal but no GPU answered".into())),
         }
     }
-    (Device::Cpu, "; this build has neither CUDA nor Metal")
+    Ok((Device::Cpu, "; this build has neither CUDA nor Metal".into()))
+}
+
+/// This process's index among the ranks on its node, from the launcher (Open MPI, MPICH's Hydra,
+/// Slurm's srun).
+pub fn local_rank() -> Option<(usize, &'static str)> {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().and_then(|v| v.trim().parse().ok()).map(|r| (r, var)))
 }
 
 /// `cpu`, `cuda:N` or `metal:N`, as `--device` would name it.

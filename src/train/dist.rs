@@ -35,11 +35,12 @@ struct Mpi {
     _universe: mpi::environment::Universe,
 }
 
-/// The launcher variables that say "you are one of N processes": Open MPI's, then PMI's (MPICH,
-/// Intel MPI, Slurm's `srun --mpi=pmi2`).
+/// The launcher variables that say "you are one of N processes": Open MPI's, PMI's (MPICH, Intel
+/// MPI, Slurm's `srun --mpi=pmi2`), PMIx's (`srun --mpi=pmix`, which names the rank; Slurm the
+/// count). Returns (rank, count, the variable that gave the count).
 pub fn launched_ranks() -> Option<(usize, usize, &'static str)> {
-    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")] {
-        let parse = |v: &str| std::env::var(v).ok().and_then(|s| s.trim().parse::<usize>().ok());
+    let parse = |v: &str| std::env::var(v).ok().and_then(|s| s.trim().parse::<usize>().ok());
+    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"), ("PMIX_RANK", "SLURM_STEP_NUM_TASKS"), ("PMIX_RANK", "SLURM_NTASKS")] {
         if let (Some(r), Some(n)) = (parse(rank), parse(size)) {
             return Some((r, n, size));
         }

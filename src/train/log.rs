@@ -21,6 +21,7 @@ pub(crate) struct Log {
     /// The training loss summed since the last `train` line, and its steps.
     window: (f64, usize),
     batch_log: Option<PathBuf>,
+    started: std::time::Instant,
 }
 
 impl Log {
@@ -33,6 +34,7 @@ impl Log {
             writes,
             window: (0.0, 0),
             batch_log: std::env::var_os("MODERNFT_BATCH_LOG").map(PathBuf::from).filter(|_| writes),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -63,7 +65,15 @@ impl Log {
         self.bar.set_message(format!("epoch {epoch:.2} · loss {loss:.4} · lr {lr:.2e} · {tps:.0} tok/s"));
         if self.writes && (state.step % run.cfg.training.logging_steps.max(1) == 0 || last) {
             let mean = self.window.0 / self.window.1.max(1) as f64;
-            append_metrics(&run.dir, json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps}))?;
+            let mut line = json!({"type": "train", "step": state.step, "epoch": epoch, "loss": mean, "learning_rate": lr, "grad_norm": grad_norm, "tokens_per_second": tps});
+            if run.world.size() > 1 {
+                // Under MPI: how much of the time went to the sums over the ranks (since this
+                // process started: a resumed run counts afresh).
+                line["processes"] = json!(run.world.size());
+                line["allreduce_seconds"] = json!(run.allreduce_seconds);
+                line["session_seconds"] = json!(self.started.elapsed().as_secs_f64());
+            }
+            append_metrics(&run.dir, line)?;
             if self.lines {
                 eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
             }

@@ -44,6 +44,8 @@ pub(crate) struct Run {
     pub(crate) world: Arc<World>,
     /// The ranks the run started on: every global batch is `batch_size` × this rows.
     pub(crate) processes: usize,
+    /// Seconds this process spent summing losses and gradients over the ranks (this session).
+    pub(crate) allreduce_seconds: f64,
 }
 
 /// `[model] add_tokens` in a run: the tokenizer with the tokens added and each token's id.
@@ -243,6 +245,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         total_steps,
         world,
         processes,
+        allreduce_seconds: 0.0,
     })
 }
 

@@ -21,10 +21,12 @@ pub(crate) fn step(run: &mut Run, group: &[Vec<usize>], mode: &Mode, done: usize
     if run.world.size() > 1 {
         // Each rank's loss and gradients are its share of the global batch's: their sums are the
         // global batch's (in 64 MiB fusion buffers, parameters in one order on every rank).
+        let started = std::time::Instant::now();
         let mut totals = [loss, tokens as f64];
         run.world.sum_f64(&mut totals)?;
         (loss, tokens) = (totals[0], totals[1] as usize);
         run.world.sum_gradients(&mut grads, &run.loaded.params)?;
+        run.allreduce_seconds += started.elapsed().as_secs_f64();
     }
     let grad_norm = clip_grad_norm(&run.loaded, &mut grads, run.cfg.training.max_grad_norm)?;
     let lr = run.schedule.lr(done);

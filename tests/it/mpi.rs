@@ -110,6 +110,9 @@ mod with_mpi {
         assert_eq!(stdout.matches("model ").count(), 1, "one summary:\n{stdout}");
         let train_lines = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).count();
         assert_eq!(train_lines(&two), 20);
+        let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(two.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).last().unwrap()).unwrap();
+        assert_eq!(last["processes"], 2);
+        assert!(last["allreduce_seconds"].as_f64().unwrap() > 0.0 && last["allreduce_seconds"].as_f64() < last["session_seconds"].as_f64(), "{last}");
         let (d, name, most) = max_relative_difference(&one.join("model/model.safetensors"), &two.join("model/model.safetensors"));
         assert!(d <= 1e-5 && most <= 1e-5, "after 20 steps {name} differs by {d:e} (relative), some weight by {most:e}");
         // Every step's loss equal too (the global batch's mean, not one rank's).
