@@ -124,14 +124,15 @@ impl World {
         Ok(v[0] > 0.0)
     }
 
-    fn sum_f32(&self, values: &mut [f32]) -> Result<()> {
+    /// `recv` = the element-wise sum over the ranks of `send`.
+    fn sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
         #[cfg(feature = "mpi")]
         if let Some(m) = &self.mpi {
             use mpi::traits::CommunicatorCollectives;
-            let send = values.to_vec();
-            m.world.all_reduce_into(&send[..], values, mpi::collective::SystemOperation::sum());
+            m.world.all_reduce_into(send, recv, mpi::collective::SystemOperation::sum());
+            return Ok(());
         }
-        let _ = values;
+        recv.copy_from_slice(send);
         Ok(())
     }
 
@@ -174,7 +175,7 @@ impl World {
         for chunk in fused(params.iter().map(|(_, v)| v.elem_count())) {
             let mut buffer = Vec::with_capacity(chunk.iter().map(|&(_, n)| n).sum());
             for &(i, _) in &chunk {
-                buffer.extend(flat(params[i].1.as_tensor())?);
+                append(&mut buffer, params[i].1.as_tensor())?;
             }
             self.broadcast_f32(&mut buffer)?;
             let mut at = 0;
@@ -197,20 +198,24 @@ impl World {
         let mut present: Vec<f64> = params.iter().map(|(_, v)| f64::from(grads.has(v.as_tensor()) as u8)).collect();
         self.sum_f64(&mut present)?;
         let wanted: Vec<usize> = (0..params.len()).filter(|&i| present[i] > 0.0).collect();
+        // Two buffers reused for every chunk: this rank's gradients in, the sums out.
+        let largest = fused(wanted.iter().map(|&i| params[i].1.elem_count())).iter().map(|c| c.iter().map(|&(_, n)| n).sum::<usize>()).max().unwrap_or(0);
+        let (mut send, mut sums) = (Vec::with_capacity(largest), vec![0f32; largest]);
         for chunk in fused(wanted.iter().map(|&i| params[i].1.elem_count())) {
             let chunk: Vec<(usize, usize)> = chunk.into_iter().map(|(j, n)| (wanted[j], n)).collect();
-            let mut buffer = Vec::with_capacity(chunk.iter().map(|&(_, n)| n).sum());
+            send.clear();
             for &(i, n) in &chunk {
                 match grads.take_dense(params[i].1.as_tensor())? {
-                    Some(g) => buffer.extend(flat(&g)?),
-                    None => buffer.resize(buffer.len() + n, 0.0),
+                    Some(g) => append(&mut send, &g)?,
+                    None => send.resize(send.len() + n, 0.0),
                 }
             }
-            self.sum_f32(&mut buffer)?;
+            let sums = &mut sums[..send.len()];
+            self.sum_f32_into(&send, sums)?;
             let mut at = 0;
             for &(i, n) in &chunk {
                 let t = params[i].1.as_tensor();
-                let g = Tensor::from_slice(&buffer[at..at + n], t.shape(), t.device())?.to_dtype(t.dtype())?;
+                let g = Tensor::from_slice(&sums[at..at + n], t.shape(), t.device())?.to_dtype(t.dtype())?;
                 grads.dense.insert(t, g);
                 at += n;
             }
@@ -219,9 +224,19 @@ impl World {
     }
 }
 
-/// A tensor's values as f32, row-major.
-fn flat(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+/// Appends a tensor's values as f32, row-major: straight from a contiguous CPU tensor's memory,
+/// else through a copy off the device.
+fn append(buffer: &mut Vec<f32>, t: &Tensor) -> Result<()> {
+    let t = t.to_dtype(DType::F32)?;
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            buffer.extend_from_slice(&cpu.as_slice::<f32>()?[start..end]);
+            return Ok(());
+        }
+    }
+    buffer.extend(t.flatten_all()?.to_vec1::<f32>()?);
+    Ok(())
 }
 
 /// Consecutive tensors grouped into buffers of at most [`FUSION_FLOATS`] (a larger tensor alone):
