@@ -124,6 +124,13 @@ impl World {
         Ok(v[0] > 0.0)
     }
 
+    /// Rank 0's `flag`, on every rank (decisions rank 0 makes: early stopping).
+    pub fn root_says(&self, flag: bool) -> Result<bool> {
+        let mut v = [if self.is_root() { f64::from(flag as u8) } else { 0.0 }];
+        self.sum_f64(&mut v)?;
+        Ok(v[0] > 0.0)
+    }
+
     /// `recv` = the element-wise sum over the ranks of `send`.
     fn sum_f32_into(&self, send: &[f32], recv: &mut [f32]) -> Result<()> {
         #[cfg(feature = "mpi")]

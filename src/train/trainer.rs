@@ -267,7 +267,8 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
         log.step(&run, &state, (loss, grad_norm, lr), last)?;
         let (evaluate_now, save_now) = due(&run, &state, epoch_done, last);
         if evaluate_now {
-            stopped_early = evaluate_and_track(&run, &mut state, &log.bar)?;
+            // Every rank evaluates alike; rank 0's decision is the one all follow.
+            stopped_early = run.world.root_says(evaluate_and_track(&run, &mut state, &log.bar)?)?;
         }
         state.rng = mode.rng_state();
         // Ctrl-C on any rank stops every rank at the same step.

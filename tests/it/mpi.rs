@@ -148,6 +148,40 @@ mod with_mpi {
     }
 
     #[test]
+    fn evaluation_and_early_stopping_agree_with_one_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev: String = std::fs::read_to_string(crate::common::repo_root().join("examples/quickstart/dev.jsonl")).unwrap().lines().take(24).map(|l| format!("{l}\n")).collect();
+        let dev = write_file(tmp.path(), "dev.jsonl", &dev);
+        // Evaluate every 4 steps on 24 rows; stop after 2 evaluations without a lower loss.
+        let fix = |p: PathBuf| {
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("max_length = 48", &format!("max_length = 48\nvalidation = \"{}\"", dev.display()))
+                .replace("max_steps = 20", "max_steps = 60\neval_steps = 4\nearly_stopping_patience = 2\nmetric_for_best_model = \"loss\"")
+                .replace("eval_strategy = \"no\"", "eval_strategy = \"steps\"");
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+        let single = fix(config(&tmp.path().join("cfg1"), &one, 8, ""));
+        let double = fix(config(&tmp.path().join("cfg2"), &two, 4, ""));
+        ok(modernft(&["train", "--quiet", "--config", single.to_str().unwrap()]).env("RAYON_NUM_THREADS", "1").timed_output());
+        ok(mpirun(&[(2, &["train", "--quiet", "--config", double.to_str().unwrap()])]).timed_output());
+        let evals = |run: &Path| -> Vec<(u64, f64)> {
+            std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["type"] == "eval").map(|v| (v["step"].as_u64().unwrap(), v["eval_loss"].as_f64().unwrap())).collect()
+        };
+        let (a, b) = (evals(&one), evals(&two));
+        assert!(a.len() >= 2 && a.last().unwrap().0 < 60, "one process did not stop early: {a:?}");
+        assert_eq!(a.iter().map(|e| e.0).collect::<Vec<_>>(), b.iter().map(|e| e.0).collect::<Vec<_>>(), "evaluations (once each) and the stop differ");
+        for ((step, x), (_, y)) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-5 * x.abs(), "step {step}: eval loss {x} vs {y}");
+        }
+        let state = |run: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(run.join("trainer_state.json")).unwrap()).unwrap() };
+        assert_eq!(state(&one)["best_model_checkpoint"], state(&two)["best_model_checkpoint"]);
+        assert_eq!(state(&two)["stopped_early"], true);
+    }
+
+    #[test]
     fn a_rank_that_fails_stops_every_rank_with_its_message() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
@@ -171,7 +205,7 @@ fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let cfg = config(&tmp.path().join("cfg"), &out, 4, "");
-    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")] {
+    for (rank, size) in [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"), ("PMIX_RANK", "SLURM_NTASKS")] {
         let result = modernft(&["train", "--config", cfg.to_str().unwrap()]).env(rank, "1").env(size, "2").timed_output();
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(!result.status.success());
