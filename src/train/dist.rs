@@ -65,8 +65,17 @@ impl World {
         let Some((rank, size, var)) = launched_ranks().filter(|&(_, n, _)| n > 1) else { return Ok(World::single()) };
         #[cfg(feature = "mpi")]
         {
-            let _ = (rank, size, var);
-            World::init_mpi()
+            let world = World::init_mpi()?;
+            if world.size != size || world.rank != rank {
+                // E.g. MPICH's mpiexec starting an Open MPI build: each process would be a world of
+                // its own, training alone into the same folder.
+                crate::bail!(
+                    "the launcher says rank {rank} of {size} ({var}) but MPI says rank {} of {}: launch modernft with the mpirun of the MPI it was built against",
+                    world.rank,
+                    world.size
+                );
+            }
+            Ok(world)
         }
         #[cfg(not(feature = "mpi"))]
         crate::bail!(

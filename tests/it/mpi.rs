@@ -182,6 +182,18 @@ mod with_mpi {
     }
 
     #[test]
+    fn a_launcher_whose_mpi_is_not_ours_is_refused() {
+        // MPICH's Hydra sets PMI_*; an Open MPI build started by it initialises as a world of one.
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let cfg = config(&tmp.path().join("cfg"), &out, 4, "");
+        let result = modernft(&["train", "--config", cfg.to_str().unwrap()]).env("PMI_RANK", "0").env("PMI_SIZE", "2").env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1").timed_output();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success() && stderr.contains("rank 0 of 2 (PMI_SIZE) but MPI says rank 0 of 1"), "{stderr}");
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn a_rank_that_fails_stops_every_rank_with_its_message() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("run");
