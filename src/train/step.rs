@@ -92,13 +92,13 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
                     _ => None,
                 };
                 let l = crate::tasks::embedding::embedding_loss_with(e.loss, &columns, scores.as_deref(), e.scale, e.dims.as_deref(), &e.mnrl)?;
-                (l * (share / group.len() as f64))?
+                weighted(l, group.len(), share)?
             }
             (None, None) => {
                 let batch = Batch::new(ds, rows, run.config.pad_token_id, &dev)?;
                 tokens += batch.real_tokens();
                 let logits = run.loaded.model.forward_batch(&batch.packed, mode)?.logits.context("no head")?;
-                (tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())? * (share / group.len() as f64))?
+                weighted(tasks::batch_loss(run.kind, &logits, ds, rows, run.config.num_labels())?, group.len(), share)?
             }
         };
         let value = loss.to_scalar::<f32>()? as f64;
@@ -122,6 +122,13 @@ pub(crate) fn accumulate(run: &Run, group: &[Vec<usize>], mode: &Mode, epoch: us
         None => crate::bail!("an empty step"),
     };
     Ok((loss_sum, grads, tokens))
+}
+
+/// A micro-batch's loss as a part of the step's: the mean over the micro-batches, times this rank's
+/// share (exactly `loss / micro_batches` for one process, as before MPI).
+fn weighted(loss: Tensor, micro_batches: usize, share: f64) -> Result<Tensor> {
+    let mean = (loss / micro_batches as f64)?;
+    Ok(if share == 1.0 { mean } else { (mean * share)? })
 }
 
 /// Rows of `store` masked as `epoch` masks them, packed, with the masked tokens ((row in the batch,
