@@ -162,6 +162,53 @@ impl World {
         Ok(())
     }
 
+    /// Every rank's `local` values, concatenated in rank order, on every rank.
+    pub fn gather_f32(&self, local: &[f32]) -> Result<Vec<f32>> {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            return all_gather(&m.world, self.size, local);
+        }
+        Ok(local.to_vec())
+    }
+
+    /// [`Self::gather_f32`] for counts.
+    pub fn gather_u64(&self, local: &[u64]) -> Result<Vec<u64>> {
+        #[cfg(feature = "mpi")]
+        if let Some(m) = &self.mpi {
+            return all_gather(&m.world, self.size, local);
+        }
+        Ok(local.to_vec())
+    }
+
+    /// Every rank's rows (vectors of any length), in rank order, on every rank: what a split
+    /// evaluated in shards gives back whole.
+    pub fn gather_rows(&self, local: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+        if self.size == 1 {
+            return Ok(local);
+        }
+        let lengths = self.gather_u64(&local.iter().map(|r| r.len() as u64).collect::<Vec<_>>())?;
+        let values = self.gather_f32(&local.concat())?;
+        let mut at = 0;
+        Ok(lengths
+            .into_iter()
+            .map(|n| {
+                let row = values[at..at + n as usize].to_vec();
+                at += n as usize;
+                row
+            })
+            .collect())
+    }
+
+    /// [`Self::gather_rows`] for rows of vectors (a token head's logits: per row, per token).
+    pub fn gather_nested(&self, local: Vec<Vec<Vec<f32>>>) -> Result<Vec<Vec<Vec<f32>>>> {
+        if self.size == 1 {
+            return Ok(local);
+        }
+        let counts = self.gather_u64(&local.iter().map(|r| r.len() as u64).collect::<Vec<_>>())?;
+        let mut inner = self.gather_rows(local.into_iter().flatten().collect())?.into_iter();
+        Ok(counts.into_iter().map(|n| inner.by_ref().take(n as usize).collect()).collect())
+    }
+
     /// Waits until every rank is here.
     pub fn barrier(&self) {
         #[cfg(feature = "mpi")]
@@ -238,6 +285,24 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// MPI_Allgatherv: every rank's `local`, concatenated in rank order.
+#[cfg(feature = "mpi")]
+fn all_gather<T: mpi::datatype::Equivalence + Copy + Default>(world: &mpi::topology::SimpleCommunicator, size: usize, local: &[T]) -> Result<Vec<T>> {
+    use mpi::traits::CommunicatorCollectives;
+    let count = |n: usize| mpi::Count::try_from(n).map_err(|_| crate::err!("{n} values are too many for one MPI gather (at most {})", mpi::Count::MAX));
+    let mut counts = vec![0 as mpi::Count; size];
+    world.all_gather_into(&count(local.len())?, &mut counts[..]);
+    let total: usize = counts.iter().map(|&c| c as usize).sum();
+    count(total)?;
+    let displs: Vec<mpi::Count> = counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+    let mut all = vec![T::default(); total];
+    {
+        let mut partition = mpi::datatype::PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+        world.all_gather_varcount_into(local, &mut partition);
+    }
+    Ok(all)
 }
 
 /// Appends a tensor's values as f32, row-major: straight from a contiguous CPU tensor's memory,

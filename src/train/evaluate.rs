@@ -23,7 +23,7 @@ pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &Pro
     for (k, v) in &ev.metrics {
         line[format!("eval_{k}")] = json!(v);
     }
-    // Every rank evaluates (the same numbers, so the same early stopping); rank 0 reports.
+    // Every rank has the same numbers (sharded, then gathered: the same early stopping); rank 0 reports.
     if run.world.is_root() {
         append_metrics(&run.dir, line)?;
         bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
@@ -61,8 +61,22 @@ pub(crate) fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
         return evaluate_masked_lm(run, m, ds);
     }
     let mut scorer = tasks::Scorer::new(run.kind, run.config.num_labels(), 0.5).with_tags(&run.config.id2label, run.cfg.training.entity_scheme);
-    crate::inference::score(&mut scorer, &run.loaded.model, ds, crate::inference::Budget::rows(run.cfg.training.eval_batch_size))?;
+    let (model, budget) = (&run.loaded.model, crate::inference::Budget::rows(run.cfg.training.eval_batch_size));
+    let rows = shard(run, &ds.tokens);
+    let logits = match scorer.kind() {
+        crate::data::TargetKind::Tags => tasks::RowLogits::Tokens(run.world.gather_nested(crate::inference::token_logits(model, &rows, budget)?)?),
+        _ => tasks::RowLogits::Sequence(run.world.gather_rows(crate::inference::sequence_logits(model, &rows, budget)?)?),
+    };
+    scorer.add(ds, logits)?;
     scorer.finish()
+}
+
+/// Evaluation is sharded: each rank runs the model over its contiguous share of the split's rows
+/// (all of them for one process); what comes out is gathered whole, in row order, on every rank,
+/// which then scores it as one process does (the same metrics everywhere, so the same decisions).
+fn shard<'a>(run: &Run, store: &'a TokenStore) -> Vec<&'a [u32]> {
+    let all: Vec<usize> = (0..store.len()).collect();
+    run.world.part(&all).iter().map(|&i| store.row(i)).collect()
 }
 
 /// Masked-token loss, accuracy and perplexity on a split, each row masked the same way at every
@@ -70,7 +84,8 @@ pub(crate) fn evaluate_on(run: &Run, ds: &Dataset) -> Result<Evaluation> {
 pub(crate) fn evaluate_masked_lm(run: &Run, masking: &crate::tasks::mlm::Masking, ds: &Dataset) -> Result<Evaluation> {
     let model = &run.loaded.model;
     let mut score = crate::tasks::mlm::MlmScore::default();
-    let rows: Vec<usize> = (0..ds.len()).collect();
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let rows = run.world.part(&all);
     for chunk in rows.chunks(run.cfg.training.eval_batch_size.max(1)) {
         let (batch, at, targets) = crate::train::step::masked_batch(masking, &ds.tokens, chunk, crate::tasks::mlm::EVALUATION, run.config.pad_token_id, model.model.device())?;
         if at.is_empty() {
@@ -85,6 +100,10 @@ pub(crate) fn evaluate_masked_lm(run: &Run, masking: &crate::tasks::mlm::Masking
             score.add(&logits.flatten_all()?.to_vec1::<f32>()?, vocab, &targets[start..start + n]);
         }
     }
+    // The ranks' sums added up (one process: the same numbers).
+    let mut sums = [score.loss_sum, score.correct as f64, score.targets as f64];
+    run.world.sum_f64(&mut sums)?;
+    let score = crate::tasks::mlm::MlmScore { loss_sum: sums[0], correct: sums[1] as usize, targets: sums[2] as usize };
     let metrics = score.metrics();
     Ok(Evaluation::of_metrics(ds.len(), metrics["loss"], metrics))
 }
@@ -92,10 +111,7 @@ pub(crate) fn evaluate_masked_lm(run: &Run, masking: &crate::tasks::mlm::Masking
 /// STS or retrieval scores of the current encoder on a split of pairs.
 pub(crate) fn evaluate_embeddings(run: &Run, e: &EmbeddingRun, ds: &Dataset) -> Result<Evaluation> {
     let bs = run.cfg.training.eval_batch_size;
-    let all = |store: &TokenStore| {
-        let rows: Vec<&[u32]> = (0..store.len()).map(|i| store.row(i)).collect();
-        crate::inference::embeddings(&run.loaded.model, &rows, e.pooling, false, crate::inference::Budget::rows(bs))
-    };
+    let all = |store: &TokenStore| run.world.gather_rows(crate::inference::embeddings(&run.loaded.model, &shard(run, store), e.pooling, false, crate::inference::Budget::rows(bs))?);
     let a = all(&ds.tokens)?;
     let b = all(ds.extra.first().context("pairs need a second text column")?)?;
     let metrics = match (e.eval.as_str(), &ds.targets) {

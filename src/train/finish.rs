@@ -16,34 +16,50 @@ use crate::train::trainer::Summary;
 use crate::train::evaluate::evaluate_on;
 
 pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Result<Summary> {
-    if !run.world.is_root() {
-        // Rank 0 exports and evaluates; the other ranks are done.
-        return Ok(Summary {
-            model_dir: run.dir.join("model"),
-            steps: state.step,
-            epochs: epoch_of(&run, &state),
-            train_seconds: state.train_seconds,
-            tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
-            best: None,
-            validation: None,
-            test: None,
-            stopped_early,
-            label_names: run.config.id2label.clone(),
-            run_dir: run.dir,
-        });
-    }
-    // The best weights replace the last ones.
+    let root = run.world.is_root();
+    // The best weights replace the last ones: rank 0 reads them, every rank gets them (the run
+    // folder need not be on a file system the other ranks see).
     let mut best = None;
     if let (true, Some(name), Some(value)) = (run.cfg.training.load_best_model_at_end, &state.best_checkpoint, state.best_metric) {
-        let path = run.dir.join(name);
-        let tensors = candle_core::safetensors::load(path.join("model.safetensors"), run.loaded.model.model.device())?;
-        for (n, var) in &run.loaded.params {
-            var.set(tensors.get(n).with_context(|| format!("{}: no tensor {n}", path.display()))?)?;
+        if root {
+            let path = run.dir.join(name);
+            let tensors = candle_core::safetensors::load(path.join("model.safetensors"), run.loaded.model.model.device())?;
+            for (n, var) in &run.loaded.params {
+                var.set(tensors.get(n).with_context(|| format!("{}: no tensor {n}", path.display()))?)?;
+            }
         }
+        run.world.broadcast_weights(&run.loaded.params)?;
         best = Some((run.cfg.training.metric_for_best_model.clone(), value, name.clone()));
     }
     let model_dir = run.dir.join("model");
-    checkpoint::write_folder_atomic(&model_dir, |tmp| match &run.embedding {
+    if root {
+        export(&run, &model_dir)?;
+    }
+    // Every rank scores its share of each split (sharded evaluation); rank 0 writes.
+    let validation = run.splits.validation.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
+    let test = run.splits.test.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
+    let epochs = epoch_of(&run, &state);
+    if root {
+        write_results(&run, &state, stopped_early, validation.as_ref(), test.as_ref())?;
+    }
+    Ok(Summary {
+        model_dir,
+        steps: state.step,
+        epochs,
+        train_seconds: state.train_seconds,
+        tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
+        best,
+        validation,
+        test,
+        stopped_early,
+        label_names: run.config.id2label.clone(),
+        run_dir: run.dir,
+    })
+}
+
+/// The final model, as transformers (or, for embedding runs, sentence-transformers) loads it.
+fn export(run: &Run, model_dir: &std::path::Path) -> Result<()> {
+    checkpoint::write_folder_atomic(model_dir, |tmp| match &run.embedding {
         // Embedding runs export what sentence-transformers loads: the bare encoder plus modules.
         Some(e) => {
             let encoder: Vec<(String, Tensor)> =
@@ -58,10 +74,12 @@ pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Res
             crate::model::save::write_sentence_transformers_files(tmp, &run.config, &modules)
         }
         None => ModelFolder { config: &run.config, tensors: &run.loaded.tensors, tokenizer: &run.tokenizer, dtype: None }.write_into(tmp),
-    })?;
-    let validation = run.splits.validation.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
-    let test = run.splits.test.as_ref().map(|d| evaluate_on(&run, d)).transpose()?;
-    for (name, ev) in [("validation", &validation), ("test", &test)] {
+    })
+}
+
+/// The final scores in `metrics.jsonl`, the plots, and last `trainer_state.json`.
+fn write_results(run: &Run, state: &TrainingState, stopped_early: bool, validation: Option<&Evaluation>, test: Option<&Evaluation>) -> Result<()> {
+    for (name, ev) in [("validation", validation), ("test", test)] {
         if let Some(ev) = ev {
             let mut line = json!({"type": "final", "split": name, "step": state.step});
             for (k, v) in &ev.metrics {
@@ -70,9 +88,9 @@ pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Res
             append_metrics(&run.dir, line)?;
         }
     }
-    write_plots(&run, validation.as_ref())?;
+    write_plots(run, validation)?;
     // Last: what actually happened, for `is_complete`, `--resume` and the model card.
-    let epochs = epoch_of(&run, &state);
+    let epochs = epoch_of(run, state);
     let trainer_state = json!({
         "finished": true,
         "global_step": state.step,
@@ -88,20 +106,7 @@ pub(crate) fn finish(run: Run, state: TrainingState, stopped_early: bool) -> Res
         "validation_fraction": run.cfg.data.validation_fraction,
         "test_rows": run.splits.test.as_ref().map(Dataset::len),
     });
-    checkpoint::write_atomic(&run.dir.join("trainer_state.json"), serde_json::to_string_pretty(&trainer_state)?.as_bytes())?;
-    Ok(Summary {
-        model_dir,
-        steps: state.step,
-        epochs,
-        train_seconds: state.train_seconds,
-        tokens_per_second: state.tokens_seen as f64 / state.train_seconds.max(1e-9),
-        best,
-        validation,
-        test,
-        stopped_early,
-        label_names: run.config.id2label.clone(),
-        run_dir: run.dir,
-    })
+    checkpoint::write_atomic(&run.dir.join("trainer_state.json"), serde_json::to_string_pretty(&trainer_state)?.as_bytes())
 }
 
 pub(crate) fn write_plots(run: &Run, validation: Option<&Evaluation>) -> Result<()> {

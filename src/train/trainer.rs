@@ -267,7 +267,7 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
         log.step(&run, &state, (loss, grad_norm, lr), last)?;
         let (evaluate_now, save_now) = due(&run, &state, epoch_done, last);
         if evaluate_now {
-            // Every rank evaluates alike; rank 0's decision is the one all follow.
+            // Every rank scores its share and gets the whole metrics; rank 0's decision is the one all follow.
             stopped_early = run.world.root_says(evaluate_and_track(&run, &mut state, &log.bar)?)?;
         }
         state.rng = mode.rng_state();

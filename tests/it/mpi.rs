@@ -181,6 +181,97 @@ mod with_mpi {
         assert_eq!(state(&two)["stopped_early"], true);
     }
 
+    /// Trains `config` (the tiny fixture model, 6 steps, evaluated at 3 and 6 and at the end on a
+    /// split of 25 rows, 5 at a time) as one process with batch 8 and as 2 ranks with batch 4;
+    /// returns both runs' evaluation lines.
+    fn evaluations(tmp: &Path, name: &str, config: &str, sets: &[String]) -> [Vec<serde_json::Value>; 2] {
+        let root = crate::common::repo_root();
+        [(1, 8), (2, 4)].map(|(ranks, batch)| {
+            let out = tmp.join(format!("{name}-{ranks}"));
+            let mut args: Vec<String> = ["train", "--quiet", "--config", root.join(config).to_str().unwrap()].map(String::from).to_vec();
+            for kv in [
+                format!("model.config={}", root.join("tests/fixtures/tiny-v4/config.json").display()),
+                format!("model.tokenizer={}", root.join("tests/fixtures/tiny-v4/tokenizer.json").display()),
+                format!("output.dir={}", out.display()),
+                format!("training.batch_size={batch}"),
+                "training.max_steps=6".into(),
+                "training.eval_strategy=steps".into(),
+                "training.eval_steps=3".into(),
+                "training.eval_batch_size=5".into(),
+                "training.logging_steps=1".into(),
+                "data.max_length=32".into(),
+            ]
+            .into_iter()
+            .chain(sets.iter().cloned())
+            {
+                args.extend(["--set".to_string(), kv]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match ranks {
+                1 => ok(modernft(&args).env("RAYON_NUM_THREADS", "1").timed_output()),
+                _ => ok(mpirun(&[(ranks, &args)]).timed_output()),
+            };
+            std::fs::read_to_string(out.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["type"] == "eval" || v["type"] == "final")
+                .collect()
+        })
+    }
+
+    fn assert_same_scores(task: &str, [one, two]: &[Vec<serde_json::Value>; 2]) {
+        assert_eq!(one.len(), 3, "{task}: evaluations at steps 3 and 6 and the final one: {one:?}");
+        assert_eq!(one.len(), two.len(), "{task}: {one:?}\n{two:?}");
+        for (a, b) in one.iter().zip(two) {
+            let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+            assert_eq!(keys, b.as_object().unwrap().keys().collect::<Vec<_>>(), "{task}");
+            for k in keys {
+                match (a[k].as_f64(), b[k].as_f64()) {
+                    (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-2), "{task} step {}: {k} {x} vs {y}", a["step"]),
+                    _ => assert_eq!(a[k], b[k], "{task}: {k}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sharded_evaluation_scores_every_task_as_one_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = std::fs::read_to_string(crate::common::repo_root().join("examples/quickstart/train.jsonl"))
+            .unwrap()
+            .lines()
+            .take(91)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+            .collect();
+        // Token classification: per-token logits of rows of different lengths, entity F1.
+        let ner_train = write_file(tmp.path(), "ner-train.jsonl", &crate::common::ner_rows(48));
+        let ner_dev: String = (0..25)
+            .map(|i| {
+                let words: Vec<&str> = texts[i].split_whitespace().take(3 + i % 7).collect();
+                let tags: Vec<&str> = (0..words.len()).map(|j| ["O", "B-per", "I-per", "B-loc"][(i + j) % 4]).collect();
+                format!("{}\n", serde_json::json!({"tokens": words, "tags": tags}))
+            })
+            .collect();
+        let ner_dev = write_file(tmp.path(), "ner-dev.jsonl", &ner_dev);
+        let ner = evaluations(tmp.path(), "ner", "configs/wnut17-ner.toml", &[format!("data.train={}", ner_train.display()), format!("data.validation={}", ner_dev.display()), "training.learning_rate=3e-3".into()]);
+        assert!(ner[0][2]["f1"].is_number(), "{:?}", ner[0][2]);
+        assert_same_scores("token classification", &ner);
+        // Masked LM: loss, accuracy and perplexity summed over the ranks' masked tokens.
+        let mlm_train = write_file(tmp.path(), "mlm-train.txt", &(texts[..64].join("\n") + "\n"));
+        let mlm_dev = write_file(tmp.path(), "mlm-dev.txt", &(texts[64..89].join("\n") + "\n"));
+        let mlm = evaluations(tmp.path(), "mlm", "configs/mlm.toml", &[format!("data.train={}", mlm_train.display()), format!("data.validation={}", mlm_dev.display()), "data.group_texts=false".into(), "training.learning_rate=2e-3".into()]);
+        assert!(mlm[0][2]["perplexity"].is_number(), "{:?}", mlm[0][2]);
+        assert_same_scores("masked LM", &mlm);
+        // Embeddings (STS): both texts of every pair embedded in shards. CoSENT compares the pairs
+        // of a rank's own batch, so the weights barely move (lr 1e-9): only the evaluation differs.
+        let pairs: String = (0..25).map(|i| format!("{}\n", serde_json::json!({"text_a": texts[i], "text_b": texts[i + 1], "score": (i % 6) as f64}))).collect();
+        let pairs = write_file(tmp.path(), "pairs.jsonl", &pairs);
+        let sts = evaluations(tmp.path(), "sts", "configs/stsb-embedding.toml", &[format!("data.train={}", pairs.display()), format!("data.validation={}", pairs.display()), "training.matryoshka_dims=[32, 16]".into(), "training.learning_rate=1e-9".into()]);
+        assert!(sts[0][2]["spearman"].is_number(), "{:?}", sts[0][2]);
+        assert_same_scores("embedding", &sts);
+    }
+
     #[test]
     fn a_launcher_whose_mpi_is_not_ours_is_refused() {
         // MPICH's Hydra sets PMI_*; an Open MPI build started by it initialises as a world of one.
