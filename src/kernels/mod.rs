@@ -5,6 +5,8 @@
 
 pub mod activation;
 pub mod cpu;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod portable;
 
 pub use activation::Activation;

@@ -26,6 +26,9 @@ pub struct World {
     size: usize,
     #[cfg(feature = "mpi")]
     mpi: Option<Mpi>,
+    /// NCCL's communicator, made at the first sum of gradients on GPUs.
+    #[cfg(feature = "nccl")]
+    nccl: std::cell::OnceCell<crate::kernels::nccl::Nccl>,
 }
 
 #[cfg(feature = "mpi")]
@@ -56,6 +59,8 @@ impl World {
             size: 1,
             #[cfg(feature = "mpi")]
             mpi: None,
+            #[cfg(feature = "nccl")]
+            nccl: Default::default(),
         }
     }
 
@@ -90,7 +95,13 @@ impl World {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).context("MPI is already initialized in this process")?;
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(World { rank, size, mpi: Some(Mpi { world, _universe: universe }) })
+        Ok(World {
+            rank,
+            size,
+            mpi: Some(Mpi { world, _universe: universe }),
+            #[cfg(feature = "nccl")]
+            nccl: Default::default(),
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -259,8 +270,20 @@ impl World {
             return Ok(());
         }
         let mut present: Vec<f64> = params.iter().map(|(_, v)| f64::from(grads.has(v.as_tensor()) as u8)).collect();
+        // And how many ranks train on a GPU (NCCL needs all of them there).
+        let device = params.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        present.push(f64::from(device.is_cuda() as u8));
         self.sum_f64(&mut present)?;
+        let gpus = present.pop().unwrap_or(0.0) as usize;
         let wanted: Vec<usize> = (0..params.len()).filter(|&i| present[i] > 0.0).collect();
+        #[cfg(feature = "nccl")]
+        if gpus > 0 {
+            if gpus < self.size {
+                crate::bail!("{gpus} of {} ranks train on a GPU: with NCCL every rank must (give each rank `--device cuda` or `auto`)", self.size);
+            }
+            return self.sum_on_gpus(grads, params, &wanted, &device);
+        }
+        let _ = gpus;
         // Two buffers reused for every chunk: this rank's gradients in, the sums out.
         let largest = fused(wanted.iter().map(|&i| params[i].1.elem_count())).iter().map(|c| c.iter().map(|&(_, n)| n).sum::<usize>()).max().unwrap_or(0);
         let (mut send, mut sums) = (Vec::with_capacity(largest), vec![0f32; largest]);
@@ -280,6 +303,43 @@ impl World {
                 let t = params[i].1.as_tensor();
                 let g = Tensor::from_slice(&sums[at..at + n], t.shape(), t.device())?.to_dtype(t.dtype())?;
                 grads.dense.insert(t, g);
+                at += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "nccl")]
+impl World {
+    /// [`World::sum_gradients`] on GPUs: each fusion buffer assembled on the device and summed by
+    /// NCCL in place of MPI, the host never touched.
+    fn sum_on_gpus(&self, grads: &mut Grads, params: &[(String, Var)], wanted: &[usize], device: &candle_core::Device) -> Result<()> {
+        use crate::kernels::nccl::{new_id, Nccl};
+        let candle_core::Device::Cuda(cuda) = device else { crate::bail!("internal: NCCL sums on a GPU, not on {device:?}") };
+        if self.nccl.get().is_none() {
+            // Rank 0's id, to every rank over MPI; then all join at once.
+            let mut id = if self.is_root() { new_id()? } else { [0; 128] };
+            if let Some(m) = &self.mpi {
+                use mpi::traits::{Communicator, Root};
+                m.world.process_at_rank(0).broadcast_into(&mut id[..]);
+            }
+            let _ = self.nccl.set(Nccl::join(cuda, self.rank, self.size, id)?);
+        }
+        let nccl = self.nccl.get().context("internal: no NCCL communicator")?;
+        for chunk in fused(wanted.iter().map(|&i| params[i].1.elem_count())) {
+            let mut parts = Vec::with_capacity(chunk.len());
+            for &(j, n) in &chunk {
+                parts.push(match grads.take_dense(params[wanted[j]].1.as_tensor())? {
+                    Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
+                    None => Tensor::zeros(n, DType::F32, device)?,
+                });
+            }
+            let sums = nccl.sum(&Tensor::cat(&parts, 0)?)?;
+            let mut at = 0;
+            for &(j, n) in &chunk {
+                let t = params[wanted[j]].1.as_tensor();
+                grads.dense.insert(t, sums.narrow(0, at, n)?.reshape(t.shape())?.to_dtype(t.dtype())?);
                 at += n;
             }
         }
@@ -349,7 +409,7 @@ mod tests {
         let rows: Vec<usize> = (100..111).collect();
         for size in 1..=13 {
             let parts: Vec<Vec<usize>> = (0..size)
-                .map(|rank| World { rank, size, #[cfg(feature = "mpi")] mpi: None }.part(&rows).to_vec())
+                .map(|rank| World { rank, size, ..World::single() }.part(&rows).to_vec())
                 .collect();
             assert_eq!(parts.concat(), rows, "{size} ranks");
             let (lo, hi) = (parts.iter().map(Vec::len).min().unwrap(), parts.iter().map(Vec::len).max().unwrap());
