@@ -300,6 +300,26 @@ mod with_mpi {
         assert!(stderr.contains("error (rank 1 of 2)") && stderr.contains("train.jsonl"), "the failing rank's message:\n{stderr}");
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "the job took {:?} to stop", started.elapsed());
     }
+
+    #[test]
+    fn a_rank_killed_mid_training_ends_the_job() {
+        // What Linux's OOM killer does to a rank out of memory: SIGKILL, no message, mid-step. The
+        // other rank, waiting in an all-reduce, must not wait forever.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(&tmp.path().join("cfg"), &tmp.path().join("run"), 4, "");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("max_steps = 20", "max_steps = 1000000").replace("save_steps = 5", "save_steps = 1000000");
+        std::fs::write(&cfg, text).unwrap();
+        let binary = crate::common::binary();
+        let started = std::time::Instant::now();
+        let mut job = mpirun(&[(1, &["train", "--quiet", "--config", cfg.to_str().unwrap()])]);
+        // Rank 1: the same training, killed 4 s in (`exec` keeps the shell's pid, which `kill` names).
+        job.args([":", "-np", "1", "sh", "-c", &format!("(sleep 4; kill -9 $$) & exec '{}' train --quiet --config '{}'", binary.display(), cfg.display())]);
+        let result = job.timed_output();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "the job succeeded:\n{stderr}");
+        assert!(stderr.contains("signal 9"), "the launcher names the killed rank's signal:\n{stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the job took {:?} to stop", started.elapsed());
+    }
 }
 
 #[cfg(not(feature = "mpi"))]
