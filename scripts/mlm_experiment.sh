@@ -6,8 +6,9 @@
 #   random:  the same classification from random init for MLM_STEPS + FT_STEPS steps (the same
 #            number of optimizer steps in all), and for FT_STEPS steps.
 # Prints the dev accuracy (all 872 SST-2 dev rows) of each, for each fine-tuning learning rate in
-# FT_LRS (every arm gets the same grid).
-#   ROWS=1000 MLM_STEPS=1000 FT_STEPS=300 MLM_LENGTH=128 bash scripts/mlm_experiment.sh
+# FT_LRS (every arm gets the same grid) and each fine-tuning seed in SEEDS (default 1: the head's
+# initialisation, the batch order, dropout), then per arm and rate the mean, lowest and highest.
+#   ROWS=1000 MLM_STEPS=1000 FT_STEPS=300 MLM_LENGTH=128 SEEDS="1 2 3" bash scripts/mlm_experiment.sh
 # MLM_MODEL=runs/x/checkpoint-2000 fine-tunes an existing masked-LM run's weights instead of
 # pretraining (MLM_STEPS then says how many steps it had, for the same-budget arm); ARMS picks
 # some of: adapted same-budget same-finetune.
@@ -18,7 +19,7 @@ ROWS=${ROWS:-1000}
 MLM_STEPS=${MLM_STEPS:-1000}
 FT_STEPS=${FT_STEPS:-300}
 MLM_LENGTH=${MLM_LENGTH:-128}
-SEED=${SEED:-1}
+SEEDS=${SEEDS:-${SEED:-1}}
 FT_LRS=${FT_LRS:-5e-4}
 MLM_MODEL=${MLM_MODEL:-}
 ARMS=${ARMS:-adapted same-budget same-finetune}
@@ -44,7 +45,7 @@ echo "corpus: $(wc -l < "$WORK/corpus.txt") documents; labelled: $ROWS rows"
 if [ -z "$MLM_MODEL" ]; then
   start=$(date +%s)
   "$BIN" train --quiet --config configs/mlm.toml --set "data.train=\"$WORK/corpus.txt\"" \
-    --set "training.max_steps=$MLM_STEPS" --set "data.max_length=$MLM_LENGTH" --set "training.seed=$SEED" --set "output.dir=\"$WORK/mlm\"" > "$WORK/mlm.out" 2>&1 || { cat "$WORK/mlm.out"; exit 1; }
+    --set "training.max_steps=$MLM_STEPS" --set "data.max_length=$MLM_LENGTH" --set "training.seed=${SEEDS%% *}" --set "output.dir=\"$WORK/mlm\"" > "$WORK/mlm.out" 2>&1 || { cat "$WORK/mlm.out"; exit 1; }
   echo "mlm: $MLM_STEPS steps of $MLM_LENGTH-token blocks in $(( $(date +%s) - start )) s; $(grep -A0 'validation ' "$WORK/mlm.out" | sed 's/^ *//')"
   MLM_MODEL="$WORK/mlm/model"
 fi
@@ -75,8 +76,22 @@ TOML
 }
 SCRATCH=$'[model]\nconfig = "examples/sst2-small/config.json"\ntokenizer = "../shared/data/modernbert/tokenizer.json"'
 arm() { case " $ARMS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-for lr in $FT_LRS; do
-  if arm adapted; then finetune "adapted-then-finetuned-lr$lr" "$(printf '[model]\nname = "%s"' "$MLM_MODEL")" "$FT_STEPS" "$lr"; fi
-  if arm same-budget; then finetune "random-init-same-budget-lr$lr" "$SCRATCH" "$(( MLM_STEPS + FT_STEPS ))" "$lr"; fi
-  if arm same-finetune; then finetune "random-init-same-finetune-lr$lr" "$SCRATCH" "$FT_STEPS" "$lr"; fi
-done
+for SEED in $SEEDS; do
+  for lr in $FT_LRS; do
+    if arm adapted; then finetune "adapted-then-finetuned-lr$lr-seed$SEED" "$(printf '[model]\nname = "%s"' "$MLM_MODEL")" "$FT_STEPS" "$lr"; fi
+    if arm same-budget; then finetune "random-init-same-budget-lr$lr-seed$SEED" "$SCRATCH" "$(( MLM_STEPS + FT_STEPS ))" "$lr"; fi
+    if arm same-finetune; then finetune "random-init-same-finetune-lr$lr-seed$SEED" "$SCRATCH" "$FT_STEPS" "$lr"; fi
+  done
+done | tee "$WORK/results.txt"
+# Per arm and learning rate over the seeds: mean, lowest, highest.
+"$PYTHON" - "$WORK/results.txt" <<'PY2'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\S+)-seed\d+\s+(\d+) steps\s+dev accuracy (\S+)", line)
+    if m:
+        runs.setdefault((m.group(1), m.group(2)), []).append(float(m.group(3)))
+print(f"\n{'arm':<40} {'steps':>6}  seeds  mean    lowest  highest")
+for (name, steps), accs in runs.items():
+    print(f"{name:<40} {steps:>6}  {len(accs):>5}  {statistics.mean(accs):.4f}  {min(accs):.4f}  {max(accs):.4f}")
+PY2
