@@ -19,6 +19,10 @@ pub struct Error {
 pub enum Kind {
     /// A data file has no column of this name.
     MissingColumn(String),
+    /// A training run stopped on request (a signal) after saving a checkpoint.
+    Stopped,
+    /// Said already by another process of the job (rank 0): end non-zero without a message.
+    SaidElsewhere,
 }
 
 impl Error {

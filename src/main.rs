@@ -11,16 +11,7 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Embed(args) => commands::embed(args),
         Command::Data(args) => commands::data(args),
-        Command::Train(args) => {
-            // Ctrl-C: the trainer checkpoints at the next step boundary and exits; a second Ctrl-C kills.
-            let _ = ctrlc::set_handler(|| {
-                if modernft::train::trainer::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("\ninterrupt: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)");
-            });
-            commands::train(args)
-        }
+        Command::Train(args) => commands::train(args),
         Command::Init(args) => commands::init(args),
         Command::Eval(args) => commands::eval(args),
         Command::Predict(args) => commands::predict(args),
@@ -40,6 +31,9 @@ fn main() -> ExitCode {
             // A closed pipe (`modernft embed ... | head`) is not an error worth a message.
             if e.is_broken_pipe() {
                 return ExitCode::SUCCESS;
+            }
+            if e.kind() == Some(&modernft::error::Kind::SaidElsewhere) {
+                return ExitCode::FAILURE;
             }
             let _ = writeln!(std::io::stderr(), "error: {}", e.chain());
             ExitCode::FAILURE

@@ -255,6 +255,8 @@ pub fn data(args: &DataArgs) -> Result<()> {
 pub fn train(args: &TrainArgs) -> Result<()> {
     use std::io::IsTerminal;
     let world = std::sync::Arc::new(crate::train::dist::World::from_launcher()?);
+    // Ctrl-C, SIGTERM, SIGUSR1: a checkpoint at the end of the step, then the end (train::stop).
+    crate::train::stop::listen(world.is_root())?;
     let opts = crate::train::TrainOptions {
         device: crate::device::parse_device(&args.device)?,
         progress: !args.quiet && std::io::stderr().is_terminal(),
@@ -264,6 +266,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         // A rank that fails stops every rank (MPI_Abort) with its message: never a silent hang.
         return match train_as(args, &opts) {
             Ok(()) => Ok(()),
+            // Every rank stopped at the same step after rank 0's checkpoint: MPI ends cleanly, rank 0 says why.
+            Err(e) if e.kind() == Some(&crate::error::Kind::Stopped) => match world.is_root() {
+                true => Err(e),
+                false => Err(crate::error::Error::msg("stopped with rank 0").with_kind(crate::error::Kind::SaidElsewhere)),
+            },
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "error (rank {} of {}): {}", world.rank(), world.size(), e.chain());
                 world.abort(1)

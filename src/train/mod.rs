@@ -10,6 +10,7 @@ pub mod optim;
 pub mod schedule;
 pub mod setup;
 pub mod step;
+pub mod stop;
 pub mod tensorboard;
 pub mod trainer;
 

@@ -12,7 +12,6 @@
 //! sampler position and the dropout RNG, and everything else is a function of those.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +32,6 @@ use crate::train::dist::World;
 use crate::train::log::Log;
 use crate::train::step::step;
 
-
-/// Set by the Ctrl-C handler; the loop checkpoints and stops at the next step boundary.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub struct TrainOptions {
     pub device: Device,
@@ -271,8 +267,8 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
             stopped_early = run.world.root_says(evaluate_and_track(&run, &mut state, &log.bar)?)?;
         }
         state.rng = mode.rng_state();
-        // Ctrl-C on any rank stops every rank at the same step.
-        let interrupted = run.world.any(INTERRUPTED.load(Ordering::SeqCst))?;
+        // A stop request (Ctrl-C, SIGTERM, SIGUSR1: train::stop) on any rank stops every rank at the same step.
+        let interrupted = run.world.any(super::stop::requested().is_some())?;
         if (save_now || evaluate_now || interrupted || stopped_early) && run.world.is_root() {
             checkpoint::save(&run, &state)?;
         }
@@ -281,7 +277,8 @@ fn run_loop(mut run: Run, mut state: TrainingState, opts: &TrainOptions) -> Resu
             run.world.barrier();
             log.bar.abandon();
             let at = run.dir.join(format!("checkpoint-{}", state.step));
-            crate::bail!("interrupted at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`", state.step, at.display(), run.dir.display());
+            let by = super::stop::requested().unwrap_or("a signal to another rank");
+            return Err(crate::err!("interrupted by {by} at step {}; checkpoint saved in {}; continue with `modernft train --resume {}`", state.step, at.display(), run.dir.display()).with_kind(crate::error::Kind::Stopped));
         }
     }
     log.bar.finish_and_clear();

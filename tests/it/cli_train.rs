@@ -225,41 +225,47 @@ fn quickstart_config_runs_offline() {
     assert!(out.join("loss.svg").is_file() && out.join("confusion_matrix.svg").is_file());
 }
 
+/// Ctrl-C (SIGINT), SIGTERM (docker stop, Kubernetes, Slurm's time limit, `mpirun` on Ctrl-C) and
+/// SIGUSR1 (Slurm's `--signal`): a checkpoint at the end of the step, and the resumed run ends with
+/// the uninterrupted run's bytes.
 #[test]
-fn ctrl_c_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
+fn a_stop_signal_writes_a_checkpoint_and_the_run_resumes_to_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
-    let stopped = tmp.path().join("stopped");
     let a = tmp.path().join("a");
-    let b = tmp.path().join("b");
     std::fs::create_dir_all(&a).unwrap();
-    std::fs::create_dir_all(&b).unwrap();
-    // No periodic checkpoints: the only one before the end is the Ctrl-C one.
+    // No periodic checkpoints: the only one before the end is the requested one.
     let set = ["--set", "training.save_steps=0"];
     let cfg_full = resumable_config(&a, &full);
     ok(modernft(&["train", "--quiet", "--config", cfg_full.to_str().unwrap(), set[0], set[1]]).timed_output());
-    let cfg = resumable_config(&b, &stopped);
-    let child = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), set[0], set[1]])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until training has started (the first logged step), then send SIGINT.
-    let start = Instant::now();
-    while std::fs::read_to_string(stopped.join("metrics.jsonl")).map(|s| s.is_empty()).unwrap_or(true) {
-        assert!(start.elapsed() < Duration::from_secs(300), "training never started");
-        std::thread::sleep(Duration::from_millis(2));
+    for signal in ["INT", "TERM", "USR1"] {
+        let stopped = tmp.path().join(format!("stopped-{signal}"));
+        let b = tmp.path().join(format!("b-{signal}"));
+        std::fs::create_dir_all(&b).unwrap();
+        let cfg = resumable_config(&b, &stopped);
+        let child = modernft(&["train", "--quiet", "--config", cfg.to_str().unwrap(), set[0], set[1]])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until training has started (the first logged step), then send the signal.
+        let start = Instant::now();
+        while std::fs::read_to_string(stopped.join("metrics.jsonl")).map(|s| s.is_empty()).unwrap_or(true) {
+            assert!(start.elapsed() < Duration::from_secs(300), "training never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = common::wait_child_timed(child, &format!("train after SIG{signal}"));
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "SIG{signal}: {e}");
+        assert!(e.contains(&format!("interrupted by SIG{signal} at step")) && e.contains("--resume"), "{e}");
+        assert!(!stopped.join("model").exists());
+        let cks: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("checkpoint-")).collect();
+        assert_eq!(cks.len(), 1, "{cks:?}");
+        ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).timed_output());
+        assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(stopped.join("model/model.safetensors")).unwrap(), "SIG{signal}: resumed weights differ");
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let out = common::wait_child_timed(child, "train after SIGINT");
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("interrupted at step") && e.contains("--resume"), "{e}");
-    assert!(!stopped.join("model").exists());
-    let cks: Vec<String> = std::fs::read_dir(&stopped).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("checkpoint-")).collect();
-    assert_eq!(cks.len(), 1, "{cks:?}");
-    ok(modernft(&["train", "--quiet", "--resume", stopped.to_str().unwrap()]).timed_output());
-    assert!(std::fs::read(full.join("model/model.safetensors")).unwrap() == std::fs::read(stopped.join("model/model.safetensors")).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------------

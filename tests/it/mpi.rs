@@ -284,6 +284,77 @@ mod with_mpi {
         assert!(!out.exists());
     }
 
+    /// The ways a job is asked to stop: `kill -USR1 <mpirun>` (forwarded to every rank, nothing
+    /// killed), Ctrl-C on `mpirun` (SIGCONT, then SIGTERM to every rank `odls_base_sigkill_timeout`
+    /// seconds later, SIGKILL as many seconds after that), and a signal that reaches one rank only.
+    /// Every rank stops at the same step after rank 0's checkpoint, MPI ends cleanly with one message
+    /// (rank 0's; on Ctrl-C `mpirun` no longer passes the ranks' output on), and the job resumed on 2
+    /// ranks ends with the uninterrupted job's bytes.
+    #[test]
+    fn a_stop_signal_checkpoints_every_rank_at_one_step_and_the_job_resumes_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let steps = 800;
+        let long = |name: &str| {
+            let cfg = config(&tmp.path().join(format!("cfg-{name}")), &tmp.path().join(name), 4, "");
+            let text = std::fs::read_to_string(&cfg).unwrap().replace("max_steps = 20", &format!("max_steps = {steps}")).replace("save_steps = 5", "save_steps = 0");
+            std::fs::write(&cfg, text).unwrap();
+            (cfg, tmp.path().join(name))
+        };
+        let (cfg, whole) = long("whole");
+        ok(mpirun(&[(2, &["train", "--quiet", "--config", cfg.to_str().unwrap()])]).timed_output());
+        let binary = crate::common::binary();
+        for how in ["USR1 to mpirun", "Ctrl-C on mpirun", "USR1 to rank 1"] {
+            let (cfg, run) = long(&how.replace(' ', "-"));
+            let args = ["train", "--config", cfg.to_str().unwrap()];
+            let mut job = match how {
+                "USR1 to rank 1" => {
+                    // Rank 1 signals itself once training has begun (`exec` keeps the shell's pid).
+                    let mut job = mpirun(&[(1, &args)]);
+                    job.args([":", "-np", "1", "sh", "-c", &format!("(while [ ! -s '{}' ]; do sleep 0.01; done; kill -USR1 $$) & exec '{}' train --config '{}'", run.join("metrics.jsonl").display(), binary.display(), cfg.display())]);
+                    job
+                }
+                _ => mpirun(&[(2, &args)]),
+            };
+            // SIGTERM 2 s after Ctrl-C, SIGKILL 2 s later: time enough for a step and a checkpoint here.
+            job.env("OMPI_MCA_odls_base_sigkill_timeout", "2").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            let child = job.spawn().unwrap();
+            if how != "USR1 to rank 1" {
+                let start = std::time::Instant::now();
+                while std::fs::read_to_string(run.join("metrics.jsonl")).map(|s| s.is_empty()).unwrap_or(true) {
+                    assert!(start.elapsed() < std::time::Duration::from_secs(300), "training never started");
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                let signal = if how.starts_with("Ctrl-C") { "-INT" } else { "-USR1" };
+                assert!(std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+            }
+            let out = crate::common::wait_child_timed(child, how);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{how}: the job did not stop:\n{stderr}");
+            let by = match how {
+                "USR1 to mpirun" => "SIGUSR1",
+                "Ctrl-C on mpirun" => "SIGTERM",
+                _ => "a signal to another rank",
+            };
+            if how.starts_with("Ctrl-C") {
+                assert_eq!(stderr.matches("SIGTERM: saving a checkpoint").count(), 1, "{how}: rank 0's notice:\n{stderr}");
+            } else {
+                assert_eq!(stderr.matches("interrupted by").count(), 1, "{how}: one message, rank 0's:\n{stderr}");
+                assert!(stderr.contains(&format!("interrupted by {by} at step")), "{how}:\n{stderr}");
+            }
+            assert!(!stderr.contains("MPI_ABORT") && !stderr.contains("error (rank"), "{how}: a clean end, not an abort:\n{stderr}");
+            // The checkpoint of the step it stopped at (the others are the epochs' ends: 7 steps each).
+            let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("trainer_state.json")).unwrap()).unwrap();
+            let at = state["global_step"].as_u64().unwrap() as usize;
+            let train_lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).count();
+            assert!(at < steps && at == train_lines && state["last_checkpoint"] == format!("checkpoint-{at}").as_str(), "{how}: stopped at step {at} of {steps}, {train_lines} steps logged: {state}");
+            ok(mpirun(&[(2, &["train", "--quiet", "--resume", run.to_str().unwrap()])]).timed_output());
+            assert!(
+                std::fs::read(run.join("model/model.safetensors")).unwrap() == std::fs::read(whole.join("model/model.safetensors")).unwrap(),
+                "{how}: stopped at step {at} and resumed, the job ends with other weights than the uninterrupted one"
+            );
+        }
+    }
+
     #[test]
     fn a_rank_that_fails_stops_every_rank_with_its_message() {
         let tmp = tempfile::tempdir().unwrap();
