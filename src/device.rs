@@ -12,7 +12,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     if spec == "auto" {
         let (device, why) = auto()?;
         static SAID: Once = Once::new();
-        SAID.call_once(|| eprintln!("device: {} (--device auto{why})", describe(&device)));
+        SAID.call_once(|| crate::say!("device: {} (--device auto{why})", describe(&device)));
         return Ok(device);
     }
     let (kind, index) = match spec.split_once(':') {

@@ -107,6 +107,25 @@ impl std::error::Error for Error {
     }
 }
 
+/// Set on every rank of a job but rank 0: their notes would repeat rank 0's, once per rank.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on [`say!`] prints nothing in this process (errors still do).
+pub fn quiet() {
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`say!`] keeps quiet.
+pub fn is_quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A note to the user on stderr, like `eprintln!`; said once per job (not by ranks other than 0).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { if !$crate::error::is_quiet() { eprintln!($($arg)*) } };
+}
+
 /// Creates an [`Error`] from a format string, like `anyhow::anyhow!`.
 #[macro_export]
 macro_rules! err {

@@ -294,7 +294,7 @@ fn train_as(args: &TrainArgs, opts: &crate::train::TrainOptions) -> Result<()> {
                         target.display()
                     );
                 }
-                eprintln!(
+                crate::say!(
                     "{} is complete: training finished and its model is in {}; nothing to resume (start a new run with --config)",
                     dir.display(),
                     dir.join("model").display()

@@ -638,7 +638,7 @@ fn read_lines(path: &Path, opts: &ReadOptions, cols: &Columns, sink: &mut Sink) 
         sink.push(text, pair, label)
     })?;
     if skipped > 0 {
-        eprintln!("note: {source}: skipped {skipped} line(s) that `pattern` does not match (skip_unmatched = true); the first is line {first_skipped}");
+        crate::say!("note: {source}: skipped {skipped} line(s) that `pattern` does not match (skip_unmatched = true); the first is line {first_skipped}");
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ impl ModelFiles {
             .map_err(|e| if folder.is_some() && asked.is_none() { e.wrap(format!("{}: max_seq_length", self.origin)) } else { e })?;
         if let (Some((n, key)), Some(m)) = (asked, folder) {
             if *n != m {
-                eprintln!("note: {key} = {n} overrides {}'s sentence-transformers setting (max_seq_length = {m})", self.origin);
+                crate::say!("note: {key} = {n} overrides {}'s sentence-transformers setting (max_seq_length = {m})", self.origin);
             }
         }
         Ok(n)
@@ -96,7 +96,7 @@ impl ModelFiles {
         let st = self.sentence.as_ref();
         let origin = &self.origin;
         let overrides = |key: &str, value: String, folder: String| {
-            eprintln!("note: {key} = {value} overrides {origin}'s sentence-transformers setting ({folder})");
+            crate::say!("note: {key} = {value} overrides {origin}'s sentence-transformers setting ({folder})");
         };
         let pooling = match (&asked.pooling, st) {
             (Some((p, key)), Some(s)) if *p != s.pooling => {
@@ -162,7 +162,7 @@ impl ModelFiles {
                 return Self::from_dir(&dir.join("model"));
             }
             if let Some(ck) = run_checkpoint(dir)? {
-                eprintln!("note: {} has no exported model yet; using {}", dir.display(), ck.display());
+                crate::say!("note: {} has no exported model yet; using {}", dir.display(), ck.display());
                 return Self::from_dir(&ck);
             }
             crate::bail!("{} has no config.json: is it a model folder?", dir.display());
@@ -208,7 +208,7 @@ impl ModelFiles {
             }
             None => {
                 // What sentence-transformers itself builds around a plain transformer.
-                eprintln!("note: {} lists no Pooling module; using mean pooling", modules_path.display());
+                crate::say!("note: {} lists no Pooling module; using mean pooling", modules_path.display());
                 crate::model::Pooling::Mean
             }
         };

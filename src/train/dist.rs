@@ -80,6 +80,10 @@ impl World {
                     world.size
                 );
             }
+            if world.rank > 0 {
+                // Rank 0 speaks for the job.
+                crate::error::quiet();
+            }
             Ok(world)
         }
         #[cfg(not(feature = "mpi"))]

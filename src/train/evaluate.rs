@@ -26,7 +26,7 @@ pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &Pro
     // Every rank has the same numbers (sharded, then gathered: the same early stopping); rank 0 reports.
     if run.world.is_root() {
         append_metrics(&run.dir, line)?;
-        bar.suspend(|| eprintln!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
+        bar.suspend(|| crate::say!("eval at step {}: {}", state.step, format_metrics(&ev.metrics)));
     }
     let value = *ev.metrics.get(metric).with_context(|| {
         format!("metric_for_best_model `{metric}` is not computed for this task (available: {})", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
@@ -43,7 +43,7 @@ pub(crate) fn evaluate_and_track(run: &Run, state: &mut TrainingState, bar: &Pro
     }
     let stop = t.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
     if stop && run.world.is_root() {
-        bar.suspend(|| eprintln!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
+        bar.suspend(|| crate::say!("early stopping: no improvement in {metric} for {} evaluations", state.evals_without_improvement));
     }
     Ok(stop)
 }

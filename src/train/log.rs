@@ -75,7 +75,7 @@ impl Log {
             }
             append_metrics(&run.dir, line)?;
             if self.lines {
-                eprintln!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
+                crate::say!("step {}/{} · epoch {epoch:.2} · loss {mean:.4} · lr {lr:.2e} · {tps:.0} tok/s", state.step, run.total_steps);
             }
             self.window = (0.0, 0);
         }

@@ -159,7 +159,7 @@ pub(crate) fn resolve_sentence_settings(cfg: &RunConfig, sentence: Option<&Model
     };
     let setup = files.embedding_setup(config, &asked)?;
     if let Some(prompt) = files.sentence.as_ref().and_then(|s| s.default_prompt.as_ref()) {
-        eprintln!(
+        crate::say!(
             "note: {}'s default prompt {prompt:?} is not prepended to training texts (as in sentence-transformers' trainer); the exported model keeps it",
             files.origin
         );
@@ -195,7 +195,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
         .with_context(|| format!("cannot build the model for {}", dir.display()))?;
     check_best_metric(cfg, kind, embedding, &splits)?;
     if let (Some(v), true) = (&new_vocabulary, checkpoint.is_none()) {
-        eprintln!("{}", v.note(old_vocab, config.vocab_size, source.weights.is_some()));
+        crate::say!("{}", v.note(old_vocab, config.vocab_size, source.weights.is_some()));
     }
     if let (Some(m), true) = (&mlm, checkpoint.is_none()) {
         let targets: usize = (0..splits.train.len()).map(|r| m.row(splits.train.tokens.row(r), 0, r).targets.len()).sum();
@@ -221,7 +221,7 @@ pub(crate) fn prepare(cfg: &RunConfig, dir: &Path, checkpoint: Option<&Path>, de
     let mut settled = cfg.clone();
     if let Some(r) = &splits.renaming {
         if checkpoint.is_none() {
-            eprintln!("{}", r.describe());
+            crate::say!("{}", r.describe());
         }
         settled.data.label_names = Some(crate::data::LabelNames::Map(r.map()));
     }
@@ -354,7 +354,7 @@ fn data(cfg: &RunConfig, kind: TargetKind, embedding: bool, encoder: &TextEncode
     if new_run {
         for ds in [Some(&splits.train), splits.validation.as_ref(), splits.test.as_ref()].into_iter().flatten() {
             if let Some(note) = encoder.truncation_note(ds.truncated, ds.len(), &format!("{} rows", ds.name), "see [data] max_length; truncate = false refuses them") {
-                eprintln!("{note}");
+                crate::say!("{note}");
             }
         }
     }
@@ -381,7 +381,7 @@ fn mlm_splits(cfg: &RunConfig, encoder: &TextEncoder, new_run: bool) -> Result<S
             ds.tokens = ds.tokens.grouped(cfg.data.max_length);
             ds.truncated = 0;
         } else if let (true, Some(note)) = (new_run, encoder.truncation_note(ds.truncated, ds.len(), &format!("{} documents", ds.name), "see [data] max_length and group_texts")) {
-            eprintln!("{note}");
+            crate::say!("{note}");
         }
     }
     Ok(splits)
@@ -401,7 +401,7 @@ fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, emb
     let rows = augmenter.epoch_rows(&splits.train, &table, &encoder, embedding, 0)?;
     if new_run {
         let on: Vec<String> = config.operations().iter().filter(|(_, p)| *p > 0.0).map(|(op, p)| format!("{op} {p}")).collect();
-        eprintln!(
+        crate::say!(
             "augmenting: {} training rows + {} augmented cop{} each per epoch ({}); validation and test rows as read",
             splits.train.len(),
             config.copies,
@@ -409,7 +409,7 @@ fn augmentation(cfg: &RunConfig, splits: &mut Splits, encoder: &TextEncoder, emb
             on.join(", ")
         );
         if embedding && cfg.training.embedding_loss == crate::tasks::embedding::EmbeddingLoss::Mnrl && cfg.training.batch_sampler != "no_duplicates" {
-            eprintln!("note: with in-batch negatives, a row and its augmented copy in one batch are each other's negatives; batch_sampler = \"no_duplicates\" keeps them apart");
+            crate::say!("note: with in-batch negatives, a row and its augmented copy in one batch are each other's negatives; batch_sampler = \"no_duplicates\" keeps them apart");
         }
     }
     Ok(Some(Augmentation { augmenter, table, encoder, separate_texts: embedding, epoch: 0, rows }))
@@ -469,16 +469,16 @@ fn model(cfg: &RunConfig, config: &ModernBertConfig, weights: Option<&Weights>, 
     if cfg.training.precision == "bf16" {
         loaded.model.train_in_bf16();
         if new_run {
-            eprintln!("{}", bf16_note());
+            crate::say!("{}", bf16_note());
         }
     }
     if !loaded.initialised.is_empty() && new_run {
         if loaded.initialised.len() == loaded.tensors.len() {
-            eprintln!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
+            crate::say!("note: training from scratch: all {} tensors are freshly initialised", loaded.initialised.len());
         } else {
             let replaced = weights.is_some_and(|w| w.contains("classifier.weight"));
             let why = if replaced { "the checkpoint's classifier has a different label count; re-initialised" } else { "not in the checkpoint, freshly initialised" };
-            eprintln!("note: {why}: {}", loaded.initialised.join(", "));
+            crate::say!("note: {why}: {}", loaded.initialised.join(", "));
         }
     }
     Ok(loaded)

@@ -176,7 +176,7 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
         );
     }
     if world.is_root() && world.size() != state.processes {
-        eprintln!(
+        crate::say!(
             "note: the run started on {} processes and resumes on {}: the global batch stays {global_batch} rows per micro-batch (up to {} per rank)",
             state.processes,
             world.size(),
@@ -233,10 +233,10 @@ pub fn resume(dir: &Path, from: Option<usize>, opts: &TrainOptions) -> Result<Su
                 to = aside.join(format!("{}.{n}", name.to_string_lossy()));
             }
             std::fs::rename(ck, &to).with_context(|| format!("cannot move {} to {}", ck.display(), to.display()))?;
-            eprintln!("note: {} comes after the chosen checkpoint; moved to {}", ck.display(), to.display());
+            crate::say!("note: {} comes after the chosen checkpoint; moved to {}", ck.display(), to.display());
         }
     }
-    eprintln!("resuming {} from {} (step {})", dir.display(), latest.display(), state.step);
+    crate::say!("resuming {} from {} (step {})", dir.display(), latest.display(), state.step);
     run_loop(run, state, opts)
 }
 

@@ -105,9 +105,11 @@ mod with_mpi {
         let single = config(&tmp.path().join("cfg1"), &one, 8, "");
         let double = config(&tmp.path().join("cfg2"), &two, 4, "");
         ok(modernft(&["train", "--quiet", "--config", single.to_str().unwrap()]).env("RAYON_NUM_THREADS", "1").timed_output());
-        let (stdout, _) = ok(mpirun(&[(2, &["train", "--quiet", "--config", double.to_str().unwrap()])]).timed_output());
-        // Rank 0 alone reports and writes.
+        let (stdout, stderr) = ok(mpirun(&[(2, &["train", "--quiet", "--config", double.to_str().unwrap()])]).timed_output());
+        // Rank 0 alone reports, says its notes and writes.
         assert_eq!(stdout.matches("model ").count(), 1, "one summary:\n{stdout}");
+        assert_eq!(stderr.matches("device: cpu").count(), 1, "one device note:\n{stderr}");
+        assert_eq!(stderr.matches("note: training from scratch").count(), 1, "one note:\n{stderr}");
         let train_lines = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).count();
         assert_eq!(train_lines(&two), 20);
         let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(two.join("metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"train\"")).last().unwrap()).unwrap();
