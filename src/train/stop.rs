@@ -4,11 +4,11 @@
 //! | signal  | who sends it |
 //! |---------|--------------|
 //! | SIGINT  | Ctrl-C in the terminal; `kill -INT` |
-//! | SIGTERM | Open MPI's `mpirun` to every rank on Ctrl-C (SIGKILL follows after `odls_base_sigkill_timeout`, 1 s unless raised); Slurm at the time limit and on `scancel` (SIGKILL after `KillWait`, 30 s); `docker stop`, Kubernetes |
+//! | SIGTERM | Open MPI's `mpirun` to every rank on Ctrl-C (SIGCONT first, SIGTERM `odls_base_sigkill_timeout` seconds later, SIGKILL as many after that; 1 s unless raised); Slurm at the time limit and on `scancel` (SIGKILL after `KillWait`, 30 s); `docker stop`, Kubernetes |
 //! | SIGUSR1 | `mpirun` forwards it to every rank and kills nothing: `kill -USR1 <mpirun's pid>`; Slurm's `--signal=USR1@120` before the time limit |
 //!
 //! The first such signal is a request; a second (any of them) quits at once with 128 + its number,
-//! as the shell reports a killed process. Under MPI the request of any rank stops every rank at the
+//! as the shell reports a killed process (two sent within microseconds of each other arrive as one). Under MPI the request of any rank stops every rank at the
 //! same step (the trainer asks the ranks each step).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
